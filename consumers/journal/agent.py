@@ -1,0 +1,10 @@
+"""Faust wiring of the journal: one batching agent over every source topic."""
+
+from __future__ import annotations
+
+from consumers.journal.projection import projection
+from pipeline.worker import Worker
+
+
+def install(worker: Worker) -> None:
+    worker.add_projection(projection)

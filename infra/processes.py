@@ -1,0 +1,192 @@
+"""Detached service processes, tracked by PID files so any later command can stop them."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from signal import SIGTERM, Signals
+
+import psutil  # type: ignore[import-untyped]
+
+LOCALHOST = "127.0.0.1"
+
+# Popen objects of the services this interpreter started. Holding them keeps the garbage collector
+# from warning about children still running, and lets `pid_alive` reap a child that died so it does
+# not linger as a zombie.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class ServiceStartError(RuntimeError):
+    """An embedded service exited or never became ready; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    name: str
+    pid: int
+    log_path: Path
+    pid_path: Path
+
+    def failure(self, what: str) -> ServiceStartError:
+        return ServiceStartError(
+            f"{self.name} (pid {self.pid}) {what}; last lines of {self.log_path}:\n"
+            f"{log_tail(self.log_path)}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log written)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def pid_file(data_dir: Path, name: str) -> Path:
+    return data_dir / f"{name}.pid"
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str | Path],
+    data_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    user: int | None = None,
+    group: int | None = None,
+) -> ManagedProcess:
+    """Start `argv` in its own session, so a Ctrl-C in the launching terminal does not reach it and
+    it outlives the command that started it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            [str(arg) for arg in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+            env=env,
+            start_new_session=True,
+            user=user,
+            group=group,
+            # Dropping to another user must also drop root's supplementary groups.
+            extra_groups=[] if user is not None else None,
+        )
+    _children[child.pid] = child
+    path = pid_file(data_dir, name)
+    path.write_text(f"{child.pid}\n")
+    return ManagedProcess(name=name, pid=child.pid, log_path=log_path, pid_path=path)
+
+
+def pid_alive(pid: int, *, name: str | None = None) -> bool:
+    """Whether `pid` runs (zombies count as dead) and, when `name` is given, is that program; the
+    name check keeps a PID recorded before a reboot from matching an unrelated process."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        del _children[pid]
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return name is None or process.name() == name
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_pid_file(path: Path) -> int | None:
+    """The PID in `path` if that process is alive and already ran when the file was written; a
+    younger process with the same PID is a stranger that reused it."""
+    try:
+        pid = int(path.read_text().split()[0])
+        written = path.stat().st_mtime
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    if not pid_alive(pid):
+        return None
+    try:
+        # create_time has clock-tick resolution, hence the slack.
+        if psutil.Process(pid).create_time() > written + 1.0:
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return pid
+
+
+def stop_pid(pid: int, grace_seconds: float = 10.0, sig: Signals = SIGTERM) -> bool:
+    """Send `sig`, wait up to `grace_seconds`, then SIGKILL the process and its descendants.
+
+    Returns whether a live process was stopped."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            _reap(process)
+            return False
+        process.send_signal(sig)
+    except psutil.NoSuchProcess:
+        _forget(pid)
+        return False
+    try:
+        process.wait(grace_seconds)
+    except psutil.TimeoutExpired:
+        _kill_tree(process, grace_seconds)
+    _forget(pid)
+    return True
+
+
+def _reap(process: psutil.Process) -> None:
+    # Waiting on a zombie child collects it; on anyone else's zombie it returns at once.
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        process.wait(0)
+    _forget(process.pid)
+
+
+def _forget(pid: int) -> None:
+    child = _children.pop(pid, None)
+    if child is not None:
+        # psutil may have reaped it already; polling then records it as gone, otherwise the Popen
+        # object warns on collection that its child is still running.
+        child.poll()
+
+
+def _kill_tree(process: psutil.Process, timeout: float) -> None:
+    try:
+        victims = [*process.children(recursive=True), process]
+    except psutil.NoSuchProcess:
+        return
+    for victim in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
+    psutil.wait_procs(victims, timeout=timeout)
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: ManagedProcess | None = None) -> None:
+    """Wait until `host:port` accepts a connection; stop waiting as soon as `proc` dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and not pid_alive(proc.pid):
+            raise proc.failure(f"exited before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            what = f"did not listen on {host}:{port} within {timeout:.0f} s"
+            if proc is not None:
+                raise proc.failure(what)
+            raise ServiceStartError(what)
+        time.sleep(0.05)

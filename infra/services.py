@@ -1,0 +1,211 @@
+"""One center's embedded services: start them, find them again, stop them.
+
+Everything lives under `settings.center_home`: `broker/` and `postgres/` hold each service's data,
+log and PID file, and `services.json` records the addresses every other command reads through
+`Settings`. A service configured externally (`BCL_KAFKA_BOOTSTRAP`, `BCL_DATABASE_URL`) is never
+started here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+from infra import broker, postgres
+from infra.processes import pid_alive, pid_file, read_pid_file, stop_pid
+from pipeline.settings import Settings
+
+WORKER_PID_FILE = "worker.pid"
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    database_url: str
+    # None where the service is external.
+    broker_pid: int | None
+    postgres_pid: int | None
+
+
+class ServiceStatus(TypedDict):
+    pid: int | None
+    # None for an external service: it is not ours to watch.
+    alive: bool | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """How one embedded service is recorded in services.json and recognised among processes."""
+
+    label: str
+    address_key: str
+    pid_key: str
+    process_name: str
+    stop: Callable[[int], bool]
+
+    def data_dir(self, settings: Settings) -> Path:
+        return settings.center_home / self.label
+
+    def recorded(self, record: dict[str, object]) -> tuple[str, int] | None:
+        """The recorded address and PID if that process is still running."""
+        address, pid = record.get(self.address_key), record.get(self.pid_key)
+        if (
+            isinstance(address, str)
+            and isinstance(pid, int)
+            and pid_alive(pid, name=self.process_name)
+        ):
+            return address, pid
+        return None
+
+    def running_pids(self, settings: Settings, record: dict[str, object]) -> set[int]:
+        """Every live process of this service the records know of: the PID file covers a launch
+        interrupted before services.json was written."""
+        candidates = {
+            record.get(self.pid_key),
+            read_pid_file(pid_file(self.data_dir(settings), self.label)),
+        }
+        return {
+            pid
+            for pid in candidates
+            if isinstance(pid, int) and pid_alive(pid, name=self.process_name)
+        }
+
+
+_BROKER = _Embedded(
+    broker.SERVICE_NAME, "kafka_bootstrap", "broker_pid", broker.PROCESS_NAME, broker.stop_broker
+)
+_POSTGRES = _Embedded(
+    postgres.SERVICE_NAME,
+    "database_url",
+    "postgres_pid",
+    postgres.PROCESS_NAME,
+    postgres.stop_postgres,
+)
+
+
+def up(settings: Settings) -> Services:
+    """Start whatever embedded service is not already running and record it; idempotent.
+
+    A service that is still up is kept, never restarted: the embedded broker holds the log in
+    memory only, so restarting it would lose every event."""
+    settings.center_home.mkdir(parents=True, exist_ok=True)
+    with _exclusive(settings):
+        record = _read_record(settings)
+        started: list[tuple[_Embedded, int]] = []
+        try:
+            if settings.kafka_bootstrap is not None:
+                bootstrap, broker_pid = settings.kafka_bootstrap, None
+            elif (kept := _BROKER.recorded(record)) is not None:
+                bootstrap, broker_pid = kept
+            else:
+                _stop_leftovers(_BROKER, settings, record)
+                handle = broker.start_broker(_BROKER.data_dir(settings), cluster_id=settings.center)
+                started.append((_BROKER, handle.pid))
+                bootstrap, broker_pid = handle.bootstrap, handle.pid
+
+            if settings.database_url is not None:
+                dsn, postgres_pid = settings.database_url, None
+            elif (kept := _POSTGRES.recorded(record)) is not None:
+                dsn, postgres_pid = kept
+            else:
+                _stop_leftovers(_POSTGRES, settings, record)
+                pg = postgres.start_postgres(_POSTGRES.data_dir(settings))
+                started.append((_POSTGRES, pg.pid))
+                dsn, postgres_pid = pg.dsn, pg.pid
+        except BaseException:
+            for service, pid in started:
+                service.stop(pid)
+            raise
+        services = Services(bootstrap, dsn, broker_pid, postgres_pid)
+        _write_record(settings, services)
+        return services
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the center's worker and embedded services by PID; returns what was stopped."""
+    if not settings.center_home.is_dir():
+        return []
+    stopped: list[str] = []
+    with _exclusive(settings):
+        record = _read_record(settings)
+        # The worker first: it would only log errors while its broker and database go away.
+        worker_file = settings.center_home / WORKER_PID_FILE
+        worker = read_pid_file(worker_file)
+        if worker is not None and worker != os.getpid() and stop_pid(worker):
+            stopped.append(f"worker (pid {worker})")
+        worker_file.unlink(missing_ok=True)
+        for service in (_BROKER, _POSTGRES):
+            for pid in sorted(service.running_pids(settings, record)):
+                if service.stop(pid):
+                    stopped.append(f"{service.label} (pid {pid})")
+            pid_file(service.data_dir(settings), service.label).unlink(missing_ok=True)
+        settings.services_file.unlink(missing_ok=True)
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, ServiceStatus]:
+    record = _read_record(settings)
+    report: dict[str, ServiceStatus] = {}
+    for service, external in (
+        (_BROKER, settings.kafka_bootstrap),
+        (_POSTGRES, settings.database_url),
+    ):
+        if external is not None:
+            report[service.label] = ServiceStatus(pid=None, alive=None, address=external)
+            continue
+        pid = record.get(service.pid_key)
+        address = record.get(service.address_key)
+        report[service.label] = ServiceStatus(
+            pid=pid if isinstance(pid, int) else None,
+            alive=isinstance(pid, int) and pid_alive(pid, name=service.process_name),
+            address=address if isinstance(address, str) else None,
+        )
+    worker = read_pid_file(settings.center_home / WORKER_PID_FILE)
+    report["worker"] = ServiceStatus(pid=worker, alive=worker is not None, address=None)
+    return report
+
+
+def _stop_leftovers(service: _Embedded, settings: Settings, record: dict[str, object]) -> None:
+    # A process whose record was lost or went stale would otherwise run on unseen, holding memory
+    # and, for Postgres, its data folder.
+    for pid in service.running_pids(settings, record):
+        service.stop(pid)
+
+
+@contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """Serialise `up` and `down` of one center across processes."""
+    with (settings.center_home / ".services.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_record(settings: Settings) -> dict[str, object]:
+    try:
+        data = json.loads(settings.services_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_record(settings: Settings, services: Services) -> None:
+    record: dict[str, object] = {}
+    # Only what `up` manages: an external address stays in the environment where it was set.
+    if services.broker_pid is not None:
+        record |= {"kafka_bootstrap": services.kafka_bootstrap, "broker_pid": services.broker_pid}
+    if services.postgres_pid is not None:
+        record |= {"database_url": services.database_url, "postgres_pid": services.postgres_pid}
+    # Written whole and renamed, so a reader never sees half a file.
+    scratch = settings.services_file.with_suffix(".json.tmp")
+    scratch.write_text(json.dumps(record, indent=2) + "\n")
+    scratch.replace(settings.services_file)

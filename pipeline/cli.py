@@ -1,0 +1,379 @@
+"""The ``bcl`` command line.
+
+The CLI is the composition root: it is the one place in ``pipeline`` that reaches into
+``infra`` (to start services) and ``producers`` (to publish), and it does so inside the commands
+so that importing the pipeline never pulls them in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipeline.settings import ServicesNotRunning, Settings, load_settings
+
+app = typer.Typer(
+    help="BCL Pipeline: the event-sourced back office of convenience-store certificate issuance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CommandError(Exception):
+    """An error the user can act on; printed without a traceback."""
+
+
+def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a user can fix into one readable line and exit status 2."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (CommandError, ServicesNotRunning, LookupError) as error:
+            errors.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from None
+        except (KafkaConnectionError, ConnectionRefusedError, OSError) as error:
+            errors.print(
+                f"[red]error:[/red] cannot reach a service ({error}); is it running? "
+                "Try `bcl status`, or `bcl up`."
+            )
+            raise typer.Exit(2) from None
+        except KafkaError as error:
+            errors.print(f"[red]error:[/red] Kafka refused the request: {error}")
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coroutine)
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+@clean_errors
+def up(
+    worker: Annotated[bool, typer.Option(help="Also start the worker in the background.")] = False,
+) -> None:
+    """Start the embedded broker and Postgres (unless BCL_* points elsewhere), migrate, create topics."""
+    from infra.services import up as start_services
+    from pipeline.database import connect
+    from pipeline.kafka import create_topics
+    from pipeline.migrations import migrate_all
+
+    started = start_services(settings())
+    fresh = settings()
+    for line in started.describe():
+        console.print(line)
+
+    async def prepare() -> tuple[dict[str, list[str]], list[str]]:
+        async with connect(fresh) as connection:
+            applied = await migrate_all(connection)
+        return applied, await create_topics(fresh)
+
+    applied, created = run_async(prepare())
+    for group, names in applied.items():
+        for name in names:
+            console.print(f"migrated {group}: {name}")
+    if created:
+        console.print(f"created topics: {', '.join(created)}")
+    if worker:
+        start_worker_in_background(fresh)
+
+
+@app.command()
+@clean_errors
+def down() -> None:
+    """Stop the worker, broker and Postgres of this center (by their PIDs)."""
+    from infra.services import down as stop_services
+
+    stopped = stop_services(settings())
+    for line in stopped or ["nothing was running"]:
+        console.print(line)
+
+
+@app.command()
+@clean_errors
+def status() -> None:
+    """Services, each projection's lag behind the log, and dead letters."""
+    from infra.services import status as service_status
+    from pipeline.projection import PROJECTION_MODULES, load_projection
+    from pipeline.status import dead_letter_counts, projection_lag
+
+    current = settings()
+    services = Table(title=f"services ({current.center})")
+    for column in ("service", "pid", "alive", "address"):
+        services.add_column(column)
+    for name, info in service_status(current).items():
+        services.add_row(name, str(info.get("pid", "")), str(info.get("alive", "")), str(info.get("address", "")))
+    console.print(services)
+
+    async def lags() -> tuple[list[Any], list[tuple[str, str, int]]]:
+        found = [await projection_lag(current, load_projection(n)) for n in PROJECTION_MODULES]
+        return found, await dead_letter_counts(current)
+
+    found, letters = run_async(lags())
+    table = Table(title="projections")
+    for column in ("projection", "applied", "in log", "lag"):
+        table.add_column(column, justify="right")
+    for lag in found:
+        table.add_row(lag.projection, f"{lag.applied:,}", f"{lag.log_end:,}", f"{lag.lag:,}")
+    console.print(table)
+    if letters:
+        dead = Table(title="dead letters")
+        for column in ("topic", "reason", "count"):
+            dead.add_column(column)
+        for topic, reason, count in letters:
+            dead.add_row(topic, reason, f"{count:,}")
+        console.print(dead)
+
+
+@app.command()
+@clean_errors
+def worker(
+    detach: Annotated[bool, typer.Option(help="Run in the background; `bcl down` stops it.")] = False,
+    agents: Annotated[
+        str | None, typer.Option(help="Comma-separated agents to host (default: all).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+) -> None:
+    """Run the live worker: every consumer's faust agent."""
+    current = settings()
+    if detach:
+        start_worker_in_background(current, agents)
+        return
+    from pipeline.worker import Worker
+
+    Worker(current, agents.split(",") if agents else None).run(loglevel)
+
+
+def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
+    current.center_home.mkdir(parents=True, exist_ok=True)
+    log_path = current.center_home / "worker.log"
+    pid_file = current.center_home / "worker.pid"
+    pid_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pipeline.cli", "worker"]
+    if agents:
+        command += ["--agents", agents]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=os.environ.copy(),
+        )
+    deadline = time.monotonic() + 60
+    while not pid_file.exists():
+        if process.poll() is not None:
+            raise CommandError(f"the worker exited at start; see {log_path}")
+        if time.monotonic() > deadline:
+            raise CommandError(f"the worker did not start within 60 s; see {log_path}")
+        time.sleep(0.1)
+    console.print(f"worker started (pid {process.pid}), log: {log_path}")
+
+
+@app.command()
+@clean_errors
+def replay(projection: Annotated[str, typer.Argument(help="The projection to rebuild.")]) -> None:
+    """Rebuild a projection from the log into fresh tables and swap them in."""
+    from pipeline.projection import load_projection
+    from pipeline.replay import replay as rebuild
+
+    target = load_projection(projection)
+    with Progress(
+        TextColumn(f"replay {projection}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
+    ) as bar:
+        task = bar.add_task("replay", total=None, rate="")
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} events/s")
+
+        report = run_async(rebuild(settings(), target, progress=progress))
+    console.print(
+        f"replayed {report.events:,} events into {projection} in "
+        f"{report.rebuild.seconds:.1f}s ({report.rebuild.events_per_second:,.0f} events/s); "
+        f"{report.after_swap.events:,} more applied after the swap"
+    )
+
+
+@app.command()
+@clean_errors
+def digest(projection: Annotated[str, typer.Argument(help="The projection to digest.")]) -> None:
+    """A deterministic hash of a projection's rows (equal digests = equal projections)."""
+    from pipeline.database import connect
+    from pipeline.digest import projection_digest
+    from pipeline.projection import load_projection
+
+    target = load_projection(projection)
+
+    async def compute() -> Any:
+        async with connect(settings()) as connection:
+            return await projection_digest(connection, target)
+
+    result = run_async(compute())
+    table = Table(title=f"digest of {projection}")
+    for column in ("table", "rows", "sha256"):
+        table.add_column(column)
+    for row in result.tables:
+        table.add_row(row.table, f"{row.rows:,}", row.sha256)
+    console.print(table)
+    console.print(f"{projection} {result.sha256}")
+
+
+@app.command()
+@clean_errors
+def journal(
+    last: Annotated[int, typer.Option(help="How many of the newest events to list.")] = 10,
+) -> None:
+    """What the journal holds: events by topic and type, and the newest ones."""
+    from pipeline.database import connect
+
+    async def query() -> tuple[list[Any], list[Any]]:
+        async with connect(settings()) as connection:
+            counts = await connection.fetch(
+                "SELECT topic, type, count(*) AS n, min(occurred_at) AS first, "
+                "max(occurred_at) AS last FROM journal.events GROUP BY topic, type ORDER BY topic, type"
+            )
+            newest = await connection.fetch(
+                "SELECT occurred_at, type, origin, municipality, topic, partition, \"offset\" "
+                "FROM journal.events ORDER BY recorded_at DESC, event_id DESC LIMIT $1",
+                last,
+            )
+        return counts, newest
+
+    counts, newest = run_async(query())
+    table = Table(title="journal: events by topic and type")
+    for column in ("topic", "type", "events", "first occurred", "last occurred"):
+        table.add_column(column)
+    for row in counts:
+        table.add_row(row["topic"], row["type"], f"{row['n']:,}", str(row["first"]), str(row["last"]))
+    table.add_section()
+    table.add_row("", "total", f"{sum(r['n'] for r in counts):,}", "", "")
+    console.print(table)
+    recent = Table(title=f"journal: newest {last}")
+    for column in ("occurred_at", "type", "origin", "municipality", "at"):
+        recent.add_column(column)
+    for row in newest:
+        recent.add_row(
+            str(row["occurred_at"]), row["type"], row["origin"], row["municipality"] or "",
+            f"{row['topic']}[{row['partition']}]@{row['offset']}",
+        )
+    console.print(recent)
+
+
+@app.command()
+@clean_errors
+def deadletters(
+    last: Annotated[int, typer.Option(help="How many of the newest letters to list.")] = 20,
+) -> None:
+    """Input the pipeline refused: where it came from and why."""
+    from pipeline.database import connect
+
+    async def query() -> list[Any]:
+        async with connect(settings()) as connection:
+            return list(
+                await connection.fetch(
+                    "SELECT topic, partition, \"offset\", reason, detail, projection, recorded_at "
+                    "FROM platform.dead_letters WHERE cluster = $1 "
+                    "ORDER BY recorded_at DESC LIMIT $2",
+                    settings().center,
+                    last,
+                )
+            )
+
+    table = Table(title="dead letters")
+    for column in ("at", "reason", "detail", "seen by", "recorded"):
+        table.add_column(column)
+    for row in run_async(query()):
+        table.add_row(
+            f"{row['topic']}[{row['partition']}]@{row['offset']}", row["reason"], row["detail"],
+            row["projection"], str(row["recorded_at"]),
+        )
+    console.print(table)
+
+
+@app.command()
+@clean_errors
+def sample(
+    count: Annotated[int, typer.Option(min=1, help="How many events to publish.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the workload generator.")] = 7,
+) -> None:
+    """Publish a sample stream from the workload generator."""
+    from pipeline.kafka import producer
+    from pipeline.publish import publish_many
+    from producers.workload import platform_sample
+
+    async def send() -> int:
+        async with producer(settings()) as client:
+            with Progress(
+                TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), console=console
+            ) as bar:
+                task = bar.add_task("publish", total=count)
+                return await publish_many(
+                    settings(),
+                    client,
+                    platform_sample(count, seed=seed),
+                    on_sent=lambda n: bar.update(task, completed=n),
+                )
+
+    sent = run_async(send())
+    console.print(f"published {sent:,} events")
+
+
+@app.command()
+@clean_errors
+def wait(
+    projections: Annotated[
+        list[str] | None, typer.Argument(help="Projections to wait for (default: all).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+) -> None:
+    """Wait until projections have applied everything in the log."""
+    from pipeline.projection import PROJECTION_MODULES, load_projection
+    from pipeline.status import projection_lag
+
+    targets = [load_projection(n) for n in projections or list(PROJECTION_MODULES)]
+
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            lags = [await projection_lag(settings(), p) for p in targets]
+            if all(lag.lag == 0 for lag in lags):
+                return
+            if time.monotonic() > deadline:
+                behind = ", ".join(f"{lag.projection} {lag.lag:,} behind" for lag in lags if lag.lag)
+                raise CommandError(f"still behind after {timeout:.0f}s: {behind}")
+            await asyncio.sleep(0.5)
+
+    run_async(poll())
+    console.print("caught up: " + ", ".join(p.name for p in targets))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Kafka client factory: every producer, reader and admin client is made here from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from pipeline.settings import Settings
+from pipeline.topics import CATALOG, TopicSpec
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Security options shared by every client (TLS/SASL for real clusters)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
+def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer[bytes, bytes]:
+    options: dict[str, Any] = {
+        **connection_options(settings),
+        "acks": "all",
+        "enable_idempotence": settings.idempotent_producer,
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "max_request_size": 8 << 20,
+        "compression_type": None,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def new_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer[bytes, bytes]:
+    """A group-less consumer for manual assignment: replay, catch-up and inspection."""
+    options: dict[str, Any] = {
+        **connection_options(settings),
+        "group_id": None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_bytes": 64 << 20,
+        "max_partition_fetch_bytes": 16 << 20,
+        "fetch_max_wait_ms": 100,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
+@asynccontextmanager
+async def producer(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKafkaProducer[bytes, bytes]]:
+    client = new_producer(settings, **overrides)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+@asynccontextmanager
+async def reader(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKafkaConsumer[bytes, bytes]]:
+    client = new_reader(settings, **overrides)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = CATALOG) -> list[str]:
+    """Create the catalog's topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if settings.topic(spec.name) not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        settings.topic(spec.name),
+                        settings.partitions,
+                        1,
+                        topic_configs=dict(spec.config),
+                    )
+                    for spec in missing
+                ]
+            )
+        return [settings.topic(spec.name) for spec in missing]
+    finally:
+        await admin.close()
+
+
+async def partitions_of(
+    client: AIOKafkaConsumer[bytes, bytes], topics: Iterable[str]
+) -> list[TopicPartition]:
+    tps: list[TopicPartition] = []
+    for name in topics:
+        found = client.partitions_for_topic(name)
+        if found is None:
+            await client._client.force_metadata_update()
+            found = client.partitions_for_topic(name)
+        tps.extend(TopicPartition(name, p) for p in sorted(found or ()))
+    return tps
+
+
+async def high_watermarks(
+    client: AIOKafkaConsumer[bytes, bytes],
+    tps: Iterable[TopicPartition],
+    timeout: float = 30.0,
+) -> dict[TopicPartition, int]:
+    """The next offset to be written in each partition, taken from a fetch response.
+
+    tansu 0.6.0 answers ListOffsets (``end_offsets``, ``seek_to_end``) wrongly, so the watermark
+    comes from the fetch path, which every Kafka implementation must get right. The client's
+    assignment is replaced and positions are left at the beginning.
+    """
+    wanted = list(tps)
+    if not wanted:
+        return {}
+    client.assign(wanted)
+    for tp in wanted:
+        client.seek(tp, 0)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        marks = {tp: client.highwater(tp) for tp in wanted}
+        if all(mark is not None for mark in marks.values()):
+            return {tp: int(mark) for tp, mark in marks.items() if mark is not None}
+        if asyncio.get_running_loop().time() > deadline:
+            missing = [f"{tp.topic}[{tp.partition}]" for tp, m in marks.items() if m is None]
+            raise TimeoutError(f"no fetch response for {', '.join(missing)} within {timeout}s")
+        await client.getmany(*wanted, timeout_ms=200, max_records=1)
+
+
+def headers_dict(headers: Iterable[tuple[str, bytes]] | None) -> Mapping[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in headers or ()}

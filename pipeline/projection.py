@@ -1,0 +1,65 @@
+"""What a projection is to the runner: a name, the topics it reads, and one ``apply`` function.
+
+A projection owns one Postgres schema named after it. Its SQL uses unqualified table names and
+the runner points ``search_path`` at the schema it is building, so the same ``apply`` fills the
+live tables and, during ``bcl replay``, a fresh shadow schema.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from pydantic import BaseModel
+
+from schemas.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedEvent:
+    """A decoded event with the log coordinates it was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    envelope: Envelope
+    payload: BaseModel
+
+
+class Projection(Protocol):
+    @property
+    def name(self) -> str:
+        """The projection's name, its Postgres schema and its migration folder."""
+
+    @property
+    def topics(self) -> Sequence[str]:
+        """The topics it is built from."""
+
+    @property
+    def digest_order(self) -> Mapping[str, str]:
+        """Table → ORDER BY columns: the tables whose rows make up the projection's digest."""
+
+    async def apply(self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]) -> None:
+        """Apply a batch inside the runner's transaction. Must be idempotent."""
+
+
+# Every projection the platform knows, by name → the module that exposes ``projection``.
+# Pipeline code names consumers only here, by string, so that no import runs the other way.
+PROJECTION_MODULES: dict[str, str] = {
+    "journal": "consumers.journal.projection",
+}
+
+
+def load_projection(name: str) -> Projection:
+    try:
+        module_name = PROJECTION_MODULES[name]
+    except KeyError:
+        known = ", ".join(sorted(PROJECTION_MODULES))
+        raise LookupError(f"unknown projection {name!r}; known projections: {known}") from None
+    module = importlib.import_module(module_name)
+    projection: Projection = module.projection
+    return projection

@@ -1,0 +1,235 @@
+"""The projection runner: applies a batch of log records to a projection exactly once in effect.
+
+Kafka's committed offsets are only a hint here. The truth about what a projection has applied is
+its tracking row ``(cluster, topic, partition) → last_offset``, written in the same Postgres
+transaction as the projection rows. Whatever feeds the runner (the faust agent, the start-up
+catch-up, a replay) can therefore redeliver, skip ahead or restart at any moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from pipeline.database import quote_ident as _q
+from pipeline.deadletters import DeadLetter, DeadLetterSink
+from pipeline.projection import ConsumedEvent, Projection
+from schemas.codec import EventDecodeError, decode_event
+
+
+class RawRecord(Protocol):
+    """What the runner needs of a record: aiokafka's ConsumerRecord and faust's Message fit."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class GapReader(Protocol):
+    async def read_range(self, tp: TopicPartition, start: int, end: int) -> list[RawRecord]:
+        """Records of ``tp`` with ``start <= offset < end``."""
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    gap_filled: int = 0
+    seconds: float = 0.0
+    last_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        pool: asyncpg.Pool,
+        *,
+        cluster: str,
+        dead_letters: DeadLetterSink,
+        gap_reader: GapReader | None = None,
+        schema: str | None = None,
+    ) -> None:
+        self.projection = projection
+        self.pool = pool
+        self.cluster = cluster
+        self.schema = schema or projection.name
+        self.dead_letters = dead_letters
+        self.gap_reader = gap_reader
+
+    async def tracked_offsets(self) -> dict[TopicPartition, int]:
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                f"SELECT topic, partition, last_offset FROM {_q(self.schema)}.projection_offsets "
+                "WHERE cluster = $1",
+                self.cluster,
+            )
+        return {TopicPartition(r["topic"], r["partition"]): r["last_offset"] for r in rows}
+
+    async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Apply one batch in one transaction.
+
+        1. Open a transaction with ``search_path`` on the projection's schema.
+        2. Lock the tracking rows of the batch's partitions (creating missing ones at -1), so
+           two feeders of the same projection serialize here.
+        3. Drop records at or below the tracked offset: they were applied before.
+        4. Fill any gap between the tracked offset and the batch's first record from the log.
+        5. Decode; undecodable or invalid records become dead letters, the rest events.
+        6. Hand the events to the projection's ``apply``.
+        7. Record the dead letters and publish them.
+        8. Move each tracking row forward to the last offset seen in its partition.
+        9. Commit: rows, dead letters and tracking land together or not at all.
+        """
+        result = BatchResult()
+        if not records:
+            return result
+        started = time.perf_counter()
+        partitions = sorted({(r.topic, r.partition) for r in records})
+        async with self.pool.acquire() as connection:
+            # 1.
+            async with connection.transaction():
+                await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
+                # 2.
+                tracked = await self._lock_tracking(connection, partitions)
+                # 3.
+                fresh = _unseen(records, tracked)
+                result.skipped = len(records) - len(fresh)
+                # 4.
+                fills = await self._fill_gaps(fresh, tracked)
+                result.gap_filled = len(fills)
+                batch = [*fills, *fresh]
+                if not batch:
+                    return result
+                # 5.
+                events, letters = _decode(batch, self.projection.name)
+                # 6.
+                if events:
+                    await self.projection.apply(connection, events)
+                # 7.
+                if letters:
+                    await self.dead_letters.record(connection, self.cluster, letters)
+                # 8.
+                result.last_offsets = _last_offsets(batch)
+                await self._advance_tracking(connection, result.last_offsets)
+            # 9. (the transaction block commits on exit)
+        result.applied = len(events)
+        result.dead_lettered = len(letters)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def _lock_tracking(
+        self, connection: asyncpg.Connection, partitions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        topics = [t for t, _ in partitions]
+        numbers = [p for _, p in partitions]
+        await connection.execute(
+            "INSERT INTO projection_offsets (cluster, topic, partition, last_offset) "
+            "SELECT $1, t, p, -1 FROM unnest($2::text[], $3::int[]) AS x(t, p) "
+            "ON CONFLICT DO NOTHING",
+            self.cluster,
+            topics,
+            numbers,
+        )
+        rows = await connection.fetch(
+            "SELECT o.topic, o.partition, o.last_offset FROM projection_offsets o "
+            "JOIN unnest($2::text[], $3::int[]) AS x(t, p) ON o.topic = x.t AND o.partition = x.p "
+            "WHERE o.cluster = $1 ORDER BY o.topic, o.partition FOR UPDATE OF o",
+            self.cluster,
+            topics,
+            numbers,
+        )
+        return {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
+
+    async def _advance_tracking(
+        self, connection: asyncpg.Connection, last: Mapping[TopicPartition, int]
+    ) -> None:
+        await connection.execute(
+            "UPDATE projection_offsets o SET last_offset = x.o, updated_at = now() "
+            "FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o) "
+            "WHERE o.cluster = $1 AND o.topic = x.t AND o.partition = x.p AND x.o > o.last_offset",
+            self.cluster,
+            [tp.topic for tp in last],
+            [tp.partition for tp in last],
+            list(last.values()),
+        )
+
+    async def _fill_gaps(
+        self, fresh: Sequence[RawRecord], tracked: Mapping[tuple[str, int], int]
+    ) -> list[RawRecord]:
+        first: dict[tuple[str, int], int] = {}
+        for record in fresh:
+            first.setdefault((record.topic, record.partition), record.offset)
+        fills: list[RawRecord] = []
+        for (topic, partition), offset in first.items():
+            expected = tracked[(topic, partition)] + 1
+            if offset > expected:
+                if self.gap_reader is None:
+                    raise RuntimeError(
+                        f"{self.projection.name}: {topic}[{partition}] skips from {expected} to "
+                        f"{offset} and no gap reader is configured"
+                    )
+                tp = TopicPartition(topic, partition)
+                fills.extend(await self.gap_reader.read_range(tp, expected, offset))
+        return fills
+
+
+def _unseen(
+    records: Iterable[RawRecord], tracked: Mapping[tuple[str, int], int]
+) -> list[RawRecord]:
+    high = dict(tracked)
+    fresh: list[RawRecord] = []
+    for record in records:
+        coordinates = (record.topic, record.partition)
+        if record.offset > high[coordinates]:
+            fresh.append(record)
+            high[coordinates] = record.offset
+    return fresh
+
+
+def _decode(
+    records: Iterable[RawRecord], projection: str
+) -> tuple[list[ConsumedEvent], list[DeadLetter]]:
+    events: list[ConsumedEvent] = []
+    letters: list[DeadLetter] = []
+    for record in records:
+        if record.value is None:
+            letters.append(DeadLetter.of(record, "empty_value", "the message has no value", projection))
+            continue
+        try:
+            decoded = decode_event(record.value)
+        except EventDecodeError as error:
+            letters.append(DeadLetter.of(record, error.reason, error.detail, projection))
+            continue
+        events.append(
+            ConsumedEvent(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                envelope=decoded.envelope,
+                payload=decoded.payload,
+            )
+        )
+    return events, letters
+
+
+def _last_offsets(records: Iterable[RawRecord]) -> dict[TopicPartition, int]:
+    last: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        if record.offset > last.get(tp, -1):
+            last[tp] = record.offset
+    return last

@@ -1,0 +1,108 @@
+"""Runtime settings, read from ``BCL_*`` environment variables.
+
+The defaults run everything embedded: the broker and Postgres that ``bcl up`` starts write their
+addresses to ``$BCL_HOME/<center>/services.json`` and every other command reads them from there.
+Setting ``BCL_KAFKA_BOOTSTRAP`` and ``BCL_DATABASE_URL`` points the same code at real services.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Center = Literal["east", "west"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServicesNotRunning(RuntimeError):
+    """Neither an external service is configured nor an embedded one is up."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BCL_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".bcl",
+        description="The one folder holding embedded services' data, logs and PID files.",
+    )
+    center: Center = Field(default="east", description="The certificate center this process is.")
+    kafka_bootstrap: str | None = Field(default=None, description="External Kafka bootstrap.")
+    database_url: str | None = Field(default=None, description="External Postgres URL.")
+    partitions: int = Field(default=6, ge=1, description="Partitions of each topic created.")
+    topic_prefix: str = Field(
+        default="", description="Prefix of every topic name, to share one cluster between uses."
+    )
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Real Kafka gets the idempotent producer; the embedded tansu broker cannot serve it.
+    kafka_idempotence: bool | None = None
+
+    batch_size: int = Field(default=2000, ge=1, description="Events per live projection batch.")
+    batch_within: float = Field(default=0.2, gt=0, description="Seconds a live batch may wait.")
+    replay_batch_size: int = Field(default=20000, ge=1)
+
+    def topic(self, name: str) -> str:
+        """The physical name of a catalog topic."""
+        return self.topic_prefix + name
+
+    @property
+    def center_home(self) -> Path:
+        return self.home / self.center
+
+    @property
+    def services_file(self) -> Path:
+        return self.center_home / "services.json"
+
+    @cached_property
+    def _embedded(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.services_file.read_text())
+        except FileNotFoundError:
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        if "kafka_bootstrap" in self._embedded:
+            return self._embedded["kafka_bootstrap"]
+        raise ServicesNotRunning(
+            f"no Kafka broker for center {self.center!r}: run `bcl up` to start the embedded one, "
+            "or set BCL_KAFKA_BOOTSTRAP to a running cluster"
+        )
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if "database_url" in self._embedded:
+            return self._embedded["database_url"]
+        raise ServicesNotRunning(
+            f"no Postgres for center {self.center!r}: run `bcl up` to start the embedded one, "
+            "or set BCL_DATABASE_URL to a running server"
+        )
+
+    @property
+    def idempotent_producer(self) -> bool:
+        if self.kafka_idempotence is not None:
+            return self.kafka_idempotence
+        return not self.uses_embedded_broker
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,55 @@
+"""How far each projection is behind the log, and what the pipeline has refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import TopicPartition
+
+from pipeline.database import connect, quote_ident
+from pipeline.kafka import high_watermarks, partitions_of, reader
+from pipeline.projection import Projection
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class ProjectionLag:
+    projection: str
+    applied: int
+    log_end: int
+
+    @property
+    def lag(self) -> int:
+        return self.log_end - self.applied
+
+
+async def projection_lag(settings: Settings, projection: Projection) -> ProjectionLag:
+    """Events in the log versus events the projection's tracking rows account for."""
+    async with reader(settings) as client:
+        marks = await high_watermarks(
+            client, await partitions_of(client, [settings.topic(t) for t in projection.topics])
+        )
+    async with connect(settings) as connection:
+        exists = await connection.fetchval("SELECT to_regclass($1)", f"{projection.name}.projection_offsets")
+        rows = (
+            await connection.fetch(
+                "SELECT topic, partition, last_offset "
+                f"FROM {quote_ident(projection.name)}.projection_offsets WHERE cluster = $1",
+                settings.center,
+            )
+            if exists
+            else []
+        )
+    tracked = {TopicPartition(r["topic"], r["partition"]): r["last_offset"] + 1 for r in rows}
+    applied = sum(min(tracked.get(tp, 0), end) for tp, end in marks.items())
+    return ProjectionLag(projection.name, applied, sum(marks.values()))
+
+
+async def dead_letter_counts(settings: Settings) -> list[tuple[str, str, int]]:
+    async with connect(settings) as connection:
+        rows = await connection.fetch(
+            "SELECT topic, reason, count(*) AS n FROM platform.dead_letters "
+            "WHERE cluster = $1 GROUP BY topic, reason ORDER BY topic, reason",
+            settings.center,
+        )
+    return [(r["topic"], r["reason"], r["n"]) for r in rows]

@@ -1,0 +1,167 @@
+"""The live worker: one faust app hosting every consumer's agent.
+
+Each projection gets one agent (``concurrency=1``) that takes batches from faust and hands them
+to the projection runner. Before an agent's first batch, the projection is caught up from the log
+with the fast plain reader, so faust starts from wherever its consumer group committed and the
+runner's tracking rows decide what still needs applying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import faust
+from aiokafka import AIOKafkaProducer
+
+from pipeline.catchup import LogGapReader, catch_up
+from pipeline.database import create_pool
+from pipeline.deadletters import DeadLetterSink
+from pipeline.kafka import new_producer
+from pipeline.projection import Projection
+from pipeline.runner import ProjectionRunner
+from pipeline.settings import Settings
+from pipeline.topics import DEAD_LETTERS
+
+log = logging.getLogger("bcl.worker")
+
+# The consumers the worker hosts, by module exposing ``install(worker)``. Named by string so the
+# pipeline never imports a consumer statically.
+AGENT_MODULES: dict[str, str] = {
+    "journal": "consumers.journal.agent",
+}
+
+
+class Worker:
+    def __init__(self, settings: Settings, agents: Sequence[str] | None = None) -> None:
+        self.settings = settings
+        self.app = _new_app(settings)
+        self.runners: dict[str, ProjectionRunner] = {}
+        self._projections: list[Projection] = []
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer[bytes, bytes] | None = None
+        self._ready: asyncio.Task[None] | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        for name in agents or list(AGENT_MODULES):
+            try:
+                module = importlib.import_module(AGENT_MODULES[name])
+            except KeyError:
+                known = ", ".join(sorted(AGENT_MODULES))
+                raise LookupError(f"unknown agent {name!r}; known agents: {known}") from None
+            module.install(self)
+        self.app.task(self._start)
+
+    def add_projection(self, projection: Projection) -> None:
+        self._projections.append(projection)
+        self._locks[projection.name] = asyncio.Lock()
+        channel = self.app.topic(
+            *[self.settings.topic(name) for name in projection.topics],
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+        async def project(stream: Any) -> None:
+            await self.ready()
+            runner = self.runners[projection.name]
+            lock = self._locks[projection.name]
+            batches = stream.take_events(
+                self.settings.batch_size, within=self.settings.batch_within
+            )
+            async for events in batches:
+                async with lock:
+                    await runner.apply_records([event.message for event in events])
+
+        self.app.agent(channel, name=f"project-{projection.name}", concurrency=1)(project)
+
+    async def ready(self) -> None:
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._prepare())
+        await asyncio.shield(self._ready)
+
+    async def _start(self) -> None:
+        await self.ready()
+
+    async def _prepare(self) -> None:
+        self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
+        sink = DeadLetterSink(self._producer, self.settings.topic(DEAD_LETTERS.name))
+        gaps = LogGapReader(self.settings)
+        for projection in self._projections:
+            runner = ProjectionRunner(
+                projection,
+                self._pool,
+                cluster=self.settings.center,
+                dead_letters=sink,
+                gap_reader=gaps,
+            )
+            self.runners[projection.name] = runner
+            async with self._locks[projection.name]:
+                report = await catch_up(runner, self.settings)
+            log.warning(
+                "%s caught up from the log: %d events in %.1fs",
+                projection.name,
+                report.events,
+                report.seconds,
+            )
+
+    def run(self, loglevel: str = "warn") -> None:
+        """Run in the foreground until SIGTERM/SIGINT."""
+        pid_file = self.settings.center_home / "worker.pid"
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(os.getpid()))
+        try:
+            worker = faust.Worker(self.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+            worker.execute_from_commandline()
+        finally:
+            if pid_file.exists() and pid_file.read_text() == str(os.getpid()):
+                pid_file.unlink()
+
+
+def _new_app(settings: Settings) -> faust.App:
+    datadir = Path(settings.center_home) / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"{settings.topic_prefix}bcl-{settings.center}",
+        broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(datadir),
+        autodiscover=False,
+        web_enabled=False,
+        # Topics come from the catalog (`bcl up`); faust must not create or reconfigure any.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        # tansu makes a group join wait about half the session timeout.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.5,
+        broker_max_poll_records=settings.batch_size,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        producer_acks=-1,
+    )
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=None,
+        )
+    if settings.kafka_security_protocol == "SSL":
+        import ssl
+
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        return faust.SSLCredentials(ssl.create_default_context(cafile=cafile))
+    return None

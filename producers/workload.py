@@ -1,0 +1,176 @@
+"""The workload generator every test, benchmark and the demo share.
+
+Deterministic from a seed and streamed (a generator, never a list), so the same call gives the
+same events whether it makes a hundred or millions. The events are of the kinds the platform
+knows today: municipalities joining, kiosk requests with their delivery or cancellation, and
+certificate revocations.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from pipeline.publish import Outgoing
+from pipeline.topics import ISSUANCE_REQUESTS, JPKI_CERTIFICATES, MUNICIPALITIES
+from schemas.codes import Origin
+from schemas.envelope import Envelope
+from schemas.events.certificates import CertificateKind, CertificateRevoked, RevocationReason
+from schemas.events.issuance import (
+    CertificateType,
+    IssuanceCancelled,
+    IssuanceDelivered,
+    IssuanceRequested,
+    StoreOperator,
+)
+from schemas.events.municipalities import MunicipalityJoined
+
+# Municipalities named in DOMAIN.md, with valid check digits.
+SAMPLE_MUNICIPALITIES: tuple[tuple[str, str], ...] = (
+    ("131016", "千代田区"),
+    ("141003", "横浜市"),
+    ("011002", "札幌市"),
+    ("401307", "福岡市"),
+    ("271004", "大阪市"),
+)
+
+# Operator → (share of March 2024 certificates, preferred center). DOMAIN.md §8; the centers are
+# an assumption in the spirit of "operator A → East, B and C → West".
+OPERATORS: dict[StoreOperator, tuple[float, Origin]] = {
+    StoreOperator.SEVEN_ELEVEN: (1_889_138, "east"),
+    StoreOperator.FAMILYMART: (818_698, "west"),
+    StoreOperator.LAWSON: (712_360, "west"),
+    StoreOperator.MUNICIPAL_KIOSK: (150_868, "east"),
+    StoreOperator.MINISTOP: (45_668, "east"),
+    StoreOperator.SEICOMART: (11_444, "east"),
+    StoreOperator.AEON_RETAIL: (7_539, "west"),
+}
+
+# FY2023 mix of the types counted in DOMAIN.md §8 (tax certificates split evenly).
+CERTIFICATE_MIX: dict[CertificateType, float] = {
+    CertificateType.JUMINHYO: 15_300_371,
+    CertificateType.JUMINHYO_KISAI: 248_270,
+    CertificateType.INKAN: 10_687_923,
+    CertificateType.TAX_INCOME: 2_146_003 / 3,
+    CertificateType.TAX_ASSESSMENT: 2_146_003 / 3,
+    CertificateType.TAX_PAYMENT: 2_146_003 / 3,
+    CertificateType.KOSEKI: 3_288_104,
+    CertificateType.KOSEKI_FUHYO: 225_416,
+}
+
+TAX_TYPES = frozenset(
+    {CertificateType.TAX_INCOME, CertificateType.TAX_ASSESSMENT, CertificateType.TAX_PAYMENT}
+)
+
+
+def platform_sample(
+    count: int, *, seed: int = 7, start: datetime | None = None
+) -> Iterator[Outgoing]:
+    """``count`` events: the sample municipalities joining, then kiosk traffic and revocations.
+
+    Each request is followed (later in the stream) by its delivery or, one time in twenty, its
+    cancellation; about one event in fifty is a certificate revocation.
+    """
+    rng = random.Random(seed)
+    clock = start or datetime(2024, 3, 1, 6, 30, tzinfo=UTC)
+    operators = list(OPERATORS)
+    operator_weights = [OPERATORS[o][0] for o in operators]
+    types = list(CERTIFICATE_MIX)
+    type_weights = list(CERTIFICATE_MIX.values())
+    emitted = 0
+    for code, name in SAMPLE_MUNICIPALITIES:
+        if emitted == count:
+            return
+        yield Outgoing(
+            MUNICIPALITIES.name,
+            code,
+            Envelope.new(
+                "municipality.joined",
+                MunicipalityJoined(code=code, name=name, joined_on=date(2022, 1, 4), uses_bcl=True),
+                origin="east",
+                source="registry",
+                occurred_at=clock,
+                municipality=code,
+            ),
+        )
+        emitted += 1
+    open_requests: list[tuple[uuid.UUID, Origin, str]] = []
+    while emitted < count:
+        clock += timedelta(milliseconds=rng.randint(1, 400))
+        roll = rng.random()
+        if roll < 0.02:
+            serial = f"{rng.getrandbits(64):016X}"
+            yield Outgoing(
+                JPKI_CERTIFICATES.name,
+                serial,
+                Envelope.new(
+                    "certificate.revoked",
+                    CertificateRevoked(
+                        serial=serial,
+                        kind=rng.choice(list(CertificateKind)),
+                        reason=rng.choice(list(RevocationReason)),
+                        revoked_at=clock,
+                    ),
+                    origin="east",
+                    source="jpki",
+                    occurred_at=clock,
+                ),
+            )
+        elif open_requests and roll < 0.48:
+            request_id, origin, municipality = open_requests.pop(rng.randrange(len(open_requests)))
+            notice: IssuanceDelivered | IssuanceCancelled
+            if rng.random() < 0.05:
+                kind, notice = "issuance.cancelled", IssuanceCancelled(
+                    request_id=request_id, reason="resident left the kiosk"
+                )
+            else:
+                kind, notice = "issuance.delivered", IssuanceDelivered(
+                    request_id=request_id, fee_paid_yen=300, printed_at=clock
+                )
+            yield Outgoing(
+                ISSUANCE_REQUESTS.name,
+                str(request_id),
+                Envelope.new(
+                    kind,
+                    notice,
+                    origin=origin,
+                    source=f"center:{origin}",
+                    occurred_at=clock,
+                    municipality=municipality,
+                ),
+            )
+        else:
+            operator = rng.choices(operators, operator_weights)[0]
+            origin = OPERATORS[operator][1]
+            certificate_type = rng.choices(types, type_weights)[0]
+            resident_municipality = rng.choice(SAMPLE_MUNICIPALITIES)[0]
+            store_municipality = (
+                rng.choice(SAMPLE_MUNICIPALITIES)[0] if rng.random() < 0.21 else resident_municipality
+            )
+            request_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            open_requests.append((request_id, origin, resident_municipality))
+            yield Outgoing(
+                ISSUANCE_REQUESTS.name,
+                str(request_id),
+                Envelope.new(
+                    "issuance.requested",
+                    IssuanceRequested(
+                        request_id=request_id,
+                        store_operator=operator,
+                        store_id=f"{operator.value[:3].upper()}-{rng.randrange(100000):05d}",
+                        store_municipality=store_municipality,
+                        resident_municipality=resident_municipality,
+                        auth_serial=f"{rng.getrandbits(64):016X}",
+                        certificate_type=certificate_type,
+                        fiscal_year=2023 if certificate_type in TAX_TYPES else None,
+                        copies=1 if rng.random() < 0.9 else 2,
+                    ),
+                    origin=origin,
+                    source=f"center:{origin}",
+                    occurred_at=clock,
+                    municipality=resident_municipality,
+                ),
+            )
+        emitted += 1

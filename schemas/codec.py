@@ -1,0 +1,131 @@
+"""Wire format of events: orjson-encoded envelopes, decoded into typed, current-version payloads."""
+
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from schemas.envelope import Envelope
+from schemas.registry import (
+    REGISTRY,
+    EventRegistry,
+    SchemaError,
+    UnknownEventType,
+    UnsupportedVersion,
+    UpcastError,
+)
+
+DecodeErrorReason = Literal[
+    "not_json", "invalid_envelope", "unknown_type", "unsupported_version", "invalid_payload"
+]
+
+# Enough for the sender to fix the first problems; a payload that is wrong everywhere would
+# otherwise flood the dead-letter record.
+_MAX_LISTED_ERRORS = 5
+
+
+class EventDecodeError(SchemaError):
+    """Raw bytes that are not a valid event; ``reason`` is a stable code for dead-letter records."""
+
+    def __init__(self, reason: DecodeErrorReason, detail: str) -> None:
+        self.reason: DecodeErrorReason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    envelope: Envelope
+    payload: BaseModel
+
+
+def _json_fallback(value: object) -> object:
+    # orjson serialises only the exact uuid.UUID class; uuid6 and others hand out subclasses.
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{value.__class__.__qualname__} is not JSON serialisable")
+
+
+def encode_event(envelope: Envelope) -> bytes:
+    # Built by hand rather than with model_dump: orjson writes UUIDs and aware datetimes
+    # (ISO 8601 with offset) natively, and skipping pydantic's serialiser is markedly faster.
+    return orjson.dumps(
+        {
+            "event_id": envelope.event_id,
+            "type": envelope.type,
+            "version": envelope.version,
+            "occurred_at": envelope.occurred_at,
+            "recorded_at": envelope.recorded_at,
+            "origin": envelope.origin,
+            "source": envelope.source,
+            "municipality": envelope.municipality,
+            "sequence": envelope.sequence,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": envelope.causation_id,
+            "payload": envelope.payload,
+        },
+        default=_json_fallback,
+    )
+
+
+def headers_for(envelope: Envelope) -> list[tuple[str, bytes]]:
+    """Kafka headers repeating type and version, so routers need not parse the value."""
+    return [("type", envelope.type.encode()), ("version", str(envelope.version).encode())]
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """``field.path: message`` for the first few errors, in pydantic's words."""
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    parts = [
+        f"{prefix}{'.'.join(str(part) for part in err['loc']) or '(value)'}: {err['msg']}"
+        for err in errors[:_MAX_LISTED_ERRORS]
+    ]
+    if len(errors) > _MAX_LISTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_LISTED_ERRORS} more")
+    return "; ".join(parts)
+
+
+def decode_event(raw: bytes, registry: EventRegistry = REGISTRY) -> DecodedEvent:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError("not_json", f"not UTF-8 JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EventDecodeError(
+            "invalid_envelope", f"expected a JSON object, got {_json_kind(data)}"
+        )
+    try:
+        envelope = Envelope.model_validate(data)
+    except ValidationError as exc:
+        raise EventDecodeError("invalid_envelope", describe_validation_error(exc)) from exc
+    try:
+        payload = registry.parse_payload(envelope)
+    except UnknownEventType as exc:
+        raise EventDecodeError("unknown_type", str(exc)) from exc
+    except UnsupportedVersion as exc:
+        raise EventDecodeError("unsupported_version", str(exc)) from exc
+    except UpcastError as exc:
+        raise EventDecodeError("invalid_payload", str(exc)) from exc
+    except ValidationError as exc:
+        current = registry.current_version(envelope.type)
+        upcast = f" (upcast to v{current})" if current != envelope.version else ""
+        raise EventDecodeError(
+            "invalid_payload",
+            f"{envelope.type} v{envelope.version}{upcast}: "
+            + describe_validation_error(exc, prefix="payload."),
+        ) from exc
+    return DecodedEvent(envelope, payload)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"

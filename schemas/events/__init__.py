@@ -1,0 +1,7 @@
+"""Event payload models, one module per topic family; importing this package registers them all
+in ``schemas.registry.REGISTRY``.
+"""
+
+from schemas.events import certificates, issuance, municipalities
+
+__all__ = ["certificates", "issuance", "municipalities"]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+
+from infra.postgres import PROCESS_NAME, SYSTEM_USER, start_postgres, stop_postgres
+from infra.processes import ServiceStartError, pid_alive
+
+
+async def fetch(dsn: str, query: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+async def test_postgres_serves_the_bcl_database_on_localhost_only(scratch: Path) -> None:
+    handle = start_postgres(scratch / "postgres")
+    try:
+        assert pid_alive(handle.pid, name=PROCESS_NAME)
+        assert await fetch(handle.dsn, "SELECT current_database()") == "bcl"
+        assert await fetch(handle.dsn, "SHOW fsync") == "off"
+        server = psutil.Process(handle.pid)
+        listening = {
+            conn.laddr.ip
+            for conn in server.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}
+        if os.geteuid() == 0:
+            assert server.username() == SYSTEM_USER
+    finally:
+        assert stop_postgres(handle.pid)
+    assert not pid_alive(handle.pid)
+
+
+async def test_a_restart_reuses_the_data_folder(scratch: Path) -> None:
+    data_dir = scratch / "postgres"
+    first = start_postgres(data_dir)
+    try:
+        conn = await asyncpg.connect(first.dsn)
+        try:
+            await conn.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+        finally:
+            await conn.close()
+    finally:
+        stop_postgres(first.pid)
+    cluster_made = (data_dir / "data" / "PG_VERSION").stat().st_mtime_ns
+
+    second = start_postgres(data_dir)
+    try:
+        assert await fetch(second.dsn, "SELECT n FROM kept") == 42
+    finally:
+        stop_postgres(second.pid)
+    assert (data_dir / "data" / "PG_VERSION").stat().st_mtime_ns == cluster_made
+
+
+async def test_a_killed_server_is_cleaned_up_at_the_next_start(scratch: Path) -> None:
+    data_dir = scratch / "postgres"
+    first = start_postgres(data_dir)
+    backends = psutil.Process(first.pid).children()
+    os.kill(first.pid, signal.SIGKILL)
+
+    second = start_postgres(data_dir)
+    try:
+        assert await fetch(second.dsn, "SELECT 1") == 1
+    finally:
+        stop_postgres(second.pid)
+    assert not any(pid_alive(backend.pid) for backend in backends)
+
+
+def test_a_failed_start_reports_the_server_log(scratch: Path) -> None:
+    data_dir = scratch / "postgres"
+    stop_postgres(start_postgres(data_dir).pid)
+    with (data_dir / "data" / "postgresql.conf").open("a") as conf:
+        conf.write("\nno_such_setting = 1\n")
+    with pytest.raises(ServiceStartError, match="no_such_setting"):
+        start_postgres(data_dir)

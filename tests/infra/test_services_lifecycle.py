@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from infra.processes import pid_alive
+from infra.services import WORKER_PID_FILE, down, status, up
+from pipeline.settings import Settings
+
+
+def center(home: Path, **external: str) -> Settings:
+    # Explicit Nones, so a BCL_* variable of the shell running the tests cannot point them away.
+    options: dict[str, str | None] = {"kafka_bootstrap": None, "database_url": None, **external}
+    return Settings(home=home, center="east", **options)  # type: ignore[arg-type]
+
+
+def processes_under(folder: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        where = [process.info["cwd"] or "", *(process.info["cmdline"] or [])]
+        if any(str(folder) in part for part in where):
+            found.append(process)
+    return found
+
+
+@pytest.fixture
+def home(scratch: Path):  # type: ignore[no-untyped-def]
+    yield scratch
+    down(center(scratch))
+
+
+def test_up_is_idempotent_and_down_leaves_nothing_running(home: Path) -> None:
+    settings = center(home)
+    services = up(settings)
+    assert up(settings) == services
+
+    # Settings caches services.json, so a fresh one sees what `up` wrote.
+    fresh = center(home)
+    assert fresh.bootstrap == services.kafka_bootstrap
+    assert fresh.dsn == services.database_url
+    recorded = json.loads(settings.services_file.read_text())
+    assert recorded["broker_pid"] == services.broker_pid
+    assert recorded["postgres_pid"] == services.postgres_pid
+    assert all(service["alive"] for name, service in status(settings).items() if name != "worker")
+
+    worker = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    (settings.center_home / WORKER_PID_FILE).write_text(f"{worker.pid}\n")
+    assert status(settings)["worker"] == {"pid": worker.pid, "alive": True, "address": None}
+
+    stopped = down(settings)
+    assert stopped == [
+        f"worker (pid {worker.pid})",
+        f"broker (pid {services.broker_pid})",
+        f"postgres (pid {services.postgres_pid})",
+    ]
+    assert worker.wait(timeout=5) is not None
+    assert not settings.services_file.exists()
+    assert processes_under(home) == []
+    assert down(settings) == []
+    assert status(settings)["broker"]["alive"] is False
+
+
+def test_up_replaces_a_dead_service_and_keeps_the_live_one(home: Path) -> None:
+    settings = center(home)
+    before = up(settings)
+    assert before.postgres_pid is not None
+    os.kill(before.postgres_pid, signal.SIGKILL)
+    psutil.Process(before.postgres_pid).wait(timeout=10)
+
+    after = up(settings)
+    # The broker holds its log in memory: restarting it would have lost every event.
+    assert after.broker_pid == before.broker_pid
+    assert after.kafka_bootstrap == before.kafka_bootstrap
+    assert after.postgres_pid != before.postgres_pid
+    assert after.postgres_pid is not None
+    assert pid_alive(after.postgres_pid)
+    assert center(home).dsn == after.database_url
+
+
+def test_an_external_broker_is_not_started(home: Path) -> None:
+    settings = center(home, kafka_bootstrap="kafka.example:9092")
+    services = up(settings)
+    assert services.broker_pid is None
+    assert services.kafka_bootstrap == "kafka.example:9092"
+    assert services.postgres_pid is not None
+    assert "kafka_bootstrap" not in json.loads(settings.services_file.read_text())
+    assert status(settings)["broker"] == {
+        "pid": None,
+        "alive": None,
+        "address": "kafka.example:9092",
+    }
+    assert not (settings.center_home / "broker").exists()
+    assert down(settings) == [f"postgres (pid {services.postgres_pid})"]

@@ -1,0 +1,49 @@
+"""The `bcl` command line: help everywhere, clean errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_the_expected_commands_exist() -> None:
+    assert {"up", "down", "status", "worker", "replay", "digest", "journal", "wait"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["status"], ["digest", "journal"], ["journal"], ["replay", "journal"], ["sample"]]
+)
+def test_commands_without_services_say_what_to_do(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env={"BCL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "bcl up" in result.stderr
+
+
+def test_an_unknown_projection_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["digest", "nonesuch"], env={"BCL_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "unknown projection 'nonesuch'" in result.output
+    assert "journal" in result.output
