@@ -1,0 +1,1 @@
+"""Embedded services, SQL migrations and the two-center topology the pipeline runs on."""

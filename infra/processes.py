@@ -30,7 +30,6 @@ class ManagedProcess:
     name: str
     pid: int
     log_path: Path
-    pid_path: Path
 
     def failure(self, what: str) -> ServiceStartError:
         return ServiceStartError(
@@ -86,9 +85,8 @@ def start_process(
             extra_groups=[] if user is not None else None,
         )
     _children[child.pid] = child
-    path = pid_file(data_dir, name)
-    path.write_text(f"{child.pid}\n")
-    return ManagedProcess(name=name, pid=child.pid, log_path=log_path, pid_path=path)
+    pid_file(data_dir, name).write_text(f"{child.pid}\n")
+    return ManagedProcess(name=name, pid=child.pid, log_path=log_path)
 
 
 def pid_alive(pid: int, *, name: str | None = None) -> bool:

@@ -92,4 +92,3 @@ class LogGapReader:
                 fetched = await client.getmany(tp, timeout_ms=1000, max_records=10_000)
                 found.extend(r for r in fetched.get(tp, ()) if r.offset < end)
         return found
-

@@ -76,7 +76,10 @@ def settings() -> Settings:
 def up(
     worker: Annotated[bool, typer.Option(help="Also start the worker in the background.")] = False,
 ) -> None:
-    """Start the embedded broker and Postgres (unless BCL_* points elsewhere), migrate, create topics."""
+    """Start the embedded broker and Postgres, migrate, create topics.
+
+    With BCL_KAFKA_BOOTSTRAP or BCL_DATABASE_URL set, that service is used instead of starting one.
+    """
     from infra.services import up as start_services
     from pipeline.database import connect
     from pipeline.kafka import create_topics
@@ -84,8 +87,14 @@ def up(
 
     started = start_services(settings())
     fresh = settings()
-    for line in started.describe():
-        console.print(line)
+    console.print(
+        f"kafka    {started.kafka_bootstrap}"
+        + (f" (pid {started.broker_pid})" if started.broker_pid else " (external)")
+    )
+    console.print(
+        f"postgres {started.database_url}"
+        + (f" (pid {started.postgres_pid})" if started.postgres_pid else " (external)")
+    )
 
     async def prepare() -> tuple[dict[str, list[str]], list[str]]:
         async with connect(fresh) as connection:
@@ -126,7 +135,9 @@ def status() -> None:
     for column in ("service", "pid", "alive", "address"):
         services.add_column(column)
     for name, info in service_status(current).items():
-        services.add_row(name, str(info.get("pid", "")), str(info.get("alive", "")), str(info.get("address", "")))
+        services.add_row(
+            name, str(info.get("pid", "")), str(info.get("alive", "")), str(info.get("address", ""))
+        )
     console.print(services)
 
     async def lags() -> tuple[list[Any], list[tuple[str, str, int]]]:
@@ -152,7 +163,9 @@ def status() -> None:
 @app.command()
 @clean_errors
 def worker(
-    detach: Annotated[bool, typer.Option(help="Run in the background; `bcl down` stops it.")] = False,
+    detach: Annotated[
+        bool, typer.Option(help="Run in the background; `bcl down` stops it.")
+    ] = False,
     agents: Annotated[
         str | None, typer.Option(help="Comma-separated agents to host (default: all).")
     ] = None,
@@ -178,8 +191,12 @@ def start_worker_in_background(current: Settings, agents: str | None = None) -> 
         command += ["--agents", agents]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=os.environ.copy(),
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
         )
     deadline = time.monotonic() + 60
     while not pid_file.exists():
@@ -200,8 +217,12 @@ def replay(projection: Annotated[str, typer.Argument(help="The projection to reb
 
     target = load_projection(projection)
     with Progress(
-        TextColumn(f"replay {projection}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
+        TextColumn(f"replay {projection}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task("replay", total=None, rate="")
         started = time.perf_counter()
@@ -254,10 +275,11 @@ def journal(
         async with connect(settings()) as connection:
             counts = await connection.fetch(
                 "SELECT topic, type, count(*) AS n, min(occurred_at) AS first, "
-                "max(occurred_at) AS last FROM journal.events GROUP BY topic, type ORDER BY topic, type"
+                "max(occurred_at) AS last FROM journal.events "
+                "GROUP BY topic, type ORDER BY topic, type"
             )
             newest = await connection.fetch(
-                "SELECT occurred_at, type, origin, municipality, topic, partition, \"offset\" "
+                'SELECT occurred_at, type, origin, municipality, topic, partition, "offset" '
                 "FROM journal.events ORDER BY recorded_at DESC, event_id DESC LIMIT $1",
                 last,
             )
@@ -268,7 +290,9 @@ def journal(
     for column in ("topic", "type", "events", "first occurred", "last occurred"):
         table.add_column(column)
     for row in counts:
-        table.add_row(row["topic"], row["type"], f"{row['n']:,}", str(row["first"]), str(row["last"]))
+        table.add_row(
+            row["topic"], row["type"], f"{row['n']:,}", str(row["first"]), str(row["last"])
+        )
     table.add_section()
     table.add_row("", "total", f"{sum(r['n'] for r in counts):,}", "", "")
     console.print(table)
@@ -277,7 +301,10 @@ def journal(
         recent.add_column(column)
     for row in newest:
         recent.add_row(
-            str(row["occurred_at"]), row["type"], row["origin"], row["municipality"] or "",
+            str(row["occurred_at"]),
+            row["type"],
+            row["origin"],
+            row["municipality"] or "",
             f"{row['topic']}[{row['partition']}]@{row['offset']}",
         )
     console.print(recent)
@@ -295,7 +322,7 @@ def deadletters(
         async with connect(settings()) as connection:
             return list(
                 await connection.fetch(
-                    "SELECT topic, partition, \"offset\", reason, detail, projection, recorded_at "
+                    'SELECT topic, partition, "offset", reason, detail, projection, recorded_at '
                     "FROM platform.dead_letters WHERE cluster = $1 "
                     "ORDER BY recorded_at DESC LIMIT $2",
                     settings().center,
@@ -308,8 +335,11 @@ def deadletters(
         table.add_column(column)
     for row in run_async(query()):
         table.add_row(
-            f"{row['topic']}[{row['partition']}]@{row['offset']}", row["reason"], row["detail"],
-            row["projection"], str(row["recorded_at"]),
+            f"{row['topic']}[{row['partition']}]@{row['offset']}",
+            row["reason"],
+            row["detail"],
+            row["projection"],
+            str(row["recorded_at"]),
         )
     console.print(table)
 
@@ -363,7 +393,9 @@ def wait(
             if all(lag.lag == 0 for lag in lags):
                 return
             if time.monotonic() > deadline:
-                behind = ", ".join(f"{lag.projection} {lag.lag:,} behind" for lag in lags if lag.lag)
+                behind = ", ".join(
+                    f"{lag.projection} {lag.lag:,} behind" for lag in lags if lag.lag
+                )
                 raise CommandError(f"still behind after {timeout:.0f}s: {behind}")
             await asyncio.sleep(0.5)
 

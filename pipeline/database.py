@@ -6,8 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from pipeline.settings import Settings
+
+# What projections and migrations are handed: a plain connection or one lent by a pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:

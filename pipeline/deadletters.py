@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from pipeline.database import Connection
 from pipeline.topics import DEAD_LETTERS
 
 
@@ -86,11 +86,11 @@ class DeadLetterSink:
         self.topic = topic
 
     async def record(
-        self, connection: asyncpg.Connection, cluster: str, letters: Sequence[DeadLetter]
+        self, connection: Connection, cluster: str, letters: Sequence[DeadLetter]
     ) -> None:
         inserted = await connection.fetch(
-            "INSERT INTO platform.dead_letters "
-            '(cluster, topic, partition, "offset", key, value, headers, reason, detail, projection) '
+            "INSERT INTO platform.dead_letters (cluster, topic, partition, "
+            '"offset", key, value, headers, reason, detail, projection) '
             "SELECT $1, x.topic, x.partition, x.off, x.key, x.value, x.headers::jsonb, "
             "x.reason, x.detail, x.projection "
             "FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[], $6::bytea[], "

@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import asyncpg
-
-from pipeline.database import quote_ident
+from pipeline.database import Connection, quote_ident
 from pipeline.projection import Projection
 
 
@@ -40,7 +38,7 @@ class ProjectionDigest:
 
 
 async def projection_digest(
-    connection: asyncpg.Connection, projection: Projection, schema: str | None = None
+    connection: Connection, projection: Projection, schema: str | None = None
 ) -> ProjectionDigest:
     schema = schema or projection.name
     tables = []

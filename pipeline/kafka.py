@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -10,11 +11,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.topics import CATALOG, TopicSpec
 
 Record = ConsumerRecord[bytes, bytes]
+log = logging.getLogger("bcl.kafka")
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -34,18 +37,39 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer[bytes, bytes]:
+def new_producer(
+    settings: Settings, *, idempotent: bool, **overrides: Any
+) -> AIOKafkaProducer[bytes, bytes]:
     options: dict[str, Any] = {
         **connection_options(settings),
         "acks": "all",
-        "enable_idempotence": settings.idempotent_producer,
+        "enable_idempotence": idempotent,
         "linger_ms": 5,
         "max_batch_size": 1 << 20,
         "max_request_size": 8 << 20,
-        "compression_type": None,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer[bytes, bytes]:
+    """A started producer, idempotent where the cluster supports it.
+
+    ``BCL_KAFKA_IDEMPOTENCE`` unset means: ask for it and fall back when the broker refuses to
+    hand out a producer id (tansu 0.6.0 does), so the same settings serve both kinds of cluster.
+    """
+    wanted = settings.kafka_idempotence
+    client = new_producer(settings, idempotent=wanted is not False, **overrides)
+    try:
+        await client.start()
+    except KafkaError as error:
+        await client.stop()
+        if wanted is not None:
+            raise
+        log.info("broker refused an idempotent producer (%s); using acks=all without it", error)
+        client = new_producer(settings, idempotent=False, **overrides)
+        await client.start()
+    return client
 
 
 def new_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer[bytes, bytes]:
@@ -64,9 +88,10 @@ def new_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer[bytes, 
 
 
 @asynccontextmanager
-async def producer(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKafkaProducer[bytes, bytes]]:
-    client = new_producer(settings, **overrides)
-    await client.start()
+async def producer(
+    settings: Settings, **overrides: Any
+) -> AsyncIterator[AIOKafkaProducer[bytes, bytes]]:
+    client = await start_producer(settings, **overrides)
     try:
         yield client
     finally:
@@ -74,7 +99,9 @@ async def producer(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKaf
 
 
 @asynccontextmanager
-async def reader(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKafkaConsumer[bytes, bytes]]:
+async def reader(
+    settings: Settings, **overrides: Any
+) -> AsyncIterator[AIOKafkaConsumer[bytes, bytes]]:
     client = new_reader(settings, **overrides)
     await client.start()
     try:

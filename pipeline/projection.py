@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import asyncpg
 from pydantic import BaseModel
 
+from pipeline.database import Connection
 from schemas.envelope import Envelope
 
 
@@ -43,7 +43,7 @@ class Projection(Protocol):
     def digest_order(self) -> Mapping[str, str]:
         """Table → ORDER BY columns: the tables whose rows make up the projection's digest."""
 
-    async def apply(self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]) -> None:
+    async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         """Apply a batch inside the runner's transaction. Must be idempotent."""
 
 

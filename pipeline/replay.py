@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from pipeline.catchup import CatchUpReport, LogGapReader, Progress, catch_up
-from pipeline.database import create_pool, quote_ident
+from pipeline.database import Connection, create_pool, quote_ident
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import producer
 from pipeline.migrations import migrate
@@ -60,7 +58,11 @@ async def replay(
                 )
                 await migrate(connection, projection.name, shadow)
             building = ProjectionRunner(
-                projection, pool, cluster=settings.center, dead_letters=sink, gap_reader=gaps,
+                projection,
+                pool,
+                cluster=settings.center,
+                dead_letters=sink,
+                gap_reader=gaps,
                 schema=shadow,
             )
             # 2.
@@ -83,7 +85,7 @@ async def replay(
     return ReplayReport(projection.name, rebuild, after_swap)
 
 
-async def swap_schemas(connection: asyncpg.Connection, live: str, shadow: str) -> None:
+async def swap_schemas(connection: Connection, live: str, shadow: str) -> None:
     retired = f"{live}__retired"
     async with connection.transaction():
         exists = await connection.fetchval(
@@ -97,7 +99,9 @@ async def swap_schemas(connection: asyncpg.Connection, live: str, shadow: str) -
             await connection.execute(
                 f"ALTER SCHEMA {quote_ident(live)} RENAME TO {quote_ident(retired)}"
             )
-        await connection.execute(f"ALTER SCHEMA {quote_ident(shadow)} RENAME TO {quote_ident(live)}")
+        await connection.execute(
+            f"ALTER SCHEMA {quote_ident(shadow)} RENAME TO {quote_ident(live)}"
+        )
         await connection.execute(
             "DELETE FROM platform.schema_migrations WHERE target_schema = $1", live
         )

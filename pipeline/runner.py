@@ -16,6 +16,7 @@ from typing import Protocol
 import asyncpg
 from aiokafka import TopicPartition
 
+from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
 from pipeline.projection import ConsumedEvent, Projection
@@ -98,40 +99,39 @@ class ProjectionRunner:
             return result
         started = time.perf_counter()
         partitions = sorted({(r.topic, r.partition) for r in records})
-        async with self.pool.acquire() as connection:
-            # 1.
-            async with connection.transaction():
-                await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
-                # 2.
-                tracked = await self._lock_tracking(connection, partitions)
-                # 3.
-                fresh = _unseen(records, tracked)
-                result.skipped = len(records) - len(fresh)
-                # 4.
-                fills = await self._fill_gaps(fresh, tracked)
-                result.gap_filled = len(fills)
-                batch = [*fills, *fresh]
-                if not batch:
-                    return result
-                # 5.
-                events, letters = _decode(batch, self.projection.name)
-                # 6.
-                if events:
-                    await self.projection.apply(connection, events)
-                # 7.
-                if letters:
-                    await self.dead_letters.record(connection, self.cluster, letters)
-                # 8.
-                result.last_offsets = _last_offsets(batch)
-                await self._advance_tracking(connection, result.last_offsets)
-            # 9. (the transaction block commits on exit)
+        # 1.
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
+            # 2.
+            tracked = await self._lock_tracking(connection, partitions)
+            # 3.
+            fresh = _unseen(records, tracked)
+            result.skipped = len(records) - len(fresh)
+            # 4.
+            fills = await self._fill_gaps(fresh, tracked)
+            result.gap_filled = len(fills)
+            batch = [*fills, *fresh]
+            if not batch:
+                return result
+            # 5.
+            events, letters = _decode(batch, self.projection.name)
+            # 6.
+            if events:
+                await self.projection.apply(connection, events)
+            # 7.
+            if letters:
+                await self.dead_letters.record(connection, self.cluster, letters)
+            # 8.
+            result.last_offsets = _last_offsets(batch)
+            await self._advance_tracking(connection, result.last_offsets)
+        # 9. (the transaction block commits on exit)
         result.applied = len(events)
         result.dead_lettered = len(letters)
         result.seconds = time.perf_counter() - started
         return result
 
     async def _lock_tracking(
-        self, connection: asyncpg.Connection, partitions: Sequence[tuple[str, int]]
+        self, connection: Connection, partitions: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         topics = [t for t, _ in partitions]
         numbers = [p for _, p in partitions]
@@ -154,7 +154,7 @@ class ProjectionRunner:
         return {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
 
     async def _advance_tracking(
-        self, connection: asyncpg.Connection, last: Mapping[TopicPartition, int]
+        self, connection: Connection, last: Mapping[TopicPartition, int]
     ) -> None:
         await connection.execute(
             "UPDATE projection_offsets o SET last_offset = x.o, updated_at = now() "
@@ -206,7 +206,9 @@ def _decode(
     letters: list[DeadLetter] = []
     for record in records:
         if record.value is None:
-            letters.append(DeadLetter.of(record, "empty_value", "the message has no value", projection))
+            letters.append(
+                DeadLetter.of(record, "empty_value", "the message has no value", projection)
+            )
             continue
         try:
             decoded = decode_event(record.value)

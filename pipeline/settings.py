@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: Path | None = None
-    # Real Kafka gets the idempotent producer; the embedded tansu broker cannot serve it.
+    # Unset: idempotent where the broker allows it (real Kafka), plain acks=all where it does not
+    # (the embedded tansu). True insists, False never asks.
     kafka_idempotence: bool | None = None
 
     batch_size: int = Field(default=2000, ge=1, description="Events per live projection batch.")
@@ -72,10 +73,6 @@ class Settings(BaseSettings):
         return {k: v for k, v in data.items() if isinstance(v, str)}
 
     @property
-    def uses_embedded_broker(self) -> bool:
-        return self.kafka_bootstrap is None
-
-    @property
     def bootstrap(self) -> str:
         if self.kafka_bootstrap:
             return self.kafka_bootstrap
@@ -96,12 +93,6 @@ class Settings(BaseSettings):
             f"no Postgres for center {self.center!r}: run `bcl up` to start the embedded one, "
             "or set BCL_DATABASE_URL to a running server"
         )
-
-    @property
-    def idempotent_producer(self) -> bool:
-        if self.kafka_idempotence is not None:
-            return self.kafka_idempotence
-        return not self.uses_embedded_broker
 
 
 def load_settings(**overrides: object) -> Settings:

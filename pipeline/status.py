@@ -30,7 +30,9 @@ async def projection_lag(settings: Settings, projection: Projection) -> Projecti
             client, await partitions_of(client, [settings.topic(t) for t in projection.topics])
         )
     async with connect(settings) as connection:
-        exists = await connection.fetchval("SELECT to_regclass($1)", f"{projection.name}.projection_offsets")
+        exists = await connection.fetchval(
+            "SELECT to_regclass($1)", f"{projection.name}.projection_offsets"
+        )
         rows = (
             await connection.fetch(
                 "SELECT topic, partition, last_offset "

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from pipeline.catchup import LogGapReader, catch_up
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
-from pipeline.kafka import new_producer
+from pipeline.kafka import start_producer
 from pipeline.projection import Projection
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
@@ -91,8 +91,7 @@ class Worker:
 
     async def _prepare(self) -> None:
         self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)
-        self._producer = new_producer(self.settings)
-        await self._producer.start()
+        self._producer = await start_producer(self.settings)
         sink = DeadLetterSink(self._producer, self.settings.topic(DEAD_LETTERS.name))
         gaps = LogGapReader(self.settings)
         for projection in self._projections:

@@ -122,12 +122,14 @@ def platform_sample(
             request_id, origin, municipality = open_requests.pop(rng.randrange(len(open_requests)))
             notice: IssuanceDelivered | IssuanceCancelled
             if rng.random() < 0.05:
-                kind, notice = "issuance.cancelled", IssuanceCancelled(
-                    request_id=request_id, reason="resident left the kiosk"
+                kind, notice = (
+                    "issuance.cancelled",
+                    IssuanceCancelled(request_id=request_id, reason="resident left the kiosk"),
                 )
             else:
-                kind, notice = "issuance.delivered", IssuanceDelivered(
-                    request_id=request_id, fee_paid_yen=300, printed_at=clock
+                kind, notice = (
+                    "issuance.delivered",
+                    IssuanceDelivered(request_id=request_id, fee_paid_yen=300, printed_at=clock),
                 )
             yield Outgoing(
                 ISSUANCE_REQUESTS.name,
@@ -147,7 +149,9 @@ def platform_sample(
             certificate_type = rng.choices(types, type_weights)[0]
             resident_municipality = rng.choice(SAMPLE_MUNICIPALITIES)[0]
             store_municipality = (
-                rng.choice(SAMPLE_MUNICIPALITIES)[0] if rng.random() < 0.21 else resident_municipality
+                rng.choice(SAMPLE_MUNICIPALITIES)[0]
+                if rng.random() < 0.21
+                else resident_municipality
             )
             request_id = uuid.UUID(int=rng.getrandbits(128), version=4)
             open_requests.append((request_id, origin, resident_municipality))

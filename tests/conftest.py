@@ -8,8 +8,11 @@ that needs them gets its own database and its own topic prefix, so tests never s
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,52 +32,82 @@ class Endpoints:
     dsn: str
 
 
+@contextmanager
+def scratch_folder() -> Iterator[Path]:
+    # Not pytest's tmp_path: every pytest session that starts resets /tmp/pytest-of-<user> to mode
+    # 0700, and under root that locks the unprivileged Postgres account out of a data folder below
+    # it, breaking a server that is starting in another session at that moment.
+    path = Path(tempfile.mkdtemp(prefix="bcl-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """An empty folder for a test's service data, removed afterwards."""
+    with scratch_folder() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+def endpoints() -> Iterator[Endpoints]:
     from infra.broker import start_broker, stop_broker
     from infra.postgres import start_postgres, stop_postgres
 
     bootstrap = os.environ.get("BCL_KAFKA_BOOTSTRAP")
     dsn = os.environ.get("BCL_DATABASE_URL")
-    base = tmp_path_factory.mktemp("services")
     stops = []
-    try:
-        if not bootstrap:
-            broker = start_broker(base / "broker")
-            stops.append(lambda: stop_broker(broker.pid))
-            bootstrap = broker.bootstrap
-        if not dsn:
-            postgres = start_postgres(base / "postgres")
-            stops.append(lambda: stop_postgres(postgres.pid))
-            dsn = postgres.dsn
-        yield Endpoints(bootstrap, dsn)
-    finally:
-        for stop in reversed(stops):
-            stop()
+    with scratch_folder() as base:
+        try:
+            if not bootstrap:
+                broker = start_broker(base / "broker")
+                stops.append(lambda: stop_broker(broker.pid))
+                bootstrap = broker.bootstrap
+            if not dsn:
+                postgres = start_postgres(base / "postgres")
+                stops.append(lambda: stop_postgres(postgres.pid))
+                dsn = postgres.dsn
+            yield Endpoints(bootstrap, dsn)
+        finally:
+            for stop in reversed(stops):
+                stop()
 
 
 @pytest.fixture
-async def platform(endpoints: Endpoints, tmp_path: Path) -> AsyncIterator[Settings]:
-    """Settings for a private slice of the session's services: own database, own topics."""
+async def db_dsn(endpoints: Endpoints) -> AsyncIterator[str]:
+    """The address of a database of its own, so each test starts with no schema applied."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(endpoints.dsn)
     try:
         await admin.execute(f"CREATE DATABASE {name}")
+        yield with_database(endpoints.dsn, name)
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(db_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def platform(endpoints: Endpoints, db_dsn: str, tmp_path: Path) -> Settings:
+    """Settings for a private slice of the session's services: own database, own topics."""
     settings = Settings(
         home=tmp_path / "bcl",
         kafka_bootstrap=endpoints.bootstrap,
-        database_url=with_database(endpoints.dsn, name),
-        topic_prefix=f"{name}.",
+        database_url=db_dsn,
+        topic_prefix=f"{db_dsn.rsplit('/', 1)[-1]}.",
         partitions=3,
     )
     async with connect(settings) as connection:
         await migrate_all(connection)
     await create_topics(settings)
-    yield settings
-    admin = await asyncpg.connect(endpoints.dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    return settings

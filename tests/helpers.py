@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from pipeline.settings import Settings
 
@@ -25,3 +31,27 @@ def settings_env(settings: Settings) -> dict[str, str]:
         BCL_PARTITIONS=str(settings.partitions),
     )
     return env
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def wait_for_journal(settings: Settings, expected: int, timeout: float) -> int:
+    connection = await asyncpg.connect(settings.dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            count: int = await connection.fetchval("SELECT count(*) FROM journal.events")
+            if count >= expected or asyncio.get_running_loop().time() > deadline:
+                return count
+            await asyncio.sleep(0.5)
+    finally:
+        await connection.close()

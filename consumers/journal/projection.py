@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import asyncpg
 import orjson
 
+from pipeline.database import Connection
 from pipeline.projection import ConsumedEvent
 from pipeline.topics import SOURCE_TOPICS
 
@@ -34,7 +34,7 @@ class JournalProjection:
     topics: Sequence[str] = SOURCE_TOPICS
     digest_order: Mapping[str, str] = {"events": "event_id"}
 
-    async def apply(self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]) -> None:
+    async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         # COPY into a session-local stage, then one INSERT that ignores event ids already archived
         # (a producer retry can put the same event in the log twice).
         await connection.execute(
@@ -44,7 +44,7 @@ class JournalProjection:
             "journal_stage", records=[_row(e) for e in events], columns=_COLUMNS
         )
         await connection.execute(
-            "INSERT INTO events SELECT * FROM journal_stage ORDER BY topic, partition, \"offset\" "
+            'INSERT INTO events SELECT * FROM journal_stage ORDER BY topic, partition, "offset" '
             "ON CONFLICT (event_id) DO NOTHING"
         )
 

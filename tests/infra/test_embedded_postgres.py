@@ -5,7 +5,7 @@ import signal
 from pathlib import Path
 
 import asyncpg
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from infra.postgres import PROCESS_NAME, SYSTEM_USER, start_postgres, stop_postgres
@@ -26,6 +26,8 @@ async def test_postgres_serves_the_bcl_database_on_localhost_only(scratch: Path)
         assert pid_alive(handle.pid, name=PROCESS_NAME)
         assert await fetch(handle.dsn, "SELECT current_database()") == "bcl"
         assert await fetch(handle.dsn, "SHOW fsync") == "off"
+        sockets = await fetch(handle.dsn, "SHOW unix_socket_directories")
+        assert sockets == str(scratch / "postgres" / "run")
         server = psutil.Process(handle.pid)
         listening = {
             conn.laddr.ip
@@ -82,3 +84,11 @@ def test_a_failed_start_reports_the_server_log(scratch: Path) -> None:
         conf.write("\nno_such_setting = 1\n")
     with pytest.raises(ServiceStartError, match="no_such_setting"):
         start_postgres(data_dir)
+
+
+async def test_a_data_folder_too_deep_for_a_socket_path_serves_tcp_only(scratch: Path) -> None:
+    handle = start_postgres(scratch / ("deep" * 20) / "postgres")
+    try:
+        assert await fetch(handle.dsn, "SHOW unix_socket_directories") == ""
+    finally:
+        stop_postgres(handle.pid)

@@ -4,9 +4,10 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from infra.processes import pid_alive
@@ -14,10 +15,9 @@ from infra.services import WORKER_PID_FILE, down, status, up
 from pipeline.settings import Settings
 
 
-def center(home: Path, **external: str) -> Settings:
+def center(home: Path, kafka_bootstrap: str | None = None) -> Settings:
     # Explicit Nones, so a BCL_* variable of the shell running the tests cannot point them away.
-    options: dict[str, str | None] = {"kafka_bootstrap": None, "database_url": None, **external}
-    return Settings(home=home, center="east", **options)  # type: ignore[arg-type]
+    return Settings(home=home, center="east", kafka_bootstrap=kafka_bootstrap, database_url=None)
 
 
 def processes_under(folder: Path) -> list[psutil.Process]:
@@ -30,7 +30,7 @@ def processes_under(folder: Path) -> list[psutil.Process]:
 
 
 @pytest.fixture
-def home(scratch: Path):  # type: ignore[no-untyped-def]
+def home(scratch: Path) -> Iterator[Path]:
     yield scratch
     down(center(scratch))
 

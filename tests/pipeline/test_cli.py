@@ -16,7 +16,9 @@ COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-def
 
 
 def test_the_expected_commands_exist() -> None:
-    assert {"up", "down", "status", "worker", "replay", "digest", "journal", "wait"} <= set(COMMANDS)
+    assert {"up", "down", "status", "worker", "replay", "digest", "journal", "wait"} <= set(
+        COMMANDS
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -16,14 +17,18 @@ from pipeline.kafka import producer
 from pipeline.publish import publish_many
 from pipeline.settings import Settings
 from producers.workload import platform_sample
-from tests.helpers import settings_env
-from tests.pipeline.test_worker_crash import start_worker, wait_for_journal
+from tests.helpers import settings_env, start_worker, wait_for_journal
 
 
 async def bcl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipeline.cli", *args,
-        env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        *args,
+        env=settings_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     out, _ = await process.communicate()
     return subprocess.CompletedProcess(args, process.returncode or 0, out.decode(), "")
@@ -70,7 +75,7 @@ async def test_replay_rebuilds_while_queries_and_the_worker_keep_going(
     assert "events/s" in replayed.stdout
     assert len(seen) > 10
     # The journal never lost rows from a reader's point of view during the rebuild.
-    assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert all(a <= b for a, b in itertools.pairwise(seen)), seen
     async with connect(platform) as connection:
         distinct = await connection.fetchval("SELECT count(DISTINCT event_id) FROM journal.events")
     assert distinct == 23_000
@@ -93,4 +98,5 @@ async def test_replayed_digest_equals_the_live_one(platform: Settings, tmp_path:
     assert live.returncode == 0, live.stdout
     live_line = [line for line in live.stdout.splitlines() if line.startswith("journal ")]
     rebuilt_line = [line for line in rebuilt.stdout.splitlines() if line.startswith("journal ")]
-    assert live_line and live_line == rebuilt_line
+    assert live_line
+    assert live_line == rebuilt_line

@@ -48,7 +48,9 @@ async def pool(platform: Settings) -> asyncpg.Pool:
     await created.close()
 
 
-def runner_for(settings: Settings, pool: asyncpg.Pool, projection: object = journal) -> ProjectionRunner:
+def runner_for(
+    settings: Settings, pool: asyncpg.Pool, projection: object = journal
+) -> ProjectionRunner:
     return ProjectionRunner(
         projection,  # type: ignore[arg-type]
         pool,
@@ -91,13 +93,17 @@ async def test_a_gap_is_filled_from_the_log(platform: Settings, pool: asyncpg.Po
     assert await journal_count(pool) == len(records)
 
 
-async def test_a_failing_batch_leaves_nothing_behind(platform: Settings, pool: asyncpg.Pool) -> None:
+async def test_a_failing_batch_leaves_nothing_behind(
+    platform: Settings, pool: asyncpg.Pool
+) -> None:
     class Exploding:
         name = journal.name
         topics = journal.topics
         digest_order = journal.digest_order
 
-        async def apply(self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]) -> None:
+        async def apply(
+            self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]
+        ) -> None:
             await journal.apply(connection, events)
             raise RuntimeError("disk on fire")
 
@@ -138,7 +144,9 @@ async def test_bad_messages_become_dead_letters_and_the_rest_applies(
         report = await catch_up(runner, platform)
 
     assert report.dead_lettered == len(bad)
-    letters = await pool.fetch("SELECT reason, detail, value FROM platform.dead_letters ORDER BY reason")
+    letters = await pool.fetch(
+        "SELECT reason, detail, value FROM platform.dead_letters ORDER BY reason"
+    )
     assert sorted(r["reason"] for r in letters) == sorted(reason for _, reason in bad)
     assert all(r["detail"] for r in letters)
     assert {bytes(r["value"]) for r in letters} == {value for value, _ in bad}

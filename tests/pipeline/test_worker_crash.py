@@ -18,33 +18,9 @@ from pipeline.publish import publish_many
 from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
-from tests.helpers import settings_env
+from tests.helpers import start_worker, wait_for_journal
 
 EVENTS = 100_000
-
-
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
-            env=settings_env(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def wait_for_journal(settings: Settings, expected: int, timeout: float) -> int:
-    connection = await asyncpg.connect(settings.dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            count: int = await connection.fetchval("SELECT count(*) FROM journal.events")
-            if count >= expected or asyncio.get_running_loop().time() > deadline:
-                return count
-            await asyncio.sleep(0.5)
-    finally:
-        await connection.close()
 
 
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
@@ -81,7 +57,9 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
             'SELECT topic, partition, count(*) AS n, count(DISTINCT "offset") AS distinct_offsets, '
             'max("offset") AS last FROM journal.events GROUP BY topic, partition'
         )
-        distinct_ids = await connection.fetchval("SELECT count(DISTINCT event_id) FROM journal.events")
+        distinct_ids = await connection.fetchval(
+            "SELECT count(DISTINCT event_id) FROM journal.events"
+        )
     finally:
         await connection.close()
     assert distinct_ids == EVENTS

@@ -16,9 +16,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+from pipeline.database import Connection
+from pipeline.settings import PROJECT_ROOT
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The SQL files are infrastructure; this module only applies them.
+MIGRATIONS_DIR = PROJECT_ROOT / "infra" / "migrations"
 PLATFORM = "platform"
 
 # One lock for every migrator of the database, whatever the schema: migrations are rare and short,
@@ -90,7 +92,7 @@ def migration_files(group: str, directory: Path = MIGRATIONS_DIR) -> list[Migrat
 
 
 async def migrate(
-    conn: asyncpg.Connection,
+    conn: Connection,
     group: str,
     schema: str | None = None,
     *,
@@ -140,7 +142,7 @@ async def migrate(
 
 
 async def migrate_all(
-    conn: asyncpg.Connection, *, directory: Path = MIGRATIONS_DIR
+    conn: Connection, *, directory: Path = MIGRATIONS_DIR
 ) -> dict[str, list[str]]:
     """Apply every group into its own schema; returns the names applied per group."""
     return {

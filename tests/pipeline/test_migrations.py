@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.migrations import (
+from pipeline.migrations import (
     MIGRATIONS_DIR,
     PLATFORM,
     MigrationError,
@@ -16,7 +16,6 @@ from infra.migrations import (
     migration_files,
     migration_groups,
 )
-from infra.postgres import PostgresHandle
 
 
 def write_group(root: Path, group: str, files: dict[str, str]) -> Path:
@@ -99,21 +98,19 @@ async def test_a_failing_migration_leaves_the_earlier_ones_applied(
     assert [row["migration"] for row in names] == ["demo/001_good.sql"]
 
 
-async def test_concurrent_migrators_apply_each_file_once(
-    db: asyncpg.Connection, postgres_server: PostgresHandle, tmp_path: Path
-) -> None:
+async def test_concurrent_migrators_apply_each_file_once(db_dsn: str, tmp_path: Path) -> None:
     write_group(
         tmp_path,
         "demo",
         {f"{n:03}_step.sql": f"CREATE TABLE step_{n} (n int);" for n in range(1, 6)},
     )
-    database = await db.fetchval("SELECT current_database()")
-    other = await asyncpg.connect(postgres_server.dsn.rsplit("/", 1)[0] + f"/{database}")
+    one, other = await asyncpg.connect(db_dsn), await asyncpg.connect(db_dsn)
     try:
         results = await asyncio.gather(
-            migrate(db, "demo", directory=tmp_path), migrate(other, "demo", directory=tmp_path)
+            migrate(one, "demo", directory=tmp_path), migrate(other, "demo", directory=tmp_path)
         )
     finally:
+        await one.close()
         await other.close()
     applied = sorted(results[0] + results[1])
     assert applied == [f"demo/{n:03}_step.sql" for n in range(1, 6)]
