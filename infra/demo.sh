@@ -3,6 +3,7 @@
 # tour started is stopped by PID on the way out (`bcl down`).
 set -euo pipefail
 events="${BCL_DEMO_EVENTS:-20000}"
+export COLUMNS="${COLUMNS:-150}"  # wide tables even when the output is not a terminal
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 trap 'step "stopping everything"; bcl down' EXIT

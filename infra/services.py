@@ -31,6 +31,8 @@ class Services:
     # None where the service is external.
     broker_pid: int | None
     postgres_pid: int | None
+    # True when an embedded broker was started now: its log (memory only) begins empty.
+    fresh_log: bool = False
 
 
 class ServiceStatus(TypedDict):
@@ -123,7 +125,13 @@ def up(settings: Settings) -> Services:
             for service, pid in started:
                 service.stop(pid)
             raise
-        services = Services(bootstrap, dsn, broker_pid, postgres_pid)
+        services = Services(
+            bootstrap,
+            dsn,
+            broker_pid,
+            postgres_pid,
+            fresh_log=any(s is _BROKER for s, _ in started),
+        )
         _write_record(settings, services)
         return services
 

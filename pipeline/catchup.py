@@ -21,6 +21,28 @@ Progress = Callable[[int, int], None]
 """Called with (events read so far, events to read in all)."""
 
 
+class LogBehindProjection(RuntimeError):
+    """The projection has applied offsets the log does not have: the log was reset or replaced."""
+
+    def __init__(
+        self,
+        projection: str,
+        schema: str,
+        partitions: list[TopicPartition],
+        applied: dict[TopicPartition, int],
+        log_end: dict[TopicPartition, int],
+    ) -> None:
+        where = ", ".join(
+            f"{tp.topic}[{tp.partition}] applied to {applied[tp]:,}, log ends at {log_end[tp]:,}"
+            for tp in partitions[:3]
+        )
+        super().__init__(
+            f"projection {projection!r} (schema {schema}) is ahead of the log: {where}. The log "
+            f"was reset or this database belongs to another cluster; rebuild it from the log with "
+            f"`bcl replay {projection}`"
+        )
+
+
 @dataclass
 class CatchUpReport:
     events: int = 0
@@ -52,11 +74,18 @@ async def catch_up(
         report.targets = await high_watermarks(client, partitions)
         tracked = await runner.tracked_offsets()
         start = {tp: tracked.get(tp, -1) + 1 for tp in partitions}
+        ahead = [tp for tp in partitions if start[tp] > report.targets[tp]]
+        if ahead:
+            raise LogBehindProjection(
+                runner.projection.name, runner.schema, ahead, start, report.targets
+            )
         pending = {tp for tp in partitions if start[tp] < report.targets[tp]}
         total = sum(report.targets[tp] - start[tp] for tp in pending)
         if progress:
             progress(0, total)
-        client.assign(sorted(pending))
+        if pending:
+            # (aiokafka's stop() hangs on an empty assignment, so only assign real work.)
+            client.assign(sorted(pending))
         for tp in pending:
             client.seek(tp, start[tp])
         while pending:

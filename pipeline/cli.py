@@ -97,6 +97,8 @@ def up(
     )
 
     async def prepare() -> tuple[dict[str, list[str]], list[str]]:
+        if started.fresh_log and started.postgres_pid is not None:
+            await reset_embedded_database(fresh.dsn)
         async with connect(fresh) as connection:
             applied = await migrate_all(connection)
         return applied, await create_topics(fresh)
@@ -109,6 +111,24 @@ def up(
         console.print(f"created topics: {', '.join(created)}")
     if worker:
         start_worker_in_background(fresh)
+
+
+async def reset_embedded_database(dsn: str) -> None:
+    """Empty the embedded database when the embedded broker starts with an empty log.
+
+    Projections derive from the log; tansu keeps the log in memory, so after a broker restart
+    the old projections describe events that no longer exist anywhere.
+    """
+    import asyncpg
+
+    database = dsn.rsplit("/", 1)[-1]
+    admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {database}")
+    finally:
+        await admin.close()
+    console.print("fresh in-memory log: the embedded projections start empty too")
 
 
 @app.command()

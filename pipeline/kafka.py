@@ -60,6 +60,10 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     """
     wanted = settings.kafka_idempotence
     client = new_producer(settings, idempotent=wanted is not False, **overrides)
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    if wanted is None:
+        sender_log.setLevel(logging.CRITICAL)  # the probe's refusal is expected, not an error
     try:
         await client.start()
     except KafkaError as error:
@@ -69,6 +73,8 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
         log.info("broker refused an idempotent producer (%s); using acks=all without it", error)
         client = new_producer(settings, idempotent=False, **overrides)
         await client.start()
+    finally:
+        sender_log.setLevel(level)
     return client
 
 

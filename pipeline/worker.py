@@ -87,7 +87,12 @@ class Worker:
         await asyncio.shield(self._ready)
 
     async def _start(self) -> None:
-        await self.ready()
+        try:
+            await self.ready()
+        except Exception as error:
+            # A worker that cannot catch up must stop and say why, not idle with agents waiting.
+            log.critical("cannot start: %s", error)
+            await self.app.crash(error)
 
     async def _prepare(self) -> None:
         self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)
