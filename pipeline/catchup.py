@@ -7,6 +7,7 @@ partition's tracked offset up to the high watermark seen when they start. They f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from pipeline.kafka import high_watermarks, partitions_of, reader
-from pipeline.runner import ProjectionRunner, RawRecord
+from pipeline.runner import Decoded, ProjectionRunner, RawRecord, decode_records
 from pipeline.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -88,20 +89,35 @@ async def catch_up(
             client.assign(sorted(pending))
         for tp in pending:
             client.seek(tp, start[tp])
-        while pending:
-            fetched = await client.getmany(*pending, timeout_ms=1000, max_records=size)
-            batch: list[RawRecord] = []
-            for tp, records in fetched.items():
-                batch.extend(r for r in records if r.offset < report.targets[tp])
-            result = await runner.apply_records(batch)
-            report.events += len(batch)
-            report.applied += result.applied
-            report.dead_lettered += result.dead_lettered
-            for tp in list(pending):
-                if await client.position(tp) >= report.targets[tp]:
-                    pending.discard(tp)
-            if progress:
-                progress(report.events, total)
+        # Fetching and decoding (this process's CPU) run one batch ahead of applying (mostly
+        # Postgres's CPU), so on two cores the two overlap.
+        batches: asyncio.Queue[list[Decoded] | None] = asyncio.Queue(maxsize=2)
+
+        async def fetch_and_decode() -> None:
+            while pending:
+                fetched = await client.getmany(*pending, timeout_ms=1000, max_records=size)
+                records: list[RawRecord] = []
+                for tp, found in fetched.items():
+                    records.extend(r for r in found if r.offset < report.targets[tp])
+                if records:
+                    await batches.put(decode_records(records, runner.projection.name))
+                for tp in list(pending):
+                    if await client.position(tp) >= report.targets[tp]:
+                        pending.discard(tp)
+            await batches.put(None)
+
+        reading = asyncio.create_task(fetch_and_decode())
+        try:
+            while (batch := await batches.get()) is not None:
+                result = await runner.apply_decoded(batch)
+                report.events += len(batch)
+                report.applied += result.applied
+                report.dead_lettered += result.dead_lettered
+                if progress:
+                    progress(report.events, total)
+            await reading
+        finally:
+            reading.cancel()
     report.seconds = time.perf_counter() - started
     return report
 

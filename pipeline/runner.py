@@ -38,6 +38,9 @@ class RawRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+Decoded = ConsumedEvent | DeadLetter
+
+
 class GapReader(Protocol):
     async def read_range(self, tp: TopicPartition, start: int, end: int) -> list[RawRecord]:
         """Records of ``tp`` with ``start <= offset < end``."""
@@ -81,50 +84,56 @@ class ProjectionRunner:
         return {TopicPartition(r["topic"], r["partition"]): r["last_offset"] for r in rows}
 
     async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
-        """Apply one batch in one transaction.
+        """Decode and apply one batch; see ``apply_decoded``."""
+        return await self.apply_decoded(decode_records(records, self.projection.name))
+
+    async def apply_decoded(self, items: Sequence[Decoded]) -> BatchResult:
+        """Apply one decoded batch in one transaction.
+
+        Decoding (CPU work) happens before, outside the transaction, so a feeder can decode the
+        next batch while Postgres writes this one.
 
         1. Open a transaction with ``search_path`` on the projection's schema.
         2. Lock the tracking rows of the batch's partitions (creating missing ones at -1), so
            two feeders of the same projection serialize here.
-        3. Drop records at or below the tracked offset: they were applied before.
-        4. Fill any gap between the tracked offset and the batch's first record from the log.
-        5. Decode; undecodable or invalid records become dead letters, the rest events.
-        6. Hand the events to the projection's ``apply``.
-        7. Record the dead letters and publish them.
-        8. Move each tracking row forward to the last offset seen in its partition.
-        9. Commit: rows, dead letters and tracking land together or not at all.
+        3. Drop items at or below the tracked offset: they were applied before.
+        4. Fill any gap between the tracked offset and the batch's first item from the log.
+        5. Hand the events to the projection's ``apply``.
+        6. Record the dead letters (undecodable or invalid records) and publish them.
+        7. Move each tracking row forward to the last offset seen in its partition.
+        8. Commit: rows, dead letters and tracking land together or not at all.
         """
         result = BatchResult()
-        if not records:
+        if not items:
             return result
         started = time.perf_counter()
-        partitions = sorted({(r.topic, r.partition) for r in records})
+        partitions = sorted({(i.topic, i.partition) for i in items})
         # 1.
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
             # 2.
             tracked = await self._lock_tracking(connection, partitions)
             # 3.
-            fresh = _unseen(records, tracked)
-            result.skipped = len(records) - len(fresh)
+            fresh = _unseen(items, tracked)
+            result.skipped = len(items) - len(fresh)
             # 4.
-            fills = await self._fill_gaps(fresh, tracked)
+            fills = decode_records(await self._fill_gaps(fresh, tracked), self.projection.name)
             result.gap_filled = len(fills)
             batch = [*fills, *fresh]
             if not batch:
                 return result
+            events = [i for i in batch if isinstance(i, ConsumedEvent)]
+            letters = [i for i in batch if isinstance(i, DeadLetter)]
             # 5.
-            events, letters = _decode(batch, self.projection.name)
-            # 6.
             if events:
                 await self.projection.apply(connection, events)
-            # 7.
+            # 6.
             if letters:
                 await self.dead_letters.record(connection, self.cluster, letters)
-            # 8.
+            # 7.
             result.last_offsets = _last_offsets(batch)
             await self._advance_tracking(connection, result.last_offsets)
-        # 9. (the transaction block commits on exit)
+        # 8. (leaving the transaction block commits)
         result.applied = len(events)
         result.dead_lettered = len(letters)
         result.seconds = time.perf_counter() - started
@@ -167,7 +176,7 @@ class ProjectionRunner:
         )
 
     async def _fill_gaps(
-        self, fresh: Sequence[RawRecord], tracked: Mapping[tuple[str, int], int]
+        self, fresh: Sequence[Decoded], tracked: Mapping[tuple[str, int], int]
     ) -> list[RawRecord]:
         first: dict[tuple[str, int], int] = {}
         for record in fresh:
@@ -186,12 +195,10 @@ class ProjectionRunner:
         return fills
 
 
-def _unseen(
-    records: Iterable[RawRecord], tracked: Mapping[tuple[str, int], int]
-) -> list[RawRecord]:
+def _unseen(items: Iterable[Decoded], tracked: Mapping[tuple[str, int], int]) -> list[Decoded]:
     high = dict(tracked)
-    fresh: list[RawRecord] = []
-    for record in records:
+    fresh: list[Decoded] = []
+    for record in items:
         coordinates = (record.topic, record.partition)
         if record.offset > high[coordinates]:
             fresh.append(record)
@@ -199,36 +206,34 @@ def _unseen(
     return fresh
 
 
-def _decode(
-    records: Iterable[RawRecord], projection: str
-) -> tuple[list[ConsumedEvent], list[DeadLetter]]:
-    events: list[ConsumedEvent] = []
-    letters: list[DeadLetter] = []
+def decode_records(records: Iterable[RawRecord], projection: str) -> list[Decoded]:
+    """Each record as an event, or as a dead letter saying why it is not one."""
+    decoded: list[Decoded] = []
     for record in records:
         if record.value is None:
-            letters.append(
+            decoded.append(
                 DeadLetter.of(record, "empty_value", "the message has no value", projection)
             )
             continue
         try:
-            decoded = decode_event(record.value)
+            event = decode_event(record.value)
         except EventDecodeError as error:
-            letters.append(DeadLetter.of(record, error.reason, error.detail, projection))
+            decoded.append(DeadLetter.of(record, error.reason, error.detail, projection))
             continue
-        events.append(
+        decoded.append(
             ConsumedEvent(
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
                 key=record.key,
-                envelope=decoded.envelope,
-                payload=decoded.payload,
+                envelope=event.envelope,
+                payload=event.payload,
             )
         )
-    return events, letters
+    return decoded
 
 
-def _last_offsets(records: Iterable[RawRecord]) -> dict[TopicPartition, int]:
+def _last_offsets(records: Iterable[Decoded]) -> dict[TopicPartition, int]:
     last: dict[TopicPartition, int] = {}
     for record in records:
         tp = TopicPartition(record.topic, record.partition)

@@ -89,6 +89,16 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
 
 def decode_event(raw: bytes, registry: EventRegistry = REGISTRY) -> DecodedEvent:
     try:
+        # pydantic parses and validates in one pass in Rust, the fast path for valid input;
+        # anything it refuses is classified below, where the reason is worth the extra parse.
+        envelope = Envelope.model_validate_json(raw)
+    except ValidationError:
+        envelope = _refused_envelope(raw)
+    return DecodedEvent(envelope, _payload(envelope, registry))
+
+
+def _refused_envelope(raw: bytes) -> Envelope:
+    try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError("not_json", f"not UTF-8 JSON: {exc}") from exc
@@ -97,11 +107,14 @@ def decode_event(raw: bytes, registry: EventRegistry = REGISTRY) -> DecodedEvent
             "invalid_envelope", f"expected a JSON object, got {_json_kind(data)}"
         )
     try:
-        envelope = Envelope.model_validate(data)
+        return Envelope.model_validate(data)
     except ValidationError as exc:
         raise EventDecodeError("invalid_envelope", describe_validation_error(exc)) from exc
+
+
+def _payload(envelope: Envelope, registry: EventRegistry) -> BaseModel:
     try:
-        payload = registry.parse_payload(envelope)
+        return registry.parse_payload(envelope)
     except UnknownEventType as exc:
         raise EventDecodeError("unknown_type", str(exc)) from exc
     except UnsupportedVersion as exc:
@@ -116,7 +129,6 @@ def decode_event(raw: bytes, registry: EventRegistry = REGISTRY) -> DecodedEvent
             f"{envelope.type} v{envelope.version}{upcast}: "
             + describe_validation_error(exc, prefix="payload."),
         ) from exc
-    return DecodedEvent(envelope, payload)
 
 
 def _json_kind(value: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import asyncpg
 import orjson
 
 from pipeline.database import Connection
@@ -35,14 +36,20 @@ class JournalProjection:
     digest_order: Mapping[str, str] = {"events": "event_id"}
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        # COPY into a session-local stage, then one INSERT that ignores event ids already archived
-        # (a producer retry can put the same event in the log twice).
+        rows = [_row(e) for e in events]
+        # Fast path: COPY straight into the archive. An event id already archived (a producer
+        # retry can put one event in the log twice) fails the COPY as a whole; then the batch
+        # goes through a stage and one INSERT that skips the ids already there.
+        try:
+            async with connection.transaction():
+                await connection.copy_records_to_table("events", records=rows, columns=_COLUMNS)
+            return
+        except asyncpg.UniqueViolationError:
+            pass
         await connection.execute(
             "CREATE TEMP TABLE IF NOT EXISTS journal_stage (LIKE events) ON COMMIT DELETE ROWS"
         )
-        await connection.copy_records_to_table(
-            "journal_stage", records=[_row(e) for e in events], columns=_COLUMNS
-        )
+        await connection.copy_records_to_table("journal_stage", records=rows, columns=_COLUMNS)
         await connection.execute(
             'INSERT INTO events SELECT * FROM journal_stage ORDER BY topic, partition, "offset" '
             "ON CONFLICT (event_id) DO NOTHING"

@@ -1,0 +1,163 @@
+"""`make bench`: throughput figures for this machine, each next to the ceilings of the same run.
+
+Starts its own embedded broker and Postgres (or uses BCL_KAFKA_BOOTSTRAP / BCL_DATABASE_URL),
+publishes a workload from the shared generator, and measures. Prints a table and a Markdown block
+for BENCHMARKS.md, and writes the figures to .bcl/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+
+from consumers.journal.projection import projection as journal
+from infra.services import down, up
+from pipeline.database import connect
+from pipeline.kafka import create_topics, producer
+from pipeline.migrations import migrate_all
+from pipeline.publish import publish_many
+from pipeline.replay import replay
+from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.topics import SOURCE_TOPICS
+from producers.workload import platform_sample
+from tests.bench.ceilings import copy_rate, raw_consume_rate
+from tests.helpers import start_worker
+
+console = Console()
+EVENTS = int(os.environ.get("BCL_BENCH_EVENTS", "100000"))
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, float, str, str]] = field(default_factory=list)
+
+    def add(self, name: str, value: float, unit: str, ratio: str = "") -> None:
+        self.rows.append((name, value, unit, ratio))
+        console.print(f"  {name}: {value:,.0f} {unit} {ratio}")
+
+
+async def wait_for_rows(settings: Settings, expected: int, timeout: float = 900) -> float:
+    connection = await asyncpg.connect(settings.dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            count = await connection.fetchval("SELECT count(*) FROM journal.events")
+            if count >= expected:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"journal has {count} of {expected} rows after {timeout}s")
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def wait_for_log_line(path: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in {path} after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def bench_platform(settings: Settings, figures: Figures) -> None:
+    log = settings.center_home / "bench-worker.log"
+    worker = start_worker(settings, log)
+    try:
+        await wait_for_log_line(log, "caught up from the log")
+        console.print(
+            f"[bold]live journal[/bold]: publishing {EVENTS:,} events to a running worker"
+        )
+        started = time.perf_counter()
+        async with producer(settings) as client:
+            sent = await publish_many(settings, client, platform_sample(EVENTS, seed=1))
+        published = time.perf_counter()
+        applied = await wait_for_rows(settings, sent)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    publish_rate = sent / (published - started)
+    live_rate = sent / (applied - started)
+
+    console.print("[bold]ceilings[/bold] (same run, same events)")
+    events, consume_rate = await raw_consume_rate(settings, list(SOURCE_TOPICS))
+    assert events == sent, (events, sent)
+    copy = await copy_rate(settings)
+    figures.add("raw aiokafka consume", consume_rate, "events/s")
+    figures.add("Postgres COPY (journal-shaped rows)", copy, "rows/s")
+
+    console.print("[bold]replay journal[/bold]")
+    report = await replay(settings, journal)
+    replay_rate = report.rebuild.events_per_second
+
+    figures.add(
+        "generator → Kafka publish",
+        publish_rate,
+        "events/s",
+        f"({publish_rate / consume_rate:.1%} of raw consume)",
+    )
+    figures.add(
+        "live journal (publish → rows, faust worker)",
+        live_rate,
+        "events/s",
+        f"({live_rate / consume_rate:.1%} of raw consume, {live_rate / copy:.1%} of COPY)",
+    )
+    figures.add(
+        "replay journal",
+        replay_rate,
+        "events/s",
+        f"({replay_rate / consume_rate:.1%} of raw consume, {replay_rate / copy:.1%} of COPY)",
+    )
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+async def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="bcl-bench-"))
+    settings = Settings(home=home)
+    services = up(settings)
+    try:
+        settings = Settings(home=home)
+        async with connect(settings) as connection:
+            await migrate_all(connection)
+        await create_topics(settings)
+        console.print(f"bench on {machine()}; broker {services.kafka_bootstrap}")
+        figures = Figures()
+        await bench_platform(settings, figures)
+    finally:
+        down(settings)
+
+    table = Table(title=f"make bench ({EVENTS:,} events)")
+    for column in ("figure", "value", "unit", "versus ceiling"):
+        table.add_column(column)
+    for name, value, unit, ratio in figures.rows:
+        table.add_row(name, f"{value:,.0f}", unit, ratio)
+    console.print(table)
+    console.print("\nMarkdown for BENCHMARKS.md:\n")
+    console.print("| figure | value | unit | versus ceiling |\n|---|---:|---|---|")
+    for name, value, unit, ratio in figures.rows:
+        console.print(f"| {name} | {value:,.0f} | {unit} | {ratio} |")
+    results = PROJECT_ROOT / ".bcl" / "bench" / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(
+        json.dumps({"machine": machine(), "events": EVENTS, "figures": figures.rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
