@@ -1,0 +1,40 @@
+"""`make demo`'s script, run against services started separately (BCL_* set), ends clean."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+from pipeline.settings import PROJECT_ROOT, Settings
+from tests.helpers import settings_env
+
+
+def test_the_demo_tour_runs_against_external_services(platform: Settings, tmp_path: Path) -> None:
+    env = settings_env(platform)
+    env["PATH"] = f"{PROJECT_ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    env["BCL_DEMO_EVENTS"] = "3000"
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "infra" / "demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    digests = [line for line in result.stdout.splitlines() if line.startswith("journal ")]
+    assert len(digests) == 2, output
+    assert digests[0] == digests[1]
+    assert "3,000" in result.stdout
+    # The tour stopped the worker it started; the external services were left alone.
+    started = re.search(r"worker started \(pid (\d+)\)", result.stdout)
+    assert started, output
+    assert (
+        not psutil.pid_exists(int(started.group(1)))
+        or psutil.Process(int(started.group(1))).status() == psutil.STATUS_ZOMBIE
+    )
