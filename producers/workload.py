@@ -25,7 +25,7 @@ from schemas.events.issuance import (
     IssuanceRequested,
     StoreOperator,
 )
-from schemas.events.municipalities import MunicipalityJoined
+from schemas.events.municipalities import MunicipalityJoined, MunicipalityProfile
 
 # Municipalities named in DOMAIN.md, with valid check digits.
 SAMPLE_MUNICIPALITIES: tuple[tuple[str, str], ...] = (
@@ -88,7 +88,11 @@ def platform_sample(
             code,
             Envelope.new(
                 "municipality.joined",
-                MunicipalityJoined(code=code, name=name, joined_on=date(2022, 1, 4), uses_bcl=True),
+                MunicipalityJoined(
+                    code=code,
+                    joined_on=date(2022, 1, 4),
+                    profile=MunicipalityProfile(name=name, uses_bcl=True),
+                ),
                 origin="east",
                 source="registry",
                 occurred_at=clock,

@@ -8,13 +8,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from schemas.envelope import Envelope
+from schemas.inputs.resident_diff import DiffRow
 from schemas.registry import REGISTRY
 
 DEFAULT_TARGET = Path(__file__).parent / "json"
 
 # Only files this exporter could have written are removed, so a mistaken target loses nothing else.
-_GENERATED_NAME = re.compile(r"envelope\.json|[a-z0-9_.]+\.v[0-9]+\.json")
+_GENERATED_NAME = re.compile(r"envelope\.json|input\.[a-z0-9_-]+\.json|[a-z0-9_.]+\.v[0-9]+\.json")
+
+# The input formats edges accept, next to the events they become.
+_INPUTS: dict[str, TypeAdapter[Any]] = {"resident-diff-row": TypeAdapter(DiffRow)}
 
 
 def _schema_text(schema: dict[str, Any]) -> str:
@@ -26,6 +32,8 @@ def export_json_schemas(target: Path) -> list[Path]:
     removing generated files of models that no longer exist. Returns the written paths, sorted.
     """
     files = {"envelope.json": _schema_text(Envelope.model_json_schema())}
+    for name, adapter in _INPUTS.items():
+        files[f"input.{name}.json"] = _schema_text(adapter.json_schema())
     for event_type in REGISTRY.types():
         for version in REGISTRY.versions(event_type):
             schema = REGISTRY.model(event_type, version).model_json_schema()

@@ -2,6 +2,6 @@
 in ``schemas.registry.REGISTRY``.
 """
 
-from schemas.events import certificates, issuance, municipalities
+from schemas.events import certificates, issuance, municipalities, residents
 
-__all__ = ["certificates", "issuance", "municipalities"]
+__all__ = ["certificates", "issuance", "municipalities", "residents"]

@@ -1,22 +1,192 @@
-"""Municipalities joining the service."""
+"""The municipality registry (topic ``municipalities``): who participates, and on what terms.
 
-from datetime import date
+Each event carries the municipality's whole profile, so the registry's state is always the
+profile of its latest event and an update can never half-apply.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import date, time
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.codes import MunicipalityCode
+from schemas.events.issuance import TAX_CERTIFICATE_TYPES, CertificateType
 from schemas.registry import REGISTRY
 
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-@REGISTRY.event("municipality.joined", 1)
-class MunicipalityJoined(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+# DOMAIN §2: each municipality sets its window inside 6:30–23:00.
+SERVICE_OPENS = time(6, 30)
+SERVICE_CLOSES = time(23, 0)
 
-    code: MunicipalityCode
+# DOMAIN §3: what a municipality on BCL can issue from its replica; the disaster certificates
+# come from the cloud disaster victim support system, which runs on BCL too.
+BCL_CERTIFICATE_TYPES = frozenset(
+    {
+        CertificateType.JUMINHYO,
+        CertificateType.INKAN,
+        *TAX_CERTIFICATE_TYPES,
+        CertificateType.RISAI,
+        CertificateType.HISAI,
+    }
+)
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class MunicipalityClass(StrEnum):
+    DESIGNATED_CITY = "designated_city"  # 政令指定都市
+    SPECIAL_WARD = "special_ward"  # 特別区
+    CITY = "city"  # 市
+    TOWN = "town"  # 町
+    VILLAGE = "village"  # 村
+
+
+class TimeWindow(BaseModel):
+    model_config = _FROZEN
+
+    opens: time
+    closes: time
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> Self:
+        if self.opens >= self.closes:
+            raise PydanticCustomError(
+                "time_window",
+                f"opens at {self.opens:%H:%M} but closes at {self.closes:%H:%M}; "
+                "the opening time must come first",
+            )
+        return self
+
+
+class MaintenanceWindow(BaseModel):
+    """An announced stop of the service for one municipality."""
+
+    model_config = _FROZEN
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _starts_before_ending(self) -> Self:
+        if self.starts_at >= self.ends_at:
+            raise PydanticCustomError(
+                "maintenance_window", "a maintenance window must start before it ends"
+            )
+        return self
+
+
+class FeeEntry(BaseModel):
+    """The resident-facing fee (交付手数料) of one certificate type from a date on."""
+
+    model_config = _FROZEN
+
+    certificate_type: CertificateType
+    fee_yen: int = Field(ge=0, le=100_000)
+    effective_from: date
+
+
+def _default_counter_hours() -> dict[Weekday, TimeWindow]:
+    weekday = TimeWindow(opens=time(8, 30), closes=time(17, 15))
+    return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday}
+
+
+class MunicipalityProfile(BaseModel):
+    model_config = _FROZEN
+
     name: str = Field(min_length=1)
-    joined_on: date = Field(
-        description="First day of participation; contributions prorate from it."
-    )
     uses_bcl: bool = Field(
         description="Pushes its resident data to BCL rather than running its own server."
     )
+    municipality_class: MunicipalityClass = MunicipalityClass.CITY
+    population: int = Field(
+        default=0,
+        ge=0,
+        description="Resident-register population on 1 January of the previous fiscal year.",
+    )
+    offered_types: tuple[CertificateType, ...] = (CertificateType.JUMINHYO, CertificateType.INKAN)
+    weekday_only_types: tuple[CertificateType, ...] = Field(
+        default=(), description="Types offered on weekdays only (some family-register offices)."
+    )
+    service_window: TimeWindow = TimeWindow(opens=SERVICE_OPENS, closes=SERVICE_CLOSES)
+    counter_hours: dict[Weekday, TimeWindow] = Field(
+        default_factory=_default_counter_hours,
+        description="Opening hours of the municipal counter, to tell issuance outside them.",
+    )
+    connection_hours: TimeWindow = Field(
+        default=TimeWindow(opens=time(8, 0), closes=time(22, 0)),
+        description="When the link AP (連携AP) sends diffs; later ones go out next business day.",
+    )
+    holidays: tuple[date, ...] = ()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    fees: tuple[FeeEntry, ...] = ()
+    push_public_key: str | None = Field(
+        default=None,
+        pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
+        description="PEM (SubjectPublicKeyInfo) Ed25519 key that verifies its resident pushes.",
+    )
+
+    @model_validator(mode="after")
+    def _fits_the_service(self) -> Self:
+        window = self.service_window
+        if window.opens < SERVICE_OPENS or window.closes > SERVICE_CLOSES:
+            raise PydanticCustomError(
+                "service_window",
+                f"service window {window.opens:%H:%M}–{window.closes:%H:%M} must lie inside "
+                f"{SERVICE_OPENS:%H:%M}–{SERVICE_CLOSES:%H:%M}",
+            )
+        if self.uses_bcl:
+            outside = sorted(set(self.offered_types) - BCL_CERTIFICATE_TYPES)
+            if outside:
+                raise PydanticCustomError(
+                    "offered_types",
+                    f"a BCL municipality cannot offer {', '.join(outside)}: BCL issues only "
+                    f"{', '.join(sorted(BCL_CERTIFICATE_TYPES))}",
+                )
+        if len(set(self.offered_types)) != len(self.offered_types):
+            raise PydanticCustomError("offered_types", "a certificate type is listed twice")
+        return self
+
+
+@REGISTRY.event("municipality.joined", 2)
+class MunicipalityJoined(BaseModel):
+    model_config = _FROZEN
+
+    code: MunicipalityCode
+    joined_on: date = Field(
+        description="First day of participation; contributions prorate from it."
+    )
+    profile: MunicipalityProfile
+
+
+@REGISTRY.event("municipality.joined", 1)
+class MunicipalityJoinedV1(BaseModel):
+    """The first registry event: name and BCL status only."""
+
+    model_config = _FROZEN
+
+    code: MunicipalityCode
+    name: str = Field(min_length=1)
+    joined_on: date
+    uses_bcl: bool
+
+
+@REGISTRY.upcaster("municipality.joined", 1)
+def _joined_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 knew only the name and BCL status; the rest takes the profile's documented defaults.
+    return {
+        "code": payload["code"],
+        "joined_on": payload["joined_on"],
+        "profile": {"name": payload["name"], "uses_bcl": payload["uses_bcl"]},
+    }
+
+
+@REGISTRY.event("municipality.updated", 1)
+class MunicipalityUpdated(BaseModel):
+    model_config = _FROZEN
+
+    code: MunicipalityCode
+    profile: MunicipalityProfile = Field(description="The whole profile as it is from now on.")

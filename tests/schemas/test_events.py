@@ -1,5 +1,5 @@
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -12,7 +12,11 @@ from schemas.events.issuance import (
     IssuanceDelivered,
     IssuanceRequested,
 )
-from schemas.events.municipalities import MunicipalityJoined
+from schemas.events.municipalities import (
+    MunicipalityJoined,
+    MunicipalityJoinedV1,
+    MunicipalityProfile,
+)
 
 JST = timezone(timedelta(hours=9))
 
@@ -126,8 +130,45 @@ def test_revocation() -> None:
 
 def test_municipality_joined() -> None:
     joined = MunicipalityJoined.model_validate(
-        {"code": "401307", "name": "福岡市", "joined_on": "2022-01-04", "uses_bcl": True}
+        {
+            "code": "401307",
+            "joined_on": "2022-01-04",
+            "profile": {"name": "福岡市", "uses_bcl": True},
+        }
     )
     assert joined.joined_on == date(2022, 1, 4)
+    assert joined.profile.service_window.opens.isoformat() == "06:30:00"
     with pytest.raises(ValidationError):
         MunicipalityJoined.model_validate({**joined.model_dump(), "code": "401300"})
+
+
+def test_a_v1_municipality_joined_is_upcast_to_the_v2_profile() -> None:
+    from schemas.envelope import Envelope
+    from schemas.registry import REGISTRY
+
+    raw = Envelope.new(
+        "municipality.joined",
+        MunicipalityJoinedV1(
+            code="401307", name="福岡市", joined_on=date(2022, 1, 4), uses_bcl=True
+        ),
+        origin="east",
+        source="registry",
+        occurred_at=datetime(2022, 1, 4, tzinfo=UTC),
+        version=1,
+    )
+    upcast = REGISTRY.parse_payload(raw)
+    assert isinstance(upcast, MunicipalityJoined)
+    assert upcast.profile.name == "福岡市"
+    assert upcast.profile.uses_bcl
+
+
+def test_a_bcl_municipality_cannot_offer_family_register_certificates() -> None:
+    with pytest.raises(ValidationError, match="BCL issues only"):
+        MunicipalityProfile(name="x", uses_bcl=True, offered_types=("koseki",))
+
+
+def test_a_service_window_outside_0630_2300_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must lie inside 06:30–23:00"):
+        MunicipalityProfile(
+            name="x", uses_bcl=False, service_window={"opens": "06:00", "closes": "22:00"}
+        )

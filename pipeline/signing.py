@@ -1,0 +1,158 @@
+"""How municipalities sign their resident-data pushes: Ed25519 over the push's SHA-256 digest.
+
+The signed message is the raw 32-byte digest, not its hex, so a municipality can sign and check
+with stock openssl (``openssl pkeyutl -sign -rawin -in DIGEST``) and no library of ours.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+DIGEST_SIZE = 32
+
+
+class SigningKeyError(ValueError):
+    """A key file or key text that cannot serve to sign or check pushes."""
+
+
+def generate_signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted: the file itself is the secret, kept at mode 0600."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    if b"-----BEGIN PUBLIC KEY-----" in pem:
+        raise SigningKeyError("a public key, not a private key; signing needs the .key.pem file")
+    if b"-----BEGIN CERTIFICATE-----" in pem:
+        raise SigningKeyError("a certificate, not a private key")
+    if b"-----BEGIN" not in pem:
+        raise SigningKeyError("not a PEM private key (expected '-----BEGIN PRIVATE KEY-----')")
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError as exc:
+        # cryptography signals "needs a password" with TypeError.
+        raise SigningKeyError(
+            "an encrypted private key; push signing keys are unencrypted PKCS#8 files "
+            "protected by file permissions"
+        ) from exc
+    except UnsupportedAlgorithm as exc:
+        raise SigningKeyError(
+            f"a private key of an unsupported type ({exc}); pushes are signed with Ed25519 keys"
+        ) from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"not a PEM private key that can be read ({exc})") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{_kind(key)}; pushes are signed with Ed25519 keys")
+    return key
+
+
+def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
+    data = pem.encode("ascii", errors="replace") if isinstance(pem, str) else pem
+    if b"PRIVATE KEY-----" in data:
+        raise SigningKeyError(
+            "a private key, not a public key; give the .pub.pem file and keep the private key "
+            "with the municipality"
+        )
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        raise SigningKeyError("a certificate, not a public key (expected '-----BEGIN PUBLIC KEY')")
+    if b"-----BEGIN" not in data:
+        raise SigningKeyError("not a PEM public key (expected '-----BEGIN PUBLIC KEY-----')")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except UnsupportedAlgorithm as exc:
+        raise SigningKeyError(
+            f"a public key of an unsupported type ({exc}); pushes are signed with Ed25519 keys"
+        ) from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"not a PEM public key that can be read ({exc})") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{_kind(key)}; pushes are signed with Ed25519 keys")
+    return key
+
+
+def sign_digest(key: Ed25519PrivateKey, digest: bytes) -> bytes:
+    _check_digest(digest)
+    return key.sign(digest)
+
+
+def verify_digest(public_key: Ed25519PublicKey, digest: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is the key's signature of ``digest``; a bad or malformed signature is
+    an answer (False), not an error, since it comes from outside."""
+    _check_digest(digest)
+    try:
+        public_key.verify(signature, digest)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def write_key_pair(directory: Path, name: str) -> tuple[Path, Path]:
+    """A new key pair as ``<name>.key.pem`` (mode 0600) and ``<name>.pub.pem``; returns both
+    paths. Never replaces an existing private key: pushes signed with it would stop verifying."""
+    if not name or name in {".", ".."} or "/" in name or os.sep in name:
+        raise ValueError(f"key pair name {name!r} must be a plain file name")
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path = directory / f"{name}.key.pem"
+    public_path = directory / f"{name}.pub.pem"
+    key = generate_signing_key()
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{private_path} already exists; refusing to replace a signing key "
+            "(move it away first if it really is to be retired)"
+        ) from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(private_key_pem(key))
+    public_path.write_text(public_key_pem(key))
+    return private_path, public_path
+
+
+def _check_digest(digest: bytes) -> None:
+    if len(digest) != DIGEST_SIZE:
+        raise ValueError(
+            f"a push digest is the raw {DIGEST_SIZE}-byte SHA-256, got {len(digest)} bytes"
+        )
+
+
+def _kind(key: object) -> str:
+    """The key's type in the words an operator would use, for error messages."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "an RSA key"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return f"an EC ({key.curve.name}) key"
+    if isinstance(key, dsa.DSAPrivateKey | dsa.DSAPublicKey):
+        return "a DSA key"
+    if isinstance(key, ed448.Ed448PrivateKey | ed448.Ed448PublicKey):
+        return "an Ed448 key"
+    if isinstance(key, x25519.X25519PrivateKey | x25519.X25519PublicKey):
+        return "an X25519 (key agreement) key"
+    if isinstance(key, x448.X448PrivateKey | x448.X448PublicKey):
+        return "an X448 (key agreement) key"
+    if isinstance(key, dh.DHPrivateKey | dh.DHPublicKey):
+        return "a Diffie-Hellman key"
+    return f"a {type(key).__name__}"
