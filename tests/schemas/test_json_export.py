@@ -20,7 +20,7 @@ def test_committed_json_schemas_are_in_sync(tmp_path: Path) -> None:
 
 def test_one_file_per_registered_model_and_the_envelope(tmp_path: Path) -> None:
     written = export_json_schemas(tmp_path)
-    expected = {"envelope.json"} | {
+    expected = {"envelope.json", "input.resident-diff-row.json"} | {
         f"{event_type}.v{version}.json"
         for event_type in REGISTRY.types()
         for version in REGISTRY.versions(event_type)
