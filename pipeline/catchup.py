@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from pipeline.kafka import high_watermarks, partitions_of, reader
+from pipeline.database import create_pool
+from pipeline.deadletters import DeadLetterSink
+from pipeline.kafka import high_watermarks, partitions_of, producer, reader
+from pipeline.projection import Projection
 from pipeline.runner import Decoded, ProjectionRunner, RawRecord, decode_records
 from pipeline.settings import Settings
+from pipeline.topics import DEAD_LETTERS
 
 Progress = Callable[[int, int], None]
 """Called with (events read so far, events to read in all)."""
@@ -137,3 +141,27 @@ class LogGapReader:
                 fetched = await client.getmany(tp, timeout_ms=1000, max_records=10_000)
                 found.extend(r for r in fetched.get(tp, ()) if r.offset < end)
         return found
+
+
+async def refresh(settings: Settings, projection: Projection) -> CatchUpReport:
+    """Bring one projection up to the log now, from this process.
+
+    A command that must read a projection right after publishing (the registry after
+    `bcl municipality add`, say) drives it itself instead of waiting for the worker; the tracking
+    rows make this safe while the worker runs too.
+    """
+    pool = await create_pool(settings, max_size=2)
+    try:
+        async with producer(settings) as dead_letter_producer:
+            runner = ProjectionRunner(
+                projection,
+                pool,
+                cluster=settings.center,
+                dead_letters=DeadLetterSink(
+                    dead_letter_producer, settings.topic(DEAD_LETTERS.name)
+                ),
+                gap_reader=LogGapReader(settings),
+            )
+            return await catch_up(runner, settings)
+    finally:
+        await pool.close()

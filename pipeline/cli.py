@@ -12,63 +12,35 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from functools import wraps
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from aiokafka.errors import KafkaConnectionError, KafkaError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pipeline.settings import ServicesNotRunning, Settings, load_settings
+from pipeline.commands.common import (
+    CommandError,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+)
+from pipeline.settings import Settings
 
 app = typer.Typer(
     help="BCL Pipeline: the event-sourced back office of convenience-store certificate issuance.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
-class CommandError(Exception):
-    """An error the user can act on; printed without a traceback."""
+def _sub_apps() -> None:
+    from pipeline.commands import municipality
+
+    app.add_typer(municipality.app, name="municipality")
 
 
-def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the failures a user can fix into one readable line and exit status 2."""
-
-    @wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (CommandError, ServicesNotRunning, LookupError) as error:
-            errors.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(2) from None
-        except (KafkaConnectionError, ConnectionRefusedError, OSError) as error:
-            errors.print(
-                f"[red]error:[/red] cannot reach a service ({error}); is it running? "
-                "Try `bcl status`, or `bcl up`."
-            )
-            raise typer.Exit(2) from None
-        except KafkaError as error:
-            errors.print(f"[red]error:[/red] Kafka refused the request: {error}")
-            raise typer.Exit(2) from None
-
-    return run
-
-
-def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
-    return asyncio.run(coroutine)
-
-
-def settings() -> Settings:
-    return load_settings()
+_sub_apps()
 
 
 @app.command()

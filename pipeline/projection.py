@@ -51,6 +51,7 @@ class Projection(Protocol):
 # Pipeline code names consumers only here, by string, so that no import runs the other way.
 PROJECTION_MODULES: dict[str, str] = {
     "journal": "consumers.journal.projection",
+    "registry": "consumers.registry.projection",
 }
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger("bcl.worker")
 # pipeline never imports a consumer statically.
 AGENT_MODULES: dict[str, str] = {
     "journal": "consumers.journal.agent",
+    "registry": "consumers.registry.agent",
 }
 
 

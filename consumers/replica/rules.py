@@ -12,37 +12,18 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from enum import StrEnum
 from types import MappingProxyType
+
+from schemas.events.residents import REGISTRATION_REASONS, REMOVAL_REASONS, ChangeReason
 
 
 class ReplicaRuleError(ValueError):
     """A value or a history that the replica rules cannot accept; the message says what to fix."""
 
 
-class ChangeReason(StrEnum):
-    """Reason for a change (異動事由) as the replica records it."""
-
-    MOVE_IN = "move_in"  # 転入
-    SPECIAL_MOVE_IN = "special_move_in"  # 特例転入 (moving in with a My Number Card)
-    BIRTH = "birth"  # 出生
-    MOVE_WITHIN = "move_within"  # 転居
-    MOVE_OUT = "move_out"  # 転出
-    DEATH = "death"  # 死亡
-    EX_OFFICIO_CORRECTION = "ex_officio_correction"  # 職権修正
-    # 職権消除. A full snapshot that no longer lists a resident emits this too, since the source
-    # gives no other reason for the disappearance.
-    EX_OFFICIO_REMOVAL = "ex_officio_removal"
-    NAME_CHANGE = "name_change"  # 氏名変更
-    HOUSEHOLD_CHANGE = "household_change"  # 世帯変更
-
-
-REGISTRATIONS: frozenset[ChangeReason] = frozenset(
-    {ChangeReason.MOVE_IN, ChangeReason.SPECIAL_MOVE_IN, ChangeReason.BIRTH}
-)
-REMOVALS: frozenset[ChangeReason] = frozenset(
-    {ChangeReason.MOVE_OUT, ChangeReason.DEATH, ChangeReason.EX_OFFICIO_REMOVAL}
-)
+# The schema owns the change reasons; the rules name the two groups that decide status.
+REGISTRATIONS = REGISTRATION_REASONS
+REMOVALS = REMOVAL_REASONS
 
 
 def is_removal(reason: ChangeReason) -> bool:
@@ -376,8 +357,9 @@ _GENERATION_WIDTH = 2
 def parse_relationship_code(code: str) -> tuple[str, ...]:
     """The generations of a relationship code (続柄コード), e.g. "0403" → ("04", "03") (子の妻/夫).
 
-    A code is 1 to 4 generations of 2 ASCII digits. The head code "02" only stands alone: the
-    head is relative to the household, so "spouse's head" and the like name nothing.
+    A code is 1 to 4 generations of 2 ASCII digits, nothing more: the same shape the
+    ``resident.*`` event schema accepts, so a record valid on the log is never refused here. Which
+    combinations make sense ("0302", a spouse's head?) depends on a code table DOMAIN lacks.
     """
     shape = "1 to 4 generations of 2 ASCII digits (続柄コード)"
     if not _GENERATION_WIDTH <= len(code) <= _MAX_GENERATIONS * _GENERATION_WIDTH:
@@ -390,15 +372,9 @@ def parse_relationship_code(code: str) -> tuple[str, ...]:
         )
     if not all(character in string.digits for character in code):
         raise ReplicaRuleError(f"relationship code {code!r} must be {shape}")
-    generations = tuple(
+    return tuple(
         code[start : start + _GENERATION_WIDTH] for start in range(0, len(code), _GENERATION_WIDTH)
     )
-    if HEAD_OF_HOUSEHOLD in generations and len(generations) > 1:
-        raise ReplicaRuleError(
-            f"relationship code {code!r} uses {HEAD_OF_HOUSEHOLD} (head of household) in a "
-            "multi-generation code; the head code only stands alone"
-        )
-    return generations
 
 
 def head_of_household(relationship_code: str) -> bool:

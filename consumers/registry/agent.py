@@ -1,0 +1,10 @@
+"""Faust wiring of the municipality registry."""
+
+from __future__ import annotations
+
+from consumers.registry.projection import projection
+from pipeline.worker import Worker
+
+
+def install(worker: Worker) -> None:
+    worker.add_projection(projection)

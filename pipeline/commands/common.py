@@ -1,0 +1,55 @@
+"""What every `bcl` command shares: the consoles, settings, and turning errors into one line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from rich.console import Console
+
+from pipeline.settings import ServicesNotRunning, Settings, load_settings
+
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CommandError(Exception):
+    """An error the user can act on; printed without a traceback."""
+
+
+def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the failures a user can fix into one readable line and exit status 2."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (CommandError, ServicesNotRunning, LookupError) as error:
+            errors.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from None
+        except (KafkaConnectionError, ConnectionRefusedError, OSError) as error:
+            errors.print(
+                f"[red]error:[/red] cannot reach a service ({error}); is it running? "
+                "Try `bcl status`, or `bcl up`."
+            )
+            raise typer.Exit(2) from None
+        except KafkaError as error:
+            errors.print(f"[red]error:[/red] Kafka refused the request: {error}")
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coroutine)
+
+
+def settings() -> Settings:
+    return load_settings()

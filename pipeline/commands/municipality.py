@@ -1,0 +1,348 @@
+"""`bcl municipality add/show/list/update`: the registry of participating municipalities."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+
+app = typer.Typer(help="The registry of participating municipalities.", no_args_is_help=True)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _window(text: str, what: str) -> dict[str, str]:
+    opens, sep, closes = text.partition("-")
+    if not sep:
+        raise CommandError(f"{what} {text!r}: write it as HH:MM-HH:MM, e.g. 06:30-23:00")
+    return {"opens": opens.strip(), "closes": closes.strip()}
+
+
+def _counter_hours(text: str) -> dict[str, dict[str, str]]:
+    """``mon-fri=08:30-17:15,sat=09:00-12:00`` → {weekday: window}."""
+    hours: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        days, sep, window = part.partition("=")
+        if not sep:
+            raise CommandError(
+                f"counter hours {part!r}: write DAYS=HH:MM-HH:MM, e.g. mon-fri=08:30-17:15"
+            )
+        first, _, last = days.partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise CommandError(f"counter hours {part!r}: days are {', '.join(WEEKDAYS)}")
+        span = WEEKDAYS[WEEKDAYS.index(first) : WEEKDAYS.index(last or first) + 1]
+        for day in span:
+            hours[day] = _window(window, "counter hours")
+    return hours
+
+
+def _fees(entries: list[str]) -> list[dict[str, Any]]:
+    """``juminhyo=300@2024-04-01`` → fee entries."""
+    fees = []
+    for entry in entries:
+        kind, sep, rest = entry.partition("=")
+        yen, at, since = rest.partition("@")
+        if not sep or not at:
+            raise CommandError(
+                f"fee {entry!r}: write TYPE=YEN@YYYY-MM-DD, e.g. juminhyo=300@2024-04-01"
+            )
+        fees.append({"certificate_type": kind, "fee_yen": yen, "effective_from": since})
+    return fees
+
+
+def _maintenance(entries: list[str]) -> list[dict[str, str]]:
+    """``2024-06-01T01:00+09:00/2024-06-01T05:00+09:00=system update``."""
+    windows = []
+    for entry in entries:
+        span, _, reason = entry.partition("=")
+        starts, sep, ends = span.partition("/")
+        if not sep:
+            raise CommandError(
+                f"maintenance {entry!r}: write START/END=REASON with ISO times and offsets"
+            )
+        windows.append({"starts_at": starts, "ends_at": ends, "reason": reason or "maintenance"})
+    return windows
+
+
+def _changes(
+    *,
+    name: str | None,
+    own_server: bool | None,
+    municipality_class: str | None,
+    population: int | None,
+    offers: str | None,
+    weekday_only: str | None,
+    window: str | None,
+    counter: str | None,
+    connection_hours: str | None,
+    holidays: list[str] | None,
+    maintenance: list[str] | None,
+    fees: list[str] | None,
+    public_key: Path | None,
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if own_server is not None:
+        changes["uses_bcl"] = not own_server
+    if municipality_class is not None:
+        changes["municipality_class"] = municipality_class
+    if population is not None:
+        changes["population"] = population
+    if offers is not None:
+        changes["offered_types"] = [t.strip() for t in offers.split(",") if t.strip()]
+    if weekday_only is not None:
+        changes["weekday_only_types"] = [t.strip() for t in weekday_only.split(",") if t.strip()]
+    if window is not None:
+        changes["service_window"] = _window(window, "service window")
+    if counter is not None:
+        changes["counter_hours"] = _counter_hours(counter)
+    if connection_hours is not None:
+        changes["connection_hours"] = _window(connection_hours, "connection hours")
+    if holidays:
+        changes["holidays"] = [d for text in holidays for d in text.split(",") if d]
+    if maintenance:
+        changes["maintenance"] = _maintenance(maintenance)
+    if fees:
+        changes["fees"] = _fees(fees)
+    if public_key is not None:
+        try:
+            changes["push_public_key"] = public_key.read_text()
+        except OSError as error:
+            raise CommandError(f"cannot read the public key {public_key}: {error}") from None
+    return changes
+
+
+def _refuse_invalid(error: ValidationError) -> CommandError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'profile'}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )
+    return CommandError(f"the profile is not valid: {problems}")
+
+
+Name = Annotated[str | None, typer.Option(help="Municipality name, e.g. 横浜市.")]
+OwnServer = Annotated[
+    bool | None,
+    typer.Option("--own-server/--bcl", help="Runs its own issuance server, or pushes to BCL."),
+]
+Class = Annotated[
+    str | None,
+    typer.Option(
+        "--class", help="designated_city, special_ward, city, town or village (for fees)."
+    ),
+]
+Population = Annotated[int | None, typer.Option(help="Resident-register population (for fees).")]
+Offers = Annotated[str | None, typer.Option(help="Offered certificate types, comma-separated.")]
+WeekdayOnly = Annotated[str | None, typer.Option(help="Types offered on weekdays only.")]
+Window = Annotated[str | None, typer.Option(help="Service window inside 06:30-23:00.")]
+Counter = Annotated[
+    str | None, typer.Option(help="Counter hours, e.g. mon-fri=08:30-17:15,sat=09:00-12:00.")
+]
+ConnectionHours = Annotated[str | None, typer.Option(help="Link AP connection hours, HH:MM-HH:MM.")]
+Holidays = Annotated[list[str] | None, typer.Option("--holiday", help="Closed day(s), YYYY-MM-DD.")]
+Maintenance = Annotated[
+    list[str] | None, typer.Option(help="Announced maintenance START/END=REASON (ISO times).")
+]
+Fees = Annotated[
+    list[str] | None, typer.Option("--fee", help="Resident fee TYPE=YEN@YYYY-MM-DD (repeatable).")
+]
+PublicKey = Annotated[
+    Path | None, typer.Option(help="PEM Ed25519 public key its pushes are signed with.")
+]
+
+
+@app.command()
+@clean_errors
+def add(
+    code: Annotated[str, typer.Argument(help="6-digit municipality code with check digit.")],
+    name: Annotated[str, typer.Option(help="Municipality name, e.g. 横浜市.")],
+    joined: Annotated[str, typer.Option(help="Joining date YYYY-MM-DD (default: today).")] = "",
+    own_server: OwnServer = None,
+    municipality_class: Class = None,
+    population: Population = None,
+    offers: Offers = None,
+    weekday_only: WeekdayOnly = None,
+    window: Window = None,
+    counter: Counter = None,
+    connection_hours: ConnectionHours = None,
+    holiday: Holidays = None,
+    maintenance: Maintenance = None,
+    fee: Fees = None,
+    public_key: PublicKey = None,
+) -> None:
+    """Register a municipality joining the service.
+
+    Without --public-key, a push-signing key pair is made for it under $BCL_HOME/keys/ (the
+    private key is the municipality's to keep; only the public key enters the registry).
+    """
+    from pipeline.signing import write_key_pair
+    from producers.registry import join
+    from schemas.codes import is_valid_municipality_code
+    from schemas.events.municipalities import MunicipalityProfile
+
+    if not is_valid_municipality_code(code):
+        raise CommandError(f"{code!r} is not a valid municipality code (6 digits, check digit)")
+    current = settings()
+    changes = _changes(
+        name=name,
+        own_server=own_server,
+        municipality_class=municipality_class,
+        population=population,
+        offers=offers,
+        weekday_only=weekday_only,
+        window=window,
+        counter=counter,
+        connection_hours=connection_hours,
+        holidays=holiday,
+        maintenance=maintenance,
+        fees=fee,
+        public_key=public_key,
+    )
+    changes.setdefault("uses_bcl", True)
+    made_keys = None
+    if public_key is None:
+        made_keys = write_key_pair(current.home / "keys", code)
+        changes["push_public_key"] = made_keys[1].read_text()
+    try:
+        profile = MunicipalityProfile.model_validate(changes)
+        joined_on = date.fromisoformat(joined) if joined else date.today()
+    except ValidationError as error:
+        raise _refuse_invalid(error) from None
+    except ValueError as error:
+        raise CommandError(f"--joined {joined!r}: {error}") from None
+    run_async(join(current, code, joined_on, profile))
+    console.print(f"registered {code} {profile.name} (joined {joined_on})")
+    if made_keys:
+        console.print(f"push-signing key: {made_keys[0]} (public: {made_keys[1]})")
+
+
+@app.command()
+@clean_errors
+def update(
+    code: Annotated[str, typer.Argument(help="The municipality to change.")],
+    name: Name = None,
+    own_server: OwnServer = None,
+    municipality_class: Class = None,
+    population: Population = None,
+    offers: Offers = None,
+    weekday_only: WeekdayOnly = None,
+    window: Window = None,
+    counter: Counter = None,
+    connection_hours: ConnectionHours = None,
+    holiday: Holidays = None,
+    maintenance: Maintenance = None,
+    fee: Fees = None,
+    public_key: PublicKey = None,
+) -> None:
+    """Change a registered municipality's profile; unnamed fields keep their value.
+
+    --holiday, --maintenance and --fee replace the whole list (give every entry).
+    """
+    from producers.registry import update as publish_update
+
+    changes = _changes(
+        name=name,
+        own_server=own_server,
+        municipality_class=municipality_class,
+        population=population,
+        offers=offers,
+        weekday_only=weekday_only,
+        window=window,
+        counter=counter,
+        connection_hours=connection_hours,
+        holidays=holiday,
+        maintenance=maintenance,
+        fees=fee,
+        public_key=public_key,
+    )
+    if not changes:
+        raise CommandError("nothing to change: give at least one option (see --help)")
+    try:
+        profile = run_async(publish_update(settings(), code, changes))
+    except ValidationError as error:
+        raise _refuse_invalid(error) from None
+    console.print(f"updated {code} {profile.name}: {', '.join(sorted(changes))}")
+
+
+@app.command()
+@clean_errors
+def show(
+    code: Annotated[str, typer.Argument(help="The municipality to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON.")] = False,
+) -> None:
+    """A municipality's registered profile."""
+    from pipeline.catchup import refresh
+    from pipeline.database import connect
+    from pipeline.projection import load_projection
+
+    async def fetch() -> Any:
+        await refresh(settings(), load_projection("registry"))
+        async with connect(settings()) as connection:
+            return await connection.fetchrow(
+                "SELECT * FROM registry.municipalities WHERE code = $1", code
+            )
+
+    row = run_async(fetch())
+    if row is None:
+        raise CommandError(f"municipality {code} is not registered")
+    profile = orjson.loads(row["profile"])
+    if as_json:
+        console.print_json(
+            orjson.dumps({"code": code, "joined_on": row["joined_on"], **profile}).decode()
+        )
+        return
+    table = Table(title=f"{code} {row['name']}", show_header=False)
+    table.add_row("joined", str(row["joined_on"]))
+    table.add_row("updated", str(row["updated_at"]))
+    for field, value in profile.items():
+        if field != "push_public_key":
+            table.add_row(
+                field, orjson.dumps(value).decode() if not isinstance(value, str) else value
+            )
+    table.add_row("push key", "registered" if row["push_public_key"] else "none (cannot push)")
+    console.print(table)
+
+
+@app.command(name="list")
+@clean_errors
+def list_municipalities() -> None:
+    """Every registered municipality."""
+    from pipeline.catchup import refresh
+    from pipeline.database import connect
+    from pipeline.projection import load_projection
+
+    async def fetch() -> list[Any]:
+        await refresh(settings(), load_projection("registry"))
+        async with connect(settings()) as connection:
+            return list(
+                await connection.fetch(
+                    "SELECT code, name, uses_bcl, municipality_class, population, joined_on, "
+                    "push_public_key IS NOT NULL AS can_push FROM registry.municipalities "
+                    "ORDER BY code"
+                )
+            )
+
+    table = Table(title="municipalities")
+    for column in ("code", "name", "BCL", "class", "population", "joined", "push key"):
+        table.add_column(column)
+    rows = run_async(fetch())
+    for row in rows:
+        table.add_row(
+            row["code"],
+            row["name"],
+            "yes" if row["uses_bcl"] else "own server",
+            row["municipality_class"],
+            f"{row['population']:,}",
+            str(row["joined_on"]),
+            "yes" if row["can_push"] else "no",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} municipalities ({datetime.now():%Y-%m-%d %H:%M})")
