@@ -133,7 +133,9 @@ def status() -> None:
     console.print(services)
 
     async def lags() -> tuple[list[Any], list[tuple[str, str, int]]]:
-        found = [await projection_lag(current, load_projection(n)) for n in PROJECTION_MODULES]
+        found = [
+            await projection_lag(current, load_projection(n, current)) for n in PROJECTION_MODULES
+        ]
         return found, await dead_letter_counts(current)
 
     found, letters = run_async(lags())
@@ -207,7 +209,7 @@ def replay(projection: Annotated[str, typer.Argument(help="The projection to reb
     from pipeline.projection import load_projection
     from pipeline.replay import replay as rebuild
 
-    target = load_projection(projection)
+    target = load_projection(projection, settings())
     with Progress(
         TextColumn(f"replay {projection}"),
         BarColumn(),
@@ -239,7 +241,7 @@ def digest(projection: Annotated[str, typer.Argument(help="The projection to dig
     from pipeline.digest import projection_digest
     from pipeline.projection import load_projection
 
-    target = load_projection(projection)
+    target = load_projection(projection, settings())
 
     async def compute() -> Any:
         async with connect(settings()) as connection:
@@ -376,7 +378,7 @@ def wait(
     from pipeline.projection import PROJECTION_MODULES, load_projection
     from pipeline.status import projection_lag
 
-    targets = [load_projection(n) for n in projections or list(PROJECTION_MODULES)]
+    targets = [load_projection(n, settings()) for n in projections or list(PROJECTION_MODULES)]
 
     async def poll() -> None:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from pipeline.database import Connection
+from pipeline.settings import Settings
 from schemas.envelope import Envelope
 
 
@@ -47,7 +48,7 @@ class Projection(Protocol):
         """Apply a batch inside the runner's transaction. Must be idempotent."""
 
 
-# Every projection the platform knows, by name → the module that exposes ``projection``.
+# Every projection the platform knows, by name → the module whose ``make(settings)`` builds it.
 # Pipeline code names consumers only here, by string, so that no import runs the other way.
 PROJECTION_MODULES: dict[str, str] = {
     "journal": "consumers.journal.projection",
@@ -55,12 +56,12 @@ PROJECTION_MODULES: dict[str, str] = {
 }
 
 
-def load_projection(name: str) -> Projection:
+def load_projection(name: str, settings: Settings) -> Projection:
     try:
         module_name = PROJECTION_MODULES[name]
     except KeyError:
         known = ", ".join(sorted(PROJECTION_MODULES))
         raise LookupError(f"unknown projection {name!r}; known projections: {known}") from None
     module = importlib.import_module(module_name)
-    projection: Projection = module.projection
+    projection: Projection = module.make(settings)
     return projection

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Center = Literal["east", "west"]
@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     # Unset: idempotent where the broker allows it (real Kafka), plain acks=all where it does not
     # (the embedded tansu). True insists, False never asks.
     kafka_idempotence: bool | None = None
+
+    kek: SecretStr | None = Field(
+        default=None,
+        description="Key-encryption key, base64 of 32 bytes; wraps every resident's data key.",
+    )
+    kek_file: Path | None = Field(
+        default=None, description="File holding the key-encryption key (default $BCL_HOME/kek)."
+    )
+    push_max_bytes: int = Field(
+        default=1 << 30, ge=1, description="Largest resident-data file `bcl push` accepts."
+    )
 
     batch_size: int = Field(default=2000, ge=1, description="Events per live projection batch.")
     batch_within: float = Field(default=0.2, gt=0, description="Seconds a live batch may wait.")

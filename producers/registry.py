@@ -39,7 +39,7 @@ async def registered_profile(settings: Settings, code: str) -> MunicipalityProfi
 async def join(
     settings: Settings, code: str, joined_on: date, profile: MunicipalityProfile
 ) -> Envelope:
-    await refresh(settings, load_projection("registry"))
+    await refresh(settings, load_projection("registry", settings))
     if await registered_profile(settings, code) is not None:
         raise RegistryError(
             f"municipality {code} is already registered; change it with `bcl municipality update`"
@@ -58,7 +58,7 @@ async def join(
 
 async def update(settings: Settings, code: str, changes: dict[str, Any]) -> MunicipalityProfile:
     """Apply ``changes`` (profile field → new value) to the registered profile and publish it."""
-    await refresh(settings, load_projection("registry"))
+    await refresh(settings, load_projection("registry", settings))
     current = await registered_profile(settings, code)
     if current is None:
         raise RegistryError(
@@ -80,4 +80,4 @@ async def update(settings: Settings, code: str, changes: dict[str, Any]) -> Muni
 async def _publish(settings: Settings, code: str, envelope: Envelope) -> None:
     async with producer(settings) as client:
         await publish(settings, client, Outgoing(MUNICIPALITIES.name, code, envelope))
-    await refresh(settings, load_projection("registry"))
+    await refresh(settings, load_projection("registry", settings))

@@ -61,11 +61,13 @@ class Envelope(BaseModel):
         causation_id: UUID | None = None,
         version: int | None = None,
         registry: EventRegistry = REGISTRY,
+        event_id: UUID | None = None,
     ) -> Self:
         """A new event, stamped with a fresh id and the time it is recorded.
 
         ``version`` defaults to the current version of ``type``; the payload must be an instance of
         the model registered for that version, so a producer cannot mislabel what it sends.
+        ``event_id`` is for edges that must republish with the same ids (see ``derived_event_id``).
         """
         if version is None:
             version = registry.current_version(type)
@@ -76,7 +78,7 @@ class Envelope(BaseModel):
                 f"got {payload.__class__.__qualname__}"
             )
         return cls(
-            event_id=new_event_id(),
+            event_id=event_id or new_event_id(),
             type=type,
             version=version,
             occurred_at=occurred_at,

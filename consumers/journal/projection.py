@@ -9,6 +9,7 @@ import orjson
 
 from pipeline.database import Connection
 from pipeline.projection import ConsumedEvent
+from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
 
 _COLUMNS = (
@@ -77,4 +78,5 @@ def _row(event: ConsumedEvent) -> tuple[object, ...]:
     )
 
 
-projection = JournalProjection()
+def make(settings: Settings) -> JournalProjection:
+    return JournalProjection()

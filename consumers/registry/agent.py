@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consumers.registry.projection import projection
+from consumers.registry.projection import make
 from pipeline.worker import Worker
 
 
 def install(worker: Worker) -> None:
-    worker.add_projection(projection)
+    worker.add_projection(make(worker.settings))

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from pipeline.database import Connection
 from pipeline.projection import ConsumedEvent
+from pipeline.settings import Settings
 from pipeline.topics import MUNICIPALITIES
 from schemas.events.municipalities import MunicipalityJoined, MunicipalityUpdated
 
@@ -68,4 +69,5 @@ class RegistryProjection:
             )
 
 
-projection = RegistryProjection()
+def make(settings: Settings) -> RegistryProjection:
+    return RegistryProjection()

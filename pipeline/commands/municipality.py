@@ -284,7 +284,7 @@ def show(
     from pipeline.projection import load_projection
 
     async def fetch() -> Any:
-        await refresh(settings(), load_projection("registry"))
+        await refresh(settings(), load_projection("registry", settings()))
         async with connect(settings()) as connection:
             return await connection.fetchrow(
                 "SELECT * FROM registry.municipalities WHERE code = $1", code
@@ -320,7 +320,7 @@ def list_municipalities() -> None:
     from pipeline.projection import load_projection
 
     async def fetch() -> list[Any]:
-        await refresh(settings(), load_projection("registry"))
+        await refresh(settings(), load_projection("registry", settings()))
         async with connect(settings()) as connection:
             return list(
                 await connection.fetch(

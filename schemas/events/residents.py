@@ -161,3 +161,18 @@ class ResidentPurged(BaseModel):
     resident_code: ResidentCode
     removed_on: date
     purged_on: date
+
+
+@REGISTRY.event("resident.batch_accepted", 1)
+class BatchAccepted(BaseModel):
+    """The receipt of an accepted push: after its rows, so the log says what the batch held."""
+
+    model_config = _FROZEN
+
+    municipality: MunicipalityCode
+    sequence: int = Field(ge=1)
+    file_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signature: str = Field(description="base64 Ed25519 signature of the push statement's digest")
+    rows: int = Field(ge=0, description="Rows of the file (for a full snapshot: of the register).")
+    events: int = Field(ge=0, description="Events the batch became (a snapshot: its differences).")
+    full: bool = False

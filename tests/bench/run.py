@@ -24,7 +24,7 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from consumers.journal.projection import projection as journal
+from consumers.journal.projection import JournalProjection
 from infra.services import down, up
 from pipeline.database import connect
 from pipeline.kafka import create_topics, producer
@@ -100,7 +100,7 @@ async def bench_platform(settings: Settings, figures: Figures) -> None:
     figures.add("Postgres COPY (journal-shaped rows)", copy, "rows/s")
 
     console.print("[bold]replay journal[/bold]")
-    report = await replay(settings, journal)
+    report = await replay(settings, JournalProjection())
     replay_rate = report.rebuild.events_per_second
 
     figures.add(

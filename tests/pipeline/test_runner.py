@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from aiokafka import TopicPartition
 
-from consumers.journal.projection import projection as journal
+from consumers.journal.projection import JournalProjection
 from pipeline.catchup import LogGapReader, catch_up
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
@@ -49,10 +49,10 @@ async def pool(platform: Settings) -> asyncpg.Pool:
 
 
 def runner_for(
-    settings: Settings, pool: asyncpg.Pool, projection: object = journal
+    settings: Settings, pool: asyncpg.Pool, projection: object | None = None
 ) -> ProjectionRunner:
     return ProjectionRunner(
-        projection,  # type: ignore[arg-type]
+        projection or JournalProjection(),  # type: ignore[arg-type]
         pool,
         cluster=settings.center,
         dead_letters=DeadLetterSink(None),
@@ -96,6 +96,8 @@ async def test_a_gap_is_filled_from_the_log(platform: Settings, pool: asyncpg.Po
 async def test_a_failing_batch_leaves_nothing_behind(
     platform: Settings, pool: asyncpg.Pool
 ) -> None:
+    journal = JournalProjection()
+
     class Exploding:
         name = journal.name
         topics = journal.topics

@@ -161,11 +161,9 @@ def test_openssl_signs_and_we_verify(tmp_path: Path) -> None:
     private, public = write_key_pair(tmp_path, "municipality")
     digest_file, signature_file = tmp_path / "digest.bin", tmp_path / "digest.sig"
     digest_file.write_bytes(DIGEST)
+    sign = ["openssl", "pkeyutl", "-sign", "-inkey", private, "-rawin"]
     subprocess.run(
-        ["openssl", "pkeyutl", "-sign", "-inkey", private, "-rawin", "-in", digest_file]
-        + ["-out", signature_file],
-        check=True,
-        capture_output=True,
+        [*sign, "-in", digest_file, "-out", signature_file], check=True, capture_output=True
     )
     signature = signature_file.read_bytes()
     assert verify_digest(load_public_key(public.read_text()), DIGEST, signature)
