@@ -53,6 +53,7 @@ class Projection(Protocol):
 PROJECTION_MODULES: dict[str, str] = {
     "journal": "consumers.journal.projection",
     "registry": "consumers.registry.projection",
+    "replica": "consumers.replica.projection",
 }
 
 

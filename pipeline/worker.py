@@ -36,6 +36,7 @@ log = logging.getLogger("bcl.worker")
 AGENT_MODULES: dict[str, str] = {
     "journal": "consumers.journal.agent",
     "registry": "consumers.registry.agent",
+    "replica": "consumers.replica.agent",
 }
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import asyncpg
 import orjson
 
-from pipeline.database import Connection
+from pipeline.database import Connection, insert_new_rows
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
@@ -37,24 +36,8 @@ class JournalProjection:
     digest_order: Mapping[str, str] = {"events": "event_id"}
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        rows = [_row(e) for e in events]
-        # Fast path: COPY straight into the archive. An event id already archived (a producer
-        # retry can put one event in the log twice) fails the COPY as a whole; then the batch
-        # goes through a stage and one INSERT that skips the ids already there.
-        try:
-            async with connection.transaction():
-                await connection.copy_records_to_table("events", records=rows, columns=_COLUMNS)
-            return
-        except asyncpg.UniqueViolationError:
-            pass
-        await connection.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS journal_stage (LIKE events) ON COMMIT DELETE ROWS"
-        )
-        await connection.copy_records_to_table("journal_stage", records=rows, columns=_COLUMNS)
-        await connection.execute(
-            'INSERT INTO events SELECT * FROM journal_stage ORDER BY topic, partition, "offset" '
-            "ON CONFLICT (event_id) DO NOTHING"
-        )
+        # A producer retry can put one event in the log twice: the event id decides.
+        await insert_new_rows(connection, "events", _COLUMNS, [_row(e) for e in events])
 
 
 def _row(event: ConsumedEvent) -> tuple[object, ...]:
