@@ -35,9 +35,12 @@ app = typer.Typer(
 
 
 def _sub_apps() -> None:
-    from pipeline.commands import municipality
+    from pipeline.commands import municipality, residents
 
     app.add_typer(municipality.app, name="municipality")
+    app.add_typer(residents.resident_app, name="resident")
+    app.add_typer(residents.replica_app, name="replica")
+    app.add_typer(residents.retention_app, name="retention")
 
 
 _sub_apps()

@@ -69,8 +69,7 @@ def seal(key: DataKey, plaintext: dict[str, Any], aad: bytes) -> Sealed:
     sealed value copied into another resident's event does not open there."""
     nonce = os.urandom(NONCE_SIZE)
     ciphertext = key.cipher.encrypt(nonce, orjson.dumps(plaintext), aad)
-    # Our own output is valid by construction; validation stays for what comes off the wire.
-    return Sealed.model_construct(
+    return Sealed(
         key_id=key.key_id,
         nonce=binascii.b2a_base64(nonce, newline=False).decode("ascii"),
         ciphertext=binascii.b2a_base64(ciphertext, newline=False).decode("ascii"),
@@ -79,7 +78,9 @@ def seal(key: DataKey, plaintext: dict[str, Any], aad: bytes) -> Sealed:
 
 def open_sealed(key: DataKey, sealed: Sealed, aad: bytes) -> dict[str, Any]:
     """The JSON object ``seal`` encrypted; values come back as JSON types (a date as text)."""
-    if sealed.key_id != key.key_id:
+    # UUID.__eq__ is Python code; comparing the ints costs a third of it, and this runs for every
+    # sealed value a replay reads.
+    if sealed.key_id.int != key.key_id.int:
         raise SealedDataError(f"sealed under data key {sealed.key_id}, not {key.key_id}")
     try:
         plaintext = key.cipher.decrypt(
