@@ -35,12 +35,13 @@ app = typer.Typer(
 
 
 def _sub_apps() -> None:
-    from pipeline.commands import municipality, residents
+    from pipeline.commands import municipality, residents, workload
 
     app.add_typer(municipality.app, name="municipality")
     app.add_typer(residents.resident_app, name="resident")
     app.add_typer(residents.replica_app, name="replica")
     app.add_typer(residents.retention_app, name="retention")
+    app.add_typer(workload.app, name="workload")
 
 
 _sub_apps()

@@ -35,10 +35,13 @@ from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
 from tests.bench.ceilings import copy_rate, raw_consume_rate
+from tests.bench.replica import bench_replica
 from tests.helpers import start_worker
 
 console = Console()
 EVENTS = int(os.environ.get("BCL_BENCH_EVENTS", "100000"))
+RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
+CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 
 
 @dataclass
@@ -73,7 +76,7 @@ async def wait_for_log_line(path: Path, text: str, timeout: float = 120) -> None
         await asyncio.sleep(0.1)
 
 
-async def bench_platform(settings: Settings, figures: Figures) -> None:
+async def bench_platform(settings: Settings, figures: Figures) -> tuple[float, float]:
     log = settings.center_home / "bench-worker.log"
     worker = start_worker(settings, log)
     try:
@@ -138,7 +141,15 @@ async def main() -> None:
         await create_topics(settings)
         console.print(f"bench on {machine()}; broker {services.kafka_bootstrap}")
         figures = Figures()
-        await bench_platform(settings, figures)
+        consume_rate, copy = await bench_platform(settings, figures)
+        console.print(f"[bold]replica[/bold]: {RESIDENTS:,} residents, then {CHANGES:,} changes")
+        for name, value, unit in await bench_replica(settings, RESIDENTS, CHANGES):
+            ratio = (
+                f"({value / consume_rate:.1%} of raw consume, {value / copy:.1%} of COPY)"
+                if unit.endswith("/s")
+                else ""
+            )
+            figures.add(name, value, unit, ratio)
     finally:
         down(settings)
 

@@ -1,0 +1,131 @@
+"""The million-resident snapshot (issue 3): push, live replica, replay; peak memory of each.
+
+Every step runs as the `bcl` command an operator would type, in its own process, so each
+process's peak memory is its own (sampled with psutil while it runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import psutil  # type: ignore[import-untyped]
+
+from pipeline.database import connect
+from pipeline.digest import projection_digest
+from pipeline.projection import load_projection
+from pipeline.settings import Settings
+from tests.helpers import settings_env
+
+YOKOHAMA = "141003"
+
+
+class PeakMemory:
+    """Samples a process's resident memory (with its children) until it ends."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0
+        self._process = psutil.Process(pid)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                tree = [self._process, *self._process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+    @property
+    def mib(self) -> float:
+        return self.peak / (1 << 20)
+
+
+def bcl(settings: Settings, *args: str) -> tuple[float, float, str]:
+    """Run `bcl ARGS` to the end: (seconds, peak MiB, output)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env={**settings_env(settings), "COLUMNS": "150"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    memory = PeakMemory(process.pid)
+    out, _ = process.communicate()
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"bcl {' '.join(args)} failed:\n{out.decode()[-3000:]}")
+    return seconds, memory.mib, out.decode()
+
+
+async def wait_for(settings: Settings, query: str, expected: int, timeout: float = 3600) -> float:
+    async with connect(settings) as connection:
+        deadline = time.monotonic() + timeout
+        while True:
+            count = await connection.fetchval(query)
+            if count is not None and count >= expected:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{query} reached {count} of {expected}")
+            await asyncio.sleep(0.25)
+
+
+async def replica_digest(settings: Settings) -> str:
+    async with connect(settings) as connection:
+        digest = await projection_digest(connection, load_projection("replica", settings))
+    return digest.sha256
+
+
+async def bench_replica(
+    settings: Settings, residents: int, changes: int
+) -> Sequence[tuple[str, float, str]]:
+    """(figure, value, unit) rows; ratios are added by the caller against its ceilings."""
+    work = settings.home / "bench-files"
+    register, diff = work / "register.csv", work / "changes.csv"
+    bcl(settings, "municipality", "add", YOKOHAMA, "--name", "横浜市", "--class",
+        "designated_city", "--population", "3770000", "--joined", "2022-01-04")  # fmt: skip
+    bcl(settings, "workload", "register", YOKOHAMA, "--residents", str(residents), "--out",
+        str(register))  # fmt: skip
+    bcl(settings, "workload", "changes", YOKOHAMA, "--count", str(changes), "--residents",
+        str(residents), "--out", str(diff))  # fmt: skip
+
+    log = (settings.center_home / "bench-replica-worker.log").open("ab")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--agents", "replica"],
+        env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    worker_memory = PeakMemory(worker.pid)
+    try:
+        started = time.perf_counter()
+        push_seconds, push_mib, _ = bcl(settings, "push", YOKOHAMA, str(register), "--full")
+        applied = await wait_for(settings, "SELECT count(*) FROM replica.residents", residents)
+        diff_seconds, _, _ = bcl(settings, "push", YOKOHAMA, str(diff))
+        await wait_for(settings, "SELECT count(*) FROM replica.batches", 2)
+        live_digest = await replica_digest(settings)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    replay_seconds, replay_mib, replay_out = bcl(settings, "replay", "replica")
+    rebuilt_digest = await replica_digest(settings)
+    if rebuilt_digest != live_digest:
+        raise AssertionError(f"replica digest {live_digest} live, {rebuilt_digest} replayed")
+    events = residents + changes + 2  # rows of both pushes and their receipts
+    return [
+        ("push 1M snapshot → Kafka (bcl push --full)", residents / push_seconds, "records/s"),
+        ("snapshot end to end (push start → replica rows)", residents / (applied - started),
+         "records/s"),
+        ("diff of changes, push → Kafka", changes / diff_seconds, "records/s"),
+        ("replay replica (bcl replay replica)", events / replay_seconds, "events/s"),
+        ("peak memory: bcl push", push_mib, "MiB"),
+        ("peak memory: worker (replica agent)", worker_memory.mib, "MiB"),
+        ("peak memory: bcl replay replica", replay_mib, "MiB"),
+        ("replica digest equal after replay", 1.0 if "replayed" in replay_out else 0.0, "yes"),
+    ]  # fmt: skip
