@@ -1,9 +1,10 @@
 """Numbered plain-SQL migrations, each applied once per target schema.
 
-`migrations/platform/` holds the shared tables (schema `platform`); every other folder is one
-projection's tables. Files use unqualified table names and run with the search path set to the
-target schema, so the same files build the live schema or a fresh shadow schema for a replay. A
-projection's first migration must create its `projection_offsets` table.
+`migrations/platform/` holds the shared tables (schema `platform`); every other folder is the
+tables of one schema: a projection's, or an edge's own state (the vault, the push intake). Files
+use unqualified table names and run with the search path set to the target schema, so the same
+files build the live schema or a fresh shadow schema for a replay. A projection's first
+migration must create its `projection_offsets` table.
 
 An applied file must never change: its checksum is recorded and a mismatch stops the migrator.
 Change a schema by adding the next numbered file.

@@ -183,7 +183,7 @@ class Vault:
         connections: asyncpg.Pool | ConnectionFactory,
         kek: bytes,
         *,
-        cache_size: int = 200_000,
+        cache_size: int = 50_000,
         cache_ttl: float = 300.0,
     ) -> None:
         if len(kek) != KEY_SIZE:
