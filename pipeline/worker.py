@@ -43,7 +43,7 @@ AGENT_MODULES: dict[str, str] = {
 class Worker:
     def __init__(self, settings: Settings, agents: Sequence[str] | None = None) -> None:
         self.settings = settings
-        self.app = _new_app(settings)
+        self.app = new_app(settings)
         self.runners: dict[str, ProjectionRunner] = {}
         self._projections: list[Projection] = []
         self._pool: asyncpg.Pool | None = None
@@ -132,11 +132,12 @@ class Worker:
                 pid_file.unlink()
 
 
-def _new_app(settings: Settings) -> faust.App:
+def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
+    """The faust app of this center (its consumer group is ``app_id``, by default the center's)."""
     datadir = Path(settings.center_home) / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        f"{settings.topic_prefix}bcl-{settings.center}",
+        app_id or f"{settings.topic_prefix}bcl-{settings.center}",
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",

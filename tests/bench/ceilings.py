@@ -1,20 +1,25 @@
 """The ceilings every figure is compared with, measured in the same run on the same machine.
 
 - raw consume: a plain aiokafka reader taking the same events off the broker, doing nothing else;
-- COPY: asyncpg's binary COPY of rows shaped like the journal's into an empty table.
+- COPY: asyncpg's binary COPY of rows shaped like the journal's into an empty table;
+- faust: a faust agent that does nothing, the ceiling of any projection faust hosts live.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 
 from pipeline.database import connect
 from pipeline.kafka import high_watermarks, partitions_of, reader
 from pipeline.settings import Settings
+from tests.helpers import settings_env
 
 
 async def raw_consume_rate(settings: Settings, topics: list[str]) -> tuple[int, float]:
@@ -75,3 +80,28 @@ async def copy_rate(settings: Settings, rows: int = 200_000) -> float:
         finally:
             await connection.execute("DROP TABLE bench_copy_ceiling")
     return rows / seconds
+
+
+def faust_noop_rate(settings: Settings, expected: int) -> float:
+    """Events/s of a faust agent that does nothing, over the events already in the log."""
+    result = settings.center_home / "faust-noop.rate"
+    result.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("faust_noop.py")),
+            str(expected),
+            str(result),
+        ],
+        env=settings_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 1800
+        while not result.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(60)
+    return float(result.read_text())

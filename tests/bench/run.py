@@ -34,7 +34,7 @@ from pipeline.replay import replay
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
-from tests.bench.ceilings import copy_rate, raw_consume_rate
+from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
 from tests.bench.replica import bench_replica
 from tests.helpers import start_worker
 
@@ -99,8 +99,15 @@ async def bench_platform(settings: Settings, figures: Figures) -> tuple[float, f
     events, consume_rate = await raw_consume_rate(settings, list(SOURCE_TOPICS))
     assert events == sent, (events, sent)
     copy = await copy_rate(settings)
+    faust_rate = faust_noop_rate(settings, sent)
     figures.add("raw aiokafka consume", consume_rate, "events/s")
     figures.add("Postgres COPY (journal-shaped rows)", copy, "rows/s")
+    figures.add(
+        "faust agent doing nothing (same batching)",
+        faust_rate,
+        "events/s",
+        f"({faust_rate / consume_rate:.1%} of raw consume)",
+    )
 
     console.print("[bold]replay journal[/bold]")
     report = await replay(settings, JournalProjection())

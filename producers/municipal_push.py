@@ -1,0 +1,1517 @@
+"""Municipal push intake: a municipality's signed resident-data file becomes resident events.
+
+The push protocol
+-----------------
+A push is (municipality, batch sequence, file). Sequences count 1, 2, 3, ... per municipality.
+The municipality signs the SHA-256 digest of the **push statement**, the UTF-8 text::
+
+    bcl-push-v1\\n{municipality}\\n{sequence}\\n{sha256 hex of the file bytes}\\n
+
+with its Ed25519 key, whose public half is in the registry (``bcl municipality show``). Signing
+the statement rather than the file binds the signature to the sequence and the municipality, so
+a signed file cannot be replayed under another sequence or by another municipality. With
+openssl alone::
+
+    printf 'bcl-push-v1\\n131016\\n1\\n%s\\n' "$(sha256sum diff.csv | cut -d' ' -f1)" > statement
+    openssl dgst -sha256 -binary statement > digest
+    openssl pkeyutl -sign -rawin -inkey key.pem -in digest -out sig
+    bcl push 131016 diff.csv --sequence 1 --signature sig
+
+What the intake answers, as ``PushReport.outcome``:
+
+- ``accepted``: every row was valid; its events and a ``resident.batch_accepted`` receipt are on
+  ``resident.changes``. Held batches it unblocks are published after it (``released``).
+- ``already_accepted``: this sequence was accepted with this very file; nothing is published.
+- ``held``: valid, but an earlier sequence is missing; published once the gap fills
+  (``held_batches`` lists what waits).
+- ``refused``: nothing is published and the sequence stays free; ``reason`` is a stable code
+  (``REFUSAL_REASONS``) and ``problems`` lists every invalid row (line, field, value, reason).
+
+Validation is all-or-nothing and streams: the file may be a gigabyte, and memory stays bounded.
+Every push, refused ones included, keeps a copy of the file, its ``report.json`` and, once valid,
+the canonical rows (``rows.jsonl``) in ``$BCL_HOME/<center>/pushes/<municipality>/
+<sequence>-<sha256[:12]>/``.
+
+Each row's event id is derived from the batch, the line and the time the batch was first
+received, so a batch interrupted mid-publish (status ``publishing`` in ``intake.batches``) and
+pushed again republishes the same events, which readers see once. Envelope sequences are
+``batch * 10,000,000 + line``: monotonic per municipality.
+
+A full snapshot (``full=True``) is compared with the replica: only new or different rows are
+published, and every resident active in the replica but absent from the snapshot is removed
+(``ex_officio_removal`` as of ``as_of``).
+
+Samples for 千代田区 (131016) are in ``producers/samples/``; after ``bcl up`` and
+``bcl municipality add 131016 --name 千代田区`` (which writes the signing key to
+``$BCL_HOME/keys/131016.key.pem``), push one with
+``bcl push 131016 producers/samples/residents-131016-001.csv``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import csv
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import IO, Any, Literal, get_args
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pipeline.catchup import refresh
+from pipeline.database import Connection, connect, create_pool
+from pipeline.kafka import producer
+from pipeline.migrations import migrate
+from pipeline.projection import load_projection
+from pipeline.publish import Outgoing, publish, publish_many
+from pipeline.settings import Settings
+from pipeline.signing import SigningKeyError, load_public_key, sign_digest, verify_digest
+from pipeline.topics import RESIDENT_CHANGES
+from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed, seal
+from producers.registry import registered_profile
+from schemas.codes import is_valid_municipality_code
+from schemas.envelope import Envelope
+from schemas.events.residents import (
+    REMOVAL_REASONS,
+    BatchAccepted,
+    ChangeReason,
+    PersonalData,
+    PushPosition,
+    ResidentRecord,
+    SealChanged,
+    TaxRecorded,
+    change_event_type,
+)
+from schemas.ids import derived_event_id
+from schemas.inputs.resident_diff import (
+    COLUMNS,
+    REQUIRED_COLUMNS,
+    ResidentRow,
+    RowProblem,
+    SealRow,
+    TaxRow,
+    parse_row,
+)
+from schemas.sealed import Sealed
+
+STATEMENT_TAG = "bcl-push-v1"
+SIGNATURE_SIZE = 64  # Ed25519
+# Envelope sequence = batch * LINES_PER_BATCH + line; the last slot of a batch is its receipt.
+LINES_PER_BATCH = 10_000_000
+RECEIPT_LINE = LINES_PER_BATCH - 1
+MAX_LINE = RECEIPT_LINE - 1
+# The ledger's sequence column is a Postgres int.
+MAX_SEQUENCE = 2**31 - 1
+# Rows whose data keys are fetched with one vault call, and whose replica state one query reads.
+CHUNK_ROWS = 5_000
+# A file wrong on every line would otherwise fill memory with its problems.
+MAX_PROBLEMS = 100_000
+MAX_LINE_BYTES = 1 << 20
+MAX_VALUE_CHARS = 200
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+ROWS_FILE = "rows.jsonl"
+CHANGES_FILE = "changes.jsonl"
+REPORT_FILE = "report.json"
+
+Outcome = Literal["accepted", "already_accepted", "held", "refused"]
+RefusalReason = Literal[
+    "file_missing",
+    "file_too_large",
+    "empty_file",
+    "bad_encoding",
+    "unknown_format",
+    "missing_columns",
+    "invalid_rows",
+    "other_municipality",
+    "unknown_municipality",
+    "not_on_bcl",
+    "no_public_key",
+    "unsigned",
+    "bad_signature",
+    "sequence_conflict",
+    "bad_sequence",
+]
+REFUSAL_REASONS: tuple[str, ...] = get_args(RefusalReason)
+FileFormat = Literal["csv", "jsonl"]
+Progress = Callable[[int, int], None]
+"""Called with (events published so far, events to publish in all) while publishing."""
+
+_PERSONAL_FIELDS = tuple(PersonalData.model_fields)
+_REMOVALS = frozenset(reason.value for reason in REMOVAL_REASONS)
+_UTF8_BOM = codecs.BOM_UTF8
+
+
+# --- the push statement ---------------------------------------------------------------------
+
+
+def push_statement(municipality: str, sequence: int, file_sha256: str) -> bytes:
+    """The text a municipality signs (its SHA-256 digest) to push ``sequence``."""
+    return f"{STATEMENT_TAG}\n{municipality}\n{sequence}\n{file_sha256}\n".encode()
+
+
+def statement_digest(municipality: str, sequence: int, file_sha256: str) -> bytes:
+    return hashlib.sha256(push_statement(municipality, sequence, file_sha256)).digest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sign_push(
+    private_key: Ed25519PrivateKey, municipality: str, sequence: int, path: Path
+) -> bytes:
+    """The municipality's signature of pushing ``path`` as batch ``sequence``."""
+    return sign_digest(private_key, statement_digest(municipality, sequence, file_sha256(path)))
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+@dataclass
+class PushReport:
+    municipality: str
+    sequence: int | None
+    file_sha256: str | None
+    outcome: Outcome
+    reason: RefusalReason | None
+    message: str
+    problems: list[RowProblem] = field(default_factory=list)
+    rows: int = 0
+    events_published: int = 0
+    released: list[int] = field(default_factory=list)
+    kept_at: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "municipality": self.municipality,
+            "sequence": self.sequence,
+            "file_sha256": self.file_sha256,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "message": self.message,
+            "rows": self.rows,
+            "events_published": self.events_published,
+            "released": self.released,
+            "kept_at": str(self.kept_at) if self.kept_at else None,
+            "problems": [problem.model_dump() for problem in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class HeldBatch:
+    """A valid batch waiting for an earlier sequence of its municipality."""
+
+    municipality: str
+    sequence: int
+    waiting_for: int
+    file_sha256: str
+    rows: int
+    received_at: datetime
+    kept_at: Path
+
+
+class PushInterrupted(RuntimeError):
+    """Publishing an accepted batch could not finish; the message says how to resume it."""
+
+
+class _Refusal(Exception):
+    def __init__(
+        self,
+        reason: RefusalReason,
+        message: str,
+        problems: Sequence[RowProblem] = (),
+        rows: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.reason: RefusalReason = reason
+        self.message = message
+        self.problems = list(problems)
+        self.rows = rows
+
+
+@dataclass(frozen=True)
+class _Batch:
+    municipality: str
+    sequence: int
+    file_sha256: str
+    signature: bytes
+    received_at: datetime
+    folder: Path
+    rows: int
+    as_of: date | None
+
+    @property
+    def full(self) -> bool:
+        return self.as_of is not None
+
+
+# --- the intake -----------------------------------------------------------------------------
+
+
+async def push_file(
+    settings: Settings,
+    municipality: str,
+    path: Path,
+    *,
+    sequence: int | None,
+    signature: bytes | None,
+    full: bool = False,
+    as_of: date | None = None,
+    encoding: str = "utf-8",
+    file_format: FileFormat | None = None,
+    progress: Progress | None = None,
+) -> PushReport:
+    """Take one push; see the module docstring. ``sequence=None``: the next one expected.
+
+    Bad input is a refused report, never an exception; services that cannot be reached raise.
+    """
+    refused = _Refused(municipality, sequence)
+    if not is_valid_municipality_code(municipality):
+        return refused(
+            "unknown_municipality",
+            f"{municipality!r} is not a municipality code (6 digits: prefecture, municipality "
+            "and check digit, e.g. 131016)",
+        )
+    if sequence is not None and not 1 <= sequence <= MAX_SEQUENCE:
+        return refused(
+            "bad_sequence",
+            f"batch sequence {sequence} is out of range: sequences count 1, 2, 3, ... up to "
+            f"{MAX_SEQUENCE:,}",
+        )
+    size = await asyncio.to_thread(_file_size, path)
+    if size is None:
+        return refused(
+            "file_missing",
+            f"{path} does not exist or is not a file; give the path of the CSV or JSON Lines file",
+        )
+    if size > settings.push_max_bytes:
+        return refused("file_too_large", _too_large(path, size, settings.push_max_bytes))
+    pushes = settings.center_home / "pushes" / municipality
+    try:
+        staged = await asyncio.to_thread(_stage_copy, path, pushes, settings.push_max_bytes)
+    except OSError as error:
+        # Unreadable (permissions, a vanished mount): the sender must fix access to it.
+        if not error.filename or Path(error.filename) != path:
+            raise
+        return refused("file_missing", f"{path} cannot be read ({error.strerror}); check it")
+    if staged is None:
+        return refused("file_too_large", _too_large(path, None, settings.push_max_bytes))
+    copy, sha = staged
+    try:
+        async with connect(settings) as ledger:
+            await migrate(ledger, "intake")
+            lock = _lock_key(municipality)
+            await ledger.execute("SELECT pg_advisory_lock($1)", lock)
+            try:
+                intake = _Intake(settings, ledger, municipality, copy, sha, full, as_of, progress)
+                return await intake.take(
+                    sequence, signature, path, encoding, file_format or _format_by_name(path)
+                )
+            finally:
+                await ledger.execute("SELECT pg_advisory_unlock($1)", lock)
+    finally:
+        # Left behind only if the push stopped before the batch had its folder.
+        copy.unlink(missing_ok=True)
+
+
+async def next_sequence(settings: Settings, municipality: str) -> int:
+    """The batch sequence the intake expects next from ``municipality`` (1 for its first)."""
+    async with connect(settings) as connection:
+        if not await _ledger_exists(connection):
+            return 1
+        return await _next_expected(connection, municipality)
+
+
+async def held_batches(settings: Settings) -> list[HeldBatch]:
+    """Batches held for a gap, by municipality and sequence (for ``bcl status``)."""
+    async with connect(settings) as connection:
+        if not await _ledger_exists(connection):
+            return []
+        rows = await connection.fetch(
+            """
+            SELECT h.municipality, h.sequence, h.file_sha256, h.rows, h.received_at, h.kept_at,
+                   coalesce((SELECT max(a.sequence) FROM intake.batches a
+                             WHERE a.municipality = h.municipality AND a.status = 'accepted'),
+                            0) + 1 AS waiting_for
+            FROM intake.batches h WHERE h.status = 'held'
+            ORDER BY h.municipality, h.sequence
+            """
+        )
+    return [
+        HeldBatch(
+            municipality=row["municipality"],
+            sequence=row["sequence"],
+            waiting_for=row["waiting_for"],
+            file_sha256=row["file_sha256"],
+            rows=row["rows"],
+            received_at=row["received_at"],
+            kept_at=Path(row["kept_at"]),
+        )
+        for row in rows
+    ]
+
+
+class _Refused:
+    """Refusals found before the batch has a folder: nothing of the file was kept."""
+
+    def __init__(self, municipality: str, sequence: int | None) -> None:
+        self.municipality = municipality
+        self.sequence = sequence
+
+    def __call__(self, reason: RefusalReason, message: str) -> PushReport:
+        return PushReport(self.municipality, self.sequence, None, "refused", reason, message)
+
+
+@dataclass
+class _Intake:
+    """One push, decided under the municipality's advisory lock."""
+
+    settings: Settings
+    ledger: Connection
+    municipality: str
+    copy: Path
+    sha: str
+    full: bool
+    as_of: date | None
+    progress: Progress | None
+    published: int = 0
+    to_publish: int = 0
+
+    async def take(
+        self,
+        sequence: int | None,
+        signature: bytes | None,
+        original: Path,
+        encoding: str,
+        file_format: FileFormat | None,
+    ) -> PushReport:
+        expected = await _next_expected(self.ledger, self.municipality)
+        number = sequence or expected
+        folder = self.settings.center_home / "pushes" / self.municipality
+        folder = folder / f"{number:06d}-{self.sha[:12]}"
+        self.copy = await asyncio.to_thread(_keep_original, self.copy, folder, original.suffix)
+        report = PushReport(
+            self.municipality, number, self.sha, "refused", None, "", kept_at=folder
+        )
+        try:
+            report = await self._decide(
+                report, number, folder, expected, signature, encoding, file_format
+            )
+        except _Refusal as refusal:
+            report = replace(
+                report,
+                reason=refusal.reason,
+                message=refusal.message,
+                problems=refusal.problems,
+                rows=refusal.rows,
+            )
+            (folder / ROWS_FILE).unlink(missing_ok=True)
+        if report.outcome != "already_accepted":
+            await asyncio.to_thread(_write_report, report)
+        return report
+
+    async def _decide(
+        self,
+        report: PushReport,
+        number: int,
+        folder: Path,
+        expected: int,
+        signature: bytes | None,
+        encoding: str,
+        file_format: FileFormat | None,
+    ) -> PushReport:
+        await self._check_sender(number, signature)
+        existing = await self.ledger.fetchrow(
+            "SELECT file_sha256, status, received_at, as_of FROM intake.batches "
+            "WHERE municipality = $1 AND sequence = $2",
+            self.municipality,
+            number,
+        )
+        if existing is not None and existing["file_sha256"] != self.sha:
+            raise _Refusal("sequence_conflict", await self._conflict(number, existing, expected))
+        if existing is not None and existing["status"] == "accepted":
+            return replace(
+                report,
+                outcome="already_accepted",
+                message=f"batch {number} of {self.municipality} was already accepted with this "
+                f"file; nothing new was published (the next batch is {expected})",
+            )
+        if existing is not None and existing["status"] == "held":
+            return replace(
+                report,
+                outcome="held",
+                message=f"batch {number} is already held, waiting for batch {expected}; push "
+                f"batch {expected} to release it",
+            )
+        if existing is None and number < expected:
+            raise _Refusal(
+                "sequence_conflict",
+                f"batch {number} is before the next expected batch {expected} of "
+                f"{self.municipality}; push this file as batch {expected}",
+            )
+
+        purged = await self._purged_residents()
+        rows = await asyncio.to_thread(
+            _check_file,
+            self.copy,
+            folder / ROWS_FILE,
+            file_format,
+            encoding,
+            self.municipality,
+            purged,
+        )
+        if existing is not None:
+            # Interrupted mid-publish: finish it as first received, so its event ids repeat.
+            received_at, as_of = existing["received_at"], existing["as_of"]
+        else:
+            received_at = datetime.now(UTC)
+            as_of = (self.as_of or datetime.now(TOKYO).date()) if self.full else None
+        batch = _Batch(
+            municipality=self.municipality,
+            sequence=number,
+            file_sha256=self.sha,
+            signature=signature or b"",
+            received_at=received_at,
+            folder=folder,
+            rows=rows,
+            as_of=as_of,
+        )
+        report = replace(report, rows=rows)
+        if number > expected:
+            await self._record(batch, "held")
+            return replace(
+                report,
+                outcome="held",
+                message=f"batch {number} is valid ({rows:,} rows) and held until batch "
+                f"{expected} of {self.municipality} arrives; push batch {expected} next",
+            )
+        await self._record(batch, "publishing")
+        async with _publisher(self.settings) as publisher:
+            events = await self._publish(publisher, batch)
+            released = await self._release(publisher, number + 1)
+        after = f"; released held batches {', '.join(map(str, released))}" if released else ""
+        snapshot = " (full snapshot: its differences from the replica)" if batch.full else ""
+        return replace(
+            report,
+            outcome="accepted",
+            events_published=events,
+            released=released,
+            message=f"batch {number} of {self.municipality} accepted: {rows:,} rows, "
+            f"{events:,} events published{snapshot}{after}",
+        )
+
+    async def _check_sender(self, number: int, signature: bytes | None) -> None:
+        await refresh(self.settings, load_projection("registry", self.settings))
+        profile = await registered_profile(self.settings, self.municipality)
+        if profile is None:
+            raise _Refusal(
+                "unknown_municipality",
+                f"municipality {self.municipality} is not registered; it joins with "
+                f"`bcl municipality add {self.municipality}` before it can push",
+            )
+        if not profile.uses_bcl:
+            raise _Refusal(
+                "not_on_bcl",
+                f"{self.municipality} {profile.name} runs its own issuance server, so BCL holds "
+                f"no replica of it; switch it with `bcl municipality update {self.municipality} "
+                "--bcl` if it has moved to BCL",
+            )
+        if profile.push_public_key is None:
+            raise _Refusal(
+                "no_public_key",
+                f"{self.municipality} {profile.name} has no push public key registered; register "
+                f"it with `bcl municipality update {self.municipality} --public-key FILE.pub.pem`",
+            )
+        try:
+            public_key = load_public_key(profile.push_public_key)
+        except SigningKeyError as error:
+            raise _Refusal(
+                "no_public_key",
+                f"the push key registered for {self.municipality} is unusable ({error}); "
+                f"register an Ed25519 public key with `bcl municipality update "
+                f"{self.municipality} --public-key FILE.pub.pem`",
+            ) from None
+        if signature is None:
+            raise _Refusal(
+                "unsigned",
+                f"the push is not signed: sign the push statement for {self.municipality} batch "
+                f"{number} with the municipality's private key (`bcl push --key`, or openssl as "
+                "in `bcl push --help`)",
+            )
+        digest = statement_digest(self.municipality, number, self.sha)
+        if len(signature) != SIGNATURE_SIZE:
+            raise _Refusal(
+                "bad_signature",
+                f"the signature is {len(signature)} bytes; an Ed25519 signature is "
+                f"{SIGNATURE_SIZE} raw bytes (as `openssl pkeyutl -sign -rawin` writes it)",
+            )
+        if not verify_digest(public_key, digest, signature):
+            raise _Refusal(
+                "bad_signature",
+                f"the signature does not verify with the public key registered for "
+                f"{self.municipality}: sign the statement for batch {number} of exactly this file "
+                f"(sha256 {self.sha}) with the municipality's own private key",
+            )
+
+    async def _conflict(self, number: int, existing: asyncpg.Record, expected: int) -> str:
+        taken = await self.ledger.fetchval(
+            "SELECT max(sequence) FROM intake.batches WHERE municipality = $1", self.municipality
+        )
+        gap = (
+            f" (batch {expected} is still missing: the batches after it wait for it)"
+            if expected < taken
+            else ""
+        )
+        return (
+            f"batch {number} of {self.municipality} was already "
+            f"{'held' if existing['status'] == 'held' else 'accepted'} with another file (sha256 "
+            f"{existing['file_sha256']}); this file (sha256 {self.sha}) is a new batch: push it "
+            f"as batch {taken + 1}{gap}"
+        )
+
+    async def _purged_residents(self) -> frozenset[str]:
+        rows = await self.ledger.fetch(
+            "SELECT resident_code FROM vault.data_keys "
+            "WHERE municipality = $1 AND wrapped_key IS NULL",
+            self.municipality,
+        )
+        return frozenset(row["resident_code"] for row in rows)
+
+    async def _record(self, batch: _Batch, status: Literal["held", "publishing"]) -> None:
+        await self.ledger.execute(
+            """
+            INSERT INTO intake.batches (municipality, sequence, file_sha256, status, rows,
+                received_at, signature, kept_at, full_snapshot, as_of)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (municipality, sequence) DO NOTHING
+            """,
+            batch.municipality,
+            batch.sequence,
+            batch.file_sha256,
+            status,
+            batch.rows,
+            batch.received_at,
+            batch.signature,
+            str(batch.folder),
+            batch.full,
+            batch.as_of,
+        )
+
+    async def _publish(self, publisher: _Publisher, batch: _Batch) -> int:
+        changes, count = (
+            await publisher.snapshot_changes(batch)
+            if batch.full
+            else (batch.folder / ROWS_FILE, batch.rows)
+        )
+        self.to_publish += count
+        base = self.published
+
+        def sent(n: int) -> None:
+            self.published = base + n
+            if self.progress:
+                self.progress(self.published, self.to_publish)
+
+        if self.progress:
+            self.progress(self.published, self.to_publish)
+        events = await publisher.publish(batch, changes, sent)
+        await self.ledger.execute(
+            "UPDATE intake.batches SET status = 'accepted', events = $3, accepted_at = now() "
+            "WHERE municipality = $1 AND sequence = $2",
+            batch.municipality,
+            batch.sequence,
+            events,
+        )
+        return events
+
+    async def _release(self, publisher: _Publisher, number: int) -> list[int]:
+        released: list[int] = []
+        while True:
+            row = await self.ledger.fetchrow(
+                "UPDATE intake.batches SET status = 'publishing' "
+                "WHERE municipality = $1 AND sequence = $2 AND status = 'held' "
+                "RETURNING file_sha256, signature, received_at, kept_at, rows, as_of",
+                self.municipality,
+                number,
+            )
+            if row is None:
+                return released
+            batch = _Batch(
+                municipality=self.municipality,
+                sequence=number,
+                file_sha256=row["file_sha256"],
+                signature=row["signature"],
+                received_at=row["received_at"],
+                folder=Path(row["kept_at"]),
+                rows=row["rows"],
+                as_of=row["as_of"],
+            )
+            if not (batch.folder / ROWS_FILE).exists():
+                raise PushInterrupted(
+                    f"held batch {number} of {self.municipality} cannot be released: its rows "
+                    f"({batch.folder / ROWS_FILE}) are gone; push that file again as batch "
+                    f"{number}"
+                )
+            events = await self._publish(publisher, batch)
+            await asyncio.to_thread(
+                _write_report,
+                PushReport(
+                    self.municipality,
+                    number,
+                    batch.file_sha256,
+                    "accepted",
+                    None,
+                    f"batch {number} of {self.municipality} accepted: released when batch "
+                    f"{number - 1} arrived; {batch.rows:,} rows, {events:,} events published",
+                    rows=batch.rows,
+                    events_published=events,
+                    kept_at=batch.folder,
+                ),
+            )
+            released.append(number)
+            number += 1
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Publisher:
+    settings: Settings
+    pool: asyncpg.Pool
+    vault: Vault
+    client: AIOKafkaProducer[bytes, bytes]
+
+    async def publish(self, batch: _Batch, changes: Path, sent: Callable[[int], None]) -> int:
+        events = await publish_many(
+            self.settings, self.client, self._events(batch, changes), on_sent=sent
+        )
+        receipt = BatchAccepted(
+            municipality=batch.municipality,
+            sequence=batch.sequence,
+            file_sha256=batch.file_sha256,
+            signature=base64.b64encode(batch.signature).decode("ascii"),
+            rows=batch.rows,
+            events=events,
+            full=batch.full,
+        )
+        await publish(
+            self.settings,
+            self.client,
+            Outgoing(
+                RESIDENT_CHANGES.name,
+                f"{batch.municipality}:batch",
+                _envelope(self.settings, batch, RECEIPT_LINE, "receipt", receipt, None),
+            ),
+        )
+        return events
+
+    async def _events(self, batch: _Batch, changes: Path) -> AsyncIterator[Outgoing]:
+        chunks = _entry_chunks(changes)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                sealed_for = [
+                    (batch.municipality, entry["row"]["resident_code"])
+                    for entry in chunk
+                    if "row" in entry and entry["row"]["record"] != "seal"
+                ]
+                keys = (
+                    await self.vault.data_keys_for(None, sealed_for, create=True)
+                    if sealed_for
+                    else {}
+                )
+                for entry in chunk:
+                    yield self._event(batch, entry, keys)
+        finally:
+            chunks.close()
+
+    def _event(
+        self, batch: _Batch, entry: dict[str, Any], keys: dict[tuple[str, str], DataKey | None]
+    ) -> Outgoing:
+        line: int = entry["line"]
+        municipality = batch.municipality
+        if "removal" in entry:
+            removal = entry["removal"]
+            payload: ResidentRecord | SealChanged | TaxRecorded = ResidentRecord(
+                municipality=municipality,
+                resident_code=removal["resident_code"],
+                household_number=removal["household_number"],
+                relationship=removal["relationship"],
+                reason=ChangeReason.EX_OFFICIO_REMOVAL,
+                effective_date=batch.as_of,
+                pushed=PushPosition(batch=batch.sequence, line=line),
+                personal=Sealed.model_validate(removal["personal"]),
+            )
+            return _outgoing(self.settings, batch, line, "removal", payload, batch.as_of)
+        row: dict[str, Any] = entry["row"]
+        code: str = row["resident_code"]
+        position = PushPosition(batch=batch.sequence, line=line)
+        if row["record"] == "seal":
+            payload = SealChanged(
+                municipality=municipality,
+                resident_code=code,
+                registration_number=row["seal_number"],
+                status=row["seal_status"],
+                effective_date=row["effective_date"],
+                pushed=position,
+            )
+            return _outgoing(
+                self.settings,
+                batch,
+                line,
+                "seal",
+                payload,
+                date.fromisoformat(row["effective_date"]),
+            )
+        key = keys.get((municipality, code))
+        if key is None:
+            raise PushInterrupted(
+                f"resident {code} of {municipality} had their data key destroyed (retention "
+                f"ended) while batch {batch.sequence} was being published; leave their rows out "
+                f"and push the corrected file as batch {batch.sequence}"
+            )
+        aad = f"{municipality}:{code}".encode()
+        if row["record"] == "tax":
+            payload = TaxRecorded(
+                municipality=municipality,
+                resident_code=code,
+                fiscal_year=row["fiscal_year"],
+                pushed=position,
+                amounts=seal(
+                    key,
+                    {
+                        "income_yen": row["income_yen"],
+                        "assessed_yen": row["assessed_yen"],
+                        "paid_yen": row["paid_yen"],
+                    },
+                    aad,
+                ),
+            )
+            return _outgoing(self.settings, batch, line, "tax", payload, None)
+        effective = row["effective_date"]
+        payload = ResidentRecord(
+            municipality=municipality,
+            resident_code=code,
+            household_number=row["household_number"].ljust(15),
+            relationship=row["relationship"],
+            reason=row["reason"],
+            effective_date=effective,
+            death_date_unknown=row["death_date_unknown"],
+            pushed=position,
+            personal=seal(key, {name: row[name] for name in _PERSONAL_FIELDS}, aad),
+        )
+        return _outgoing(
+            self.settings,
+            batch,
+            line,
+            "resident",
+            payload,
+            date.fromisoformat(effective) if effective else None,
+        )
+
+    async def snapshot_changes(self, batch: _Batch) -> tuple[Path, int]:
+        """The rows of a full snapshot that differ from the replica, then the removals.
+
+        Decided once and kept (``changes.jsonl``): a snapshot interrupted mid-publish must
+        publish the same changes again, not a new comparison with a replica that has applied
+        part of them.
+        """
+        changes = batch.folder / CHANGES_FILE
+        if changes.exists():
+            return changes, await asyncio.to_thread(_count_lines, changes)
+        await refresh(self.settings, load_projection("replica", self.settings))
+        partial = changes.with_suffix(".partial")
+        out: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
+        count = 0
+        last_line = 0
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                replica = _Replica(connection, self.vault, batch.municipality)
+                await replica.start()
+                chunks = _entry_chunks(batch.folder / ROWS_FILE)
+                try:
+                    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                        differing = await replica.differing(chunk)
+                        last_line = max(last_line, chunk[-1]["line"])
+                        count += len(differing)
+                        await asyncio.to_thread(out.writelines, map(_json_line, differing))
+                finally:
+                    chunks.close()
+                async for removals in replica.removals(last_line):
+                    if removals[-1]["line"] > MAX_LINE:
+                        raise PushInterrupted(
+                            f"snapshot batch {batch.sequence} and its removals need more than "
+                            f"{MAX_LINE:,} lines; split the register into smaller files"
+                        )
+                    count += len(removals)
+                    await asyncio.to_thread(out.writelines, map(_json_line, removals))
+        finally:
+            await asyncio.to_thread(out.close)
+        await asyncio.to_thread(os.replace, partial, changes)
+        return changes, count
+
+
+@asynccontextmanager
+async def _publisher(settings: Settings) -> AsyncIterator[_Publisher]:
+    pool = await create_pool(settings, max_size=2)
+    try:
+        async with producer(settings) as client:
+            yield _Publisher(settings, pool, Vault(pool, load_kek(settings)), client)
+    finally:
+        await pool.close()
+
+
+def _outgoing(
+    settings: Settings,
+    batch: _Batch,
+    line: int,
+    kind: str,
+    payload: ResidentRecord | SealChanged | TaxRecorded,
+    effective: date | None,
+) -> Outgoing:
+    envelope = _envelope(settings, batch, line, kind, payload, effective)
+    return Outgoing(
+        RESIDENT_CHANGES.name, f"{batch.municipality}:{payload.resident_code}", envelope
+    )
+
+
+def _envelope(
+    settings: Settings,
+    batch: _Batch,
+    line: int,
+    kind: str,
+    payload: ResidentRecord | SealChanged | TaxRecorded | BatchAccepted,
+    effective: date | None,
+) -> Envelope:
+    if isinstance(payload, ResidentRecord):
+        event_type = change_event_type(payload.reason)
+    elif isinstance(payload, SealChanged):
+        event_type = "seal.changed"
+    elif isinstance(payload, TaxRecorded):
+        event_type = "tax.recorded"
+    else:
+        event_type = "resident.batch_accepted"
+    return Envelope.new(
+        event_type,
+        payload,
+        origin=settings.center,
+        source=f"municipality:{batch.municipality}",
+        # The day a change takes effect, in the municipality's time; a death of unknown date,
+        # tax facts and the receipt happened, as far as anyone knows, when they were received.
+        occurred_at=(
+            datetime.combine(effective, time(0), tzinfo=TOKYO) if effective else batch.received_at
+        ),
+        municipality=batch.municipality,
+        sequence=batch.sequence * LINES_PER_BATCH + line,
+        event_id=derived_event_id(
+            batch.received_at, batch.municipality, str(batch.sequence), str(line), kind
+        ),
+    )
+
+
+class _Replica:
+    """The replica's current state of one municipality, read a chunk of rows at a time."""
+
+    def __init__(self, connection: Connection, vault: Vault, municipality: str) -> None:
+        self.connection = connection
+        self.vault = vault
+        self.municipality = municipality
+        self.exists = False
+
+    async def start(self) -> None:
+        # Before the first push of all, the replica may not even have its tables: empty.
+        self.exists = bool(
+            await self.connection.fetchval("SELECT to_regclass('replica.residents') IS NOT NULL")
+        )
+        await self.connection.execute(
+            "CREATE TEMP TABLE snapshot_residents (resident_code text NOT NULL) ON COMMIT DROP"
+        )
+
+    async def differing(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = [entry["row"] for entry in chunk]
+        residents = [row["resident_code"] for row in rows if row["record"] == "resident"]
+        await self.connection.copy_records_to_table(
+            "snapshot_residents", records=[(code,) for code in residents]
+        )
+        if not self.exists:
+            return chunk
+        stored = await self._residents(residents)
+        keys = await self.vault.data_keys_for(
+            self.connection, [(self.municipality, code) for code in stored], create=False
+        )
+        seals = await self._seals([r["seal_number"] for r in rows if r["record"] == "seal"])
+        taxes = await self._taxes(
+            [r["resident_code"] for r in rows if r["record"] == "tax"],
+            [r["fiscal_year"] for r in rows if r["record"] == "tax"],
+        )
+        differing = []
+        for entry in chunk:
+            row = entry["row"]
+            code = row["resident_code"]
+            if row["record"] == "resident":
+                same = self._same_resident(
+                    row, stored.get(code), keys.get((self.municipality, code))
+                )
+            elif row["record"] == "seal":
+                same = seals.get(row["seal_number"]) == (
+                    code,
+                    row["seal_status"],
+                    date.fromisoformat(row["effective_date"]),
+                )
+            else:
+                same = taxes.get((code, row["fiscal_year"])) == (
+                    row["income_yen"],
+                    row["assessed_yen"],
+                    row["paid_yen"],
+                )
+            if not same:
+                differing.append(entry)
+        return differing
+
+    def _same_resident(
+        self, row: dict[str, Any], stored: asyncpg.Record | None, key: DataKey | None
+    ) -> bool:
+        if stored is None or key is None:
+            return False
+        if stored["active"] == (row["reason"] in _REMOVALS):
+            return False
+        if (stored["household_number"], stored["relationship"]) != (
+            row["household_number"].ljust(15),
+            row["relationship"],
+        ):
+            return False
+        code = row["resident_code"]
+        try:
+            personal = open_sealed(
+                key,
+                Sealed.model_validate_json(stored["personal"]),
+                f"{self.municipality}:{code}".encode(),
+            )
+        except SealedDataError:
+            return False
+        return _given(personal) == _given({name: row[name] for name in _PERSONAL_FIELDS})
+
+    async def _residents(self, codes: list[str]) -> dict[str, asyncpg.Record]:
+        if not codes:
+            return {}
+        found = await self.connection.fetch(
+            "SELECT resident_code, household_number, relationship, active, personal "
+            "FROM replica.residents WHERE municipality = $1 AND resident_code = ANY($2::text[])",
+            self.municipality,
+            codes,
+        )
+        return {row["resident_code"]: row for row in found}
+
+    async def _seals(self, numbers: list[str]) -> dict[str, tuple[str, str, date]]:
+        if not numbers:
+            return {}
+        found = await self.connection.fetch(
+            "SELECT registration_number, resident_code, status, effective_date "
+            "FROM replica.seals WHERE municipality = $1 AND registration_number = ANY($2::text[])",
+            self.municipality,
+            numbers,
+        )
+        return {
+            row["registration_number"]: (row["resident_code"], row["status"], row["effective_date"])
+            for row in found
+        }
+
+    async def _taxes(
+        self, codes: list[str], years: list[int]
+    ) -> dict[tuple[str, int], tuple[int, int, int]]:
+        if not codes:
+            return {}
+        found = await self.connection.fetch(
+            "SELECT t.resident_code, t.fiscal_year, t.income_yen, t.assessed_yen, t.paid_yen "
+            "FROM replica.tax_facts t JOIN unnest($2::text[], $3::int[]) AS x(code, year) "
+            "ON t.resident_code = x.code AND t.fiscal_year = x.year WHERE t.municipality = $1",
+            self.municipality,
+            codes,
+            years,
+        )
+        return {
+            (row["resident_code"], row["fiscal_year"]): (
+                row["income_yen"],
+                row["assessed_yen"],
+                row["paid_yen"],
+            )
+            for row in found
+        }
+
+    async def removals(self, last_line: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Residents active in the replica and absent from the snapshot, numbered after its
+        last line, in chunks."""
+        if not self.exists:
+            return
+        line = last_line
+        chunk: list[dict[str, Any]] = []
+        cursor = self.connection.cursor(
+            """
+            SELECT r.resident_code, r.household_number, r.relationship, r.personal
+            FROM replica.residents r
+            WHERE r.municipality = $1 AND r.active
+              AND NOT EXISTS (SELECT 1 FROM snapshot_residents s
+                              WHERE s.resident_code = r.resident_code)
+            ORDER BY r.resident_code
+            """,
+            self.municipality,
+        )
+        async for row in cursor:
+            line += 1
+            chunk.append(
+                {
+                    "line": line,
+                    "removal": {
+                        "resident_code": row["resident_code"],
+                        "household_number": row["household_number"],
+                        "relationship": row["relationship"],
+                        "personal": orjson.loads(row["personal"]),
+                    },
+                }
+            )
+            if len(chunk) == CHUNK_ROWS:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _json_line(entry: dict[str, Any]) -> bytes:
+    return orjson.dumps(entry) + b"\n"
+
+
+def _entry_chunks(path: Path) -> Generator[list[dict[str, Any]], None, None]:
+    with path.open("rb") as entries:
+        chunk: list[dict[str, Any]] = []
+        for line in entries:
+            chunk.append(orjson.loads(line))
+            if len(chunk) == CHUNK_ROWS:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as entries:
+        return sum(1 for _ in entries)
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+def _lock_key(municipality: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"bcl-push:{municipality}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+async def _ledger_exists(connection: Connection) -> bool:
+    return bool(await connection.fetchval("SELECT to_regclass('intake.batches') IS NOT NULL"))
+
+
+async def _next_expected(connection: Connection, municipality: str) -> int:
+    latest = await connection.fetchval(
+        "SELECT max(sequence) FROM intake.batches WHERE municipality = $1 AND status = 'accepted'",
+        municipality,
+    )
+    return (latest or 0) + 1
+
+
+# --- the kept folder ------------------------------------------------------------------------
+
+
+def _file_size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _stage_copy(source: Path, pushes: Path, limit: int) -> tuple[Path, str] | None:
+    """Copy the file aside while hashing it; None if it grew past ``limit`` meanwhile.
+
+    Everything after this reads the copy, so what is validated and published is exactly what
+    was hashed and signed, whatever happens to the sender's file.
+    """
+    incoming = pushes / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    copy = incoming / uuid.uuid4().hex
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as data, copy.open("wb") as out:
+        while chunk := data.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    if size > limit:
+        copy.unlink()
+        return None
+    return copy, digest.hexdigest()
+
+
+def _keep_original(copy: Path, folder: Path, suffix: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"original{suffix or '.txt'}"
+    # Same digest, same bytes: a re-push replaces the kept copy with an identical one.
+    os.replace(copy, kept)
+    return kept
+
+
+def _write_report(report: PushReport) -> None:
+    assert report.kept_at is not None
+    (report.kept_at / REPORT_FILE).write_bytes(
+        orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
+    )
+
+
+def _too_large(path: Path, size: int | None, limit: int) -> str:
+    found = f" is {size:,} bytes" if size is not None else " grew while it was read and"
+    return (
+        f"{path}{found} exceeds the push limit of {limit:,} bytes; split it into smaller files "
+        "and push them as consecutive batches"
+    )
+
+
+# --- reading and checking the file -------------------------------------------------------------
+
+
+def _format_by_name(path: Path) -> FileFormat | None:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    return None
+
+
+def _sniff_format(first_line: bytes) -> FileFormat:
+    text = first_line.removeprefix(_UTF8_BOM).strip()
+    if text.startswith(b"{"):
+        return "jsonl"
+    if b"," in text and any(name.encode() in text for name in REQUIRED_COLUMNS):
+        return "csv"
+    raise _Refusal(
+        "unknown_format",
+        "cannot tell whether the file is CSV or JSON Lines: name it .csv or .jsonl, or pass "
+        "--format csv or --format jsonl",
+    )
+
+
+def _check_file(
+    copy: Path,
+    spool: Path,
+    file_format: FileFormat | None,
+    encoding: str,
+    municipality: str,
+    purged: frozenset[str],
+) -> int:
+    """Validate every row and write the canonical rows to ``spool``; returns how many rows.
+
+    Raises ``_Refusal`` with every problem found (up to ``MAX_PROBLEMS``).
+    """
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise _Refusal(
+            "bad_encoding",
+            f"{encoding!r} is not an encoding Python knows; use utf-8 (the default) or cp932",
+        ) from None
+    problems: list[RowProblem] = []
+    rows = 0
+    foreign: set[str] = set()
+    with copy.open("rb") as raw, spool.open("wb") as out:
+        lines = _Lines(raw, codec.name)
+        first = lines.peek()
+        if first is None:
+            raise _Refusal("empty_file", "the file is empty; push a file with at least one row")
+        chosen = file_format or _sniff_format(first)
+        records = _csv_records(lines, problems) if chosen == "csv" else _jsonl_records(lines)
+        try:
+            for line, values in records:
+                if line > MAX_LINE:
+                    raise _Refusal(
+                        "file_too_large",
+                        f"the file has more than {MAX_LINE:,} lines, the most one batch holds; "
+                        "split it and push the parts as consecutive batches",
+                    )
+                rows += 1
+                if isinstance(values, RowProblem):
+                    problems.append(values)
+                else:
+                    row = _checked_row(line, values, municipality, purged, problems, foreign)
+                    if row is not None and not problems:
+                        out.write(_json_line({"line": line, "row": row.model_dump(mode="json")}))
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+        except _Undecodable as error:
+            raise _Refusal(
+                "bad_encoding", _encoding_message(copy, codec.name, error), [error.problem]
+            ) from None
+    if problems:
+        raise _Refusal(*_invalid(problems, rows, foreign), rows=rows)
+    if rows == 0:
+        raise _Refusal(
+            "empty_file",
+            "the file has no rows"
+            + (" below its header" if chosen == "csv" else "")
+            + "; push a file with at least one row",
+        )
+    return rows
+
+
+def _checked_row(
+    line: int,
+    values: dict[str, Any],
+    municipality: str,
+    purged: frozenset[str],
+    problems: list[RowProblem],
+    foreign: set[str],
+) -> ResidentRow | SealRow | TaxRow | None:
+    """The typed row, or None with its problems added to ``problems``."""
+    parsed = parse_row(values, line)
+    found = [_short(p) for p in parsed] if isinstance(parsed, list) else []
+    owner = str(values.get("municipality", "")).strip()
+    if owner != municipality and is_valid_municipality_code(owner):
+        foreign.add(owner)
+        found.append(
+            RowProblem(
+                line=line,
+                field="municipality",
+                value=owner,
+                reason=f"a resident of municipality {owner}: {municipality} may push only its "
+                "own residents",
+            )
+        )
+    code = str(values.get("resident_code", "")).strip()
+    if code in purged:
+        found.append(
+            RowProblem(
+                line=line,
+                field="resident_code",
+                value=code,
+                reason="this resident was purged (5 years after removal) and their data key "
+                "destroyed, so nothing can be recorded for them again: leave the row out",
+            )
+        )
+    problems.extend(found)
+    return None if found or isinstance(parsed, list) else parsed
+
+
+def _short(problem: RowProblem) -> RowProblem:
+    if len(problem.value) <= MAX_VALUE_CHARS:
+        return problem
+    return problem.model_copy(update={"value": problem.value[:MAX_VALUE_CHARS] + "…"})
+
+
+def _invalid(
+    problems: list[RowProblem], rows: int, foreign: set[str]
+) -> tuple[RefusalReason, str, list[RowProblem]]:
+    lines = len({p.line for p in problems})
+    stopped = (
+        f" (checking stopped after {MAX_PROBLEMS:,} problems)"
+        if len(problems) >= MAX_PROBLEMS
+        else ""
+    )
+    if foreign:
+        return (
+            "other_municipality",
+            f"the file holds residents of {', '.join(sorted(foreign))}, and a municipality "
+            f"pushes only its own residents: remove those rows, fix any other listed, and push "
+            f"again ({len(problems):,} problems in {lines:,} of {rows:,} rows){stopped}",
+            problems,
+        )
+    return (
+        "invalid_rows",
+        f"{len(problems):,} problems in {lines:,} of {rows:,} rows, so nothing was published: "
+        f"fix every row listed and push the file again{stopped}",
+        problems,
+    )
+
+
+class _Undecodable(Exception):
+    def __init__(self, problem: RowProblem) -> None:
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+class _Lines:
+    """The file's lines, decoded one at a time, so a decoding error names its line and a file
+    with no line breaks cannot fill memory."""
+
+    def __init__(self, raw: IO[bytes], encoding: str) -> None:
+        self.raw = raw
+        self.encoding = encoding
+        self.number = 0
+        self._peeked: bytes | None = None
+
+    def peek(self) -> bytes | None:
+        """The first line that is not blank (the blank ones before it are consumed)."""
+        while True:
+            data = self._read()
+            if not data:
+                return None
+            if data.removeprefix(_UTF8_BOM).strip():
+                self._peeked = data
+                return data
+
+    def _read(self) -> bytes:
+        data = self.raw.readline(MAX_LINE_BYTES + 1)
+        if len(data) > MAX_LINE_BYTES:
+            raise _Refusal(
+                "unknown_format",
+                f"line {self.number + 1} is longer than {MAX_LINE_BYTES:,} bytes; a resident-data "
+                "file holds one row per line (is this the right file?)",
+            )
+        if data:
+            self.number += 1
+        return data
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            if self._peeked is not None:
+                data, self._peeked = self._peeked, None
+            else:
+                data = self._read()
+            if not data:
+                return
+            if self.number == 1 and self.encoding == "utf-8":
+                data = data.removeprefix(_UTF8_BOM)
+            try:
+                yield data.decode(self.encoding)
+            except UnicodeDecodeError as error:
+                raise _Undecodable(
+                    RowProblem(
+                        line=self.number,
+                        field="(line)",
+                        value=data[max(0, error.start - 8) : error.end + 8].hex(" "),
+                        reason=f"byte {error.start + 1} of the line is not {self.encoding}",
+                    )
+                ) from None
+
+
+def _encoding_message(copy: Path, encoding: str, error: _Undecodable) -> str:
+    message = f"line {error.problem.line} is not valid {encoding}: save the file as {encoding}"
+    if encoding != "cp932" and _decodes_as(copy, "cp932"):
+        message += ", or, since it reads as Shift_JIS, pass --encoding cp932"
+    return message
+
+
+def _decodes_as(path: Path, encoding: str, sample: int = 4 << 20) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as data:
+            decoder.decode(data.read(sample))
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_records(
+    lines: _Lines, problems: list[RowProblem]
+) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """The rows under the header, as column → text; the header's own problems go to
+    ``problems`` (they are no row's)."""
+    reader = csv.reader(iter(lines))
+    try:
+        header = next(reader)
+    except csv.Error as error:
+        raise _Refusal("unknown_format", f"the header line is not CSV: {error}") from None
+    header_line = lines.number
+    columns = [name.strip() for name in header]
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        raise _Refusal(
+            "missing_columns",
+            f"the header (line {header_line}) lacks the required column"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; the first line names the "
+            f"columns, separated by commas, among: {', '.join(COLUMNS)}",
+            [
+                RowProblem(line=header_line, field=name, value="", reason="required column missing")
+                for name in missing
+            ],
+        )
+    for index, name in enumerate(columns):
+        if name not in COLUMNS:
+            reason = "unknown column; the columns are: " + ", ".join(COLUMNS)
+        elif name in columns[:index]:
+            reason = "column named twice"
+        else:
+            continue
+        problems.append(RowProblem(line=header_line, field=name, value=name, reason=reason))
+    known = [(index, name) for index, name in enumerate(columns) if name in COLUMNS]
+    while True:
+        start = lines.number + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield start, RowProblem(line=start, field="(row)", value="", reason=f"not CSV: {error}")
+            continue
+        if not cells:
+            continue
+        if len(cells) != len(columns):
+            yield (
+                start,
+                RowProblem(
+                    line=start,
+                    field="(row)",
+                    value=f"{len(cells)} values",
+                    reason=f"the header names {len(columns)} columns but this row has {len(cells)} "
+                    "values (quote a value that contains a comma)",
+                ),
+            )
+            continue
+        yield start, {name: cells[index] for index, name in known}
+
+
+def _jsonl_records(lines: _Lines) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    for text in lines:
+        if not text.strip():
+            continue
+        line = lines.number
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            yield (
+                line,
+                RowProblem(
+                    line=line,
+                    field="(line)",
+                    value=text.strip()[:MAX_VALUE_CHARS],
+                    reason=f"not JSON ({error}); each line holds one JSON object",
+                ),
+            )
+            continue
+        if not isinstance(value, dict):
+            yield (
+                line,
+                RowProblem(
+                    line=line,
+                    field="(line)",
+                    value=text.strip()[:MAX_VALUE_CHARS],
+                    reason=f"a JSON {type(value).__name__}, not an object; each line holds one "
+                    'object such as {"municipality": "131016", "record": "resident", ...}',
+                ),
+            )
+            continue
+        yield line, value
