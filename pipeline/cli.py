@@ -35,9 +35,10 @@ app = typer.Typer(
 
 
 def _sub_apps() -> None:
-    from pipeline.commands import municipality, residents, workload
+    from pipeline.commands import municipality, push, residents, workload
 
     app.add_typer(municipality.app, name="municipality")
+    app.command(name="push")(push.push)
     app.add_typer(residents.resident_app, name="resident")
     app.add_typer(residents.replica_app, name="replica")
     app.add_typer(residents.retention_app, name="retention")
@@ -149,6 +150,23 @@ def status() -> None:
     for lag in found:
         table.add_row(lag.projection, f"{lag.applied:,}", f"{lag.log_end:,}", f"{lag.lag:,}")
     console.print(table)
+    from producers.municipal_push import held_batches
+
+    held = run_async(held_batches(current))
+    if held:
+        waiting = Table(title="pushes held for a gap")
+        for column in ("municipality", "batch", "waits for", "rows", "received", "kept at"):
+            waiting.add_column(column)
+        for batch in held:
+            waiting.add_row(
+                batch.municipality,
+                str(batch.sequence),
+                str(batch.waiting_for),
+                f"{batch.rows:,}",
+                f"{batch.received_at:%Y-%m-%d %H:%M}",
+                str(batch.kept_at),
+            )
+        console.print(waiting)
     if letters:
         dead = Table(title="dead letters")
         for column in ("topic", "reason", "count"):

@@ -103,7 +103,9 @@ def push(
     file_format: Format = None,
     report_json: ReportJson = None,
 ) -> None:
-    from producers.municipal_push import next_sequence, push_file, sign_push
+    from pipeline.catchup import LogBehindProjection
+    from pipeline.vault import KeyEncryptionKeyError
+    from producers.municipal_push import PushInterrupted, next_sequence, push_file, sign_push
 
     if sum(option is not None for option in (key, signature)) + unsigned > 1:
         raise CommandError("give only one of --key, --signature and --unsigned")
@@ -168,7 +170,10 @@ def push(
                 progress=progress,
             )
 
-        report = run_async(send())
+        try:
+            report = run_async(send())
+        except (PushInterrupted, LogBehindProjection, KeyEncryptionKeyError) as error:
+            raise CommandError(str(error)) from None
 
     _show(report)
     if report_json is not None:

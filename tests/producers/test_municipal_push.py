@@ -16,6 +16,7 @@ from pipeline.signing import generate_signing_key
 from pipeline.vault import Vault, load_kek, open_sealed
 from producers.municipal_push import (
     LINES_PER_BATCH,
+    REFUSAL_REASONS,
     held_batches,
     next_sequence,
     push_file,
@@ -389,3 +390,37 @@ async def test_a_full_snapshot_publishes_only_its_differences(
         "resident.removed": 1,
         "resident.batch_accepted": 1,
     }
+
+
+async def test_undated_facts_happened_when_the_batch_was_received(
+    platform: Settings, tmp_path: Path
+) -> None:
+    key = await register(platform)
+    blank = dict.fromkeys(resident_row("13101600001"), "")
+    rows = [
+        resident_row("13101600001", effective_date="2024-04-01"),
+        resident_row("13101600001", reason="death", effective_date="", death_date_unknown="true"),
+        {**blank, "municipality": CHIYODA, "record": "tax", "resident_code": "13101600001",
+         "fiscal_year": "2023", "income_yen": "1", "assessed_yen": "0", "paid_yen": "0"},
+    ]  # fmt: skip
+    report = await signed_push(platform, key, write_csv(tmp_path / "d.csv", rows), 1)
+    assert report.outcome == "accepted", report.message
+
+    logged = await logged_events(platform)
+    occurred = {e.event.envelope.type: e.event.envelope.occurred_at for e in logged}
+    received = occurred["resident.batch_accepted"]
+    assert occurred["resident.registered"].isoformat() == "2024-04-01T00:00:00+09:00"
+    assert occurred["resident.removed"] == received
+    assert occurred["tax.recorded"] == received
+    death = next(e.event.payload for e in logged if e.event.envelope.type == "resident.removed")
+    assert isinstance(death, ResidentRecord)
+    assert (death.effective_date, death.death_date_unknown) == (None, True)
+
+
+def test_the_refusal_reasons_are_the_documented_codes() -> None:
+    assert set(REFUSAL_REASONS) == {
+        "file_missing", "file_too_large", "empty_file", "bad_encoding", "unknown_format",
+        "missing_columns", "invalid_rows", "other_municipality", "unknown_municipality",
+        "not_on_bcl", "no_public_key", "unsigned", "bad_signature", "sequence_conflict",
+        "bad_sequence",
+    }  # fmt: skip
