@@ -27,10 +27,14 @@ What the intake answers, as ``PushReport.outcome``:
 - ``refused``: nothing is published and the sequence stays free; ``reason`` is a stable code
   (``REFUSAL_REASONS``) and ``problems`` lists every invalid row (line, field, value, reason).
 
-Validation is all-or-nothing and streams: the file may be a gigabyte, and memory stays bounded.
-Every push, refused ones included, keeps a copy of the file, its ``report.json`` and, once valid,
-the canonical rows (``rows.jsonl``) in ``$BCL_HOME/<center>/pushes/<municipality>/
-<sequence>-<sha256[:12]>/``.
+Validation is all-or-nothing and streams: the file may be a gigabyte, and memory stays bounded
+(rows go to disk, and a report keeps at most ``MAX_PROBLEMS`` problems). Every push that is read
+at all (a valid municipality code, a file within ``push_max_bytes``), refused ones included,
+keeps a copy of the file, its ``report.json`` and, once valid, the canonical rows
+(``rows.jsonl``) in ``$BCL_HOME/<center>/pushes/<municipality>/<sequence>-<sha256[:12]>/``.
+
+The ledger ``intake.batches`` records each accepted, held or publishing batch; a refusal takes no
+sequence. Pushes of one municipality are decided one at a time (a Postgres advisory lock).
 
 Each row's event id is derived from the batch, the line and the time the batch was first
 received, so a batch interrupted mid-publish (status ``publishing`` in ``intake.batches``) and
@@ -41,9 +45,9 @@ A full snapshot (``full=True``) is compared with the replica: only new or differ
 published, and every resident active in the replica but absent from the snapshot is removed
 (``ex_officio_removal`` as of ``as_of``).
 
-Samples for 千代田区 (131016) are in ``producers/samples/``; after ``bcl up`` and
-``bcl municipality add 131016 --name 千代田区`` (which writes the signing key to
-``$BCL_HOME/keys/131016.key.pem``), push one with
+Samples for 千代田区 (131016) are in ``producers/samples/`` (the ``.jsonl`` holds the same rows as
+the ``.csv``). After ``bcl up`` and ``bcl municipality add 131016 --name 千代田区`` (which keeps
+the signing key in ``$BCL_HOME/keys/131016.key.pem``), push one with
 ``bcl push 131016 producers/samples/residents-131016-001.csv``.
 """
 

@@ -119,7 +119,9 @@ def push(
         raise CommandError(f"--as-of {as_of!r}: write the date as YYYY-MM-DD") from None
     current = settings()
     detached = _read_signature(signature) if signature else None
-    signing_key = None if unsigned or detached else _signing_key(current, municipality, key)
+    signing_key = (
+        None if unsigned or signature is not None else _signing_key(current, municipality, key)
+    )
     # The intake refuses a missing or oversized file before it looks at signatures; signing one
     # would read a 2 GB file only to hear it is too large.
     signable = file.is_file() and file.stat().st_size <= current.push_max_bytes

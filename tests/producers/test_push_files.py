@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -290,3 +291,23 @@ def test_a_push_signed_with_openssl_as_documented_is_accepted(
 
     assert result.exit_code == 0, result.output
     assert "accepted" in result.output
+
+
+def test_bcl_push_answers_a_refusal_without_a_traceback(platform: Settings, tmp_path: Path) -> None:
+    key = asyncio.run(register(platform))
+    (platform.home / "keys").mkdir(parents=True)
+    (platform.home / "keys" / f"{CHIYODA}.key.pem").write_bytes(private_key_pem(key))
+    sjis = rewrite(tmp_path / "sjis.csv", SAMPLE_CSV.read_text(encoding="utf-8"), "cp932")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "push", CHIYODA, str(sjis)],
+        env={**settings_env(platform), "COLUMNS": "200"},  # the message on one line
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "refused (bad_encoding)" in result.stdout
+    assert "--encoding cp932" in result.stdout
