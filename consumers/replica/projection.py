@@ -9,6 +9,7 @@ whose key was destroyed (purged after the retention) is skipped, live or in a re
 from __future__ import annotations
 
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -143,7 +144,7 @@ class ReplicaProjection:
                 if not changes:
                     continue
             dated, current = _advance(current, changes)
-            history_rows.extend(_row_values(c, CHANGE_COLUMNS) for c in dated)
+            history_rows.extend(_change_values(c.state) for c in dated)
             resident_rows.append(_resident_values(current))
         await insert_new_rows(connection, "changes", CHANGE_COLUMNS, history_rows)
         await upsert_rows(
@@ -233,17 +234,21 @@ def _advance(
     latest = current.latest_effective_date if current else None
     dated: list[RecordedChange] = []
     for change in changes:
-        anchor = [RecordedChange(0, ChangeReason.EX_OFFICIO_CORRECTION, latest)] if latest else []
-        effective = effective_date_of(change, anchor)
-        latest = max(latest, effective) if latest else effective
-        dated.append(
-            replace(
+        if change.effective_date is None:
+            # A death of unknown date: dated from the latest change recorded before it.
+            anchor = (
+                [RecordedChange(0, ChangeReason.EX_OFFICIO_CORRECTION, latest)] if latest else []
+            )
+            effective = effective_date_of(change, anchor)
+            change = replace(
                 change,
                 effective_date=effective,
                 death_date_unknown=False,
                 state={**change.state, "effective_date": effective},
             )
-        )
+        assert change.effective_date is not None
+        latest = max(latest, change.effective_date) if latest else change.effective_date
+        dated.append(change)
     candidates = [current.change, *dated] if current else dated
     winner = current_change(candidates)
     assert winner is not None  # candidates are never empty
@@ -258,7 +263,7 @@ def _advance(
 def _resident_values(current: _Current) -> tuple[object, ...]:
     status = status_of([current.change])
     return (
-        *_row_values(current.change, CHANGE_COLUMNS),
+        *_change_values(current.change.state),
         status.active,
         status.removed_on,
         status.purge_after,
@@ -267,8 +272,7 @@ def _resident_values(current: _Current) -> tuple[object, ...]:
     )
 
 
-def _row_values(change: RecordedChange, columns: Sequence[str]) -> tuple[object, ...]:
-    return tuple(change.state[c] for c in columns)
+_change_values = operator.itemgetter(*CHANGE_COLUMNS)
 
 
 def _change_row(
