@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -143,6 +144,34 @@ class LogGapReader:
         return found
 
 
+@asynccontextmanager
+async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionRunner]]:
+    """Runners for commands that drive projections from their own process (refresh, replay).
+
+    Yields ``runner(projection, schema=None)``; the pool and the dead-letter producer they share
+    are closed on the way out.
+    """
+    pool = await create_pool(settings, max_size=2)
+    try:
+        async with producer(settings) as dead_letter_producer:
+            sink = DeadLetterSink(dead_letter_producer, settings.topic(DEAD_LETTERS.name))
+            gaps = LogGapReader(settings)
+
+            def runner(projection: Projection, schema: str | None = None) -> ProjectionRunner:
+                return ProjectionRunner(
+                    projection,
+                    pool,
+                    cluster=settings.center,
+                    dead_letters=sink,
+                    gap_reader=gaps,
+                    schema=schema,
+                )
+
+            yield runner
+    finally:
+        await pool.close()
+
+
 async def refresh(settings: Settings, projection: Projection) -> CatchUpReport:
     """Bring one projection up to the log now, from this process.
 
@@ -150,18 +179,5 @@ async def refresh(settings: Settings, projection: Projection) -> CatchUpReport:
     `bcl municipality add`, say) drives it itself instead of waiting for the worker; the tracking
     rows make this safe while the worker runs too.
     """
-    pool = await create_pool(settings, max_size=2)
-    try:
-        async with producer(settings) as dead_letter_producer:
-            runner = ProjectionRunner(
-                projection,
-                pool,
-                cluster=settings.center,
-                dead_letters=DeadLetterSink(
-                    dead_letter_producer, settings.topic(DEAD_LETTERS.name)
-                ),
-                gap_reader=LogGapReader(settings),
-            )
-            return await catch_up(runner, settings)
-    finally:
-        await pool.close()
+    async with runners(settings) as runner:
+        return await catch_up(runner(projection), settings)

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.catchup import CatchUpReport, LogGapReader, Progress, catch_up
-from pipeline.database import Connection, create_pool, quote_ident
-from pipeline.deadletters import DeadLetterSink
-from pipeline.kafka import producer
+from pipeline.catchup import CatchUpReport, Progress, catch_up, runners
+from pipeline.database import Connection, quote_ident
 from pipeline.migrations import migrate
 from pipeline.projection import Projection
-from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTERS
 
 
 @dataclass
@@ -45,43 +41,27 @@ async def replay(
        retired schema between steps 3 and 4; its own gap filling would also repair this.
     """
     shadow = f"{projection.name}__rebuild"
-    pool = await create_pool(settings, max_size=2)
-    try:
-        async with producer(settings) as dead_letter_producer:
-            sink = DeadLetterSink(dead_letter_producer, settings.topic(DEAD_LETTERS.name))
-            gaps = LogGapReader(settings)
-            # 1.
-            async with pool.acquire() as connection:
-                await connection.execute(f"DROP SCHEMA IF EXISTS {quote_ident(shadow)} CASCADE")
-                await connection.execute(
-                    "DELETE FROM platform.schema_migrations WHERE target_schema = $1", shadow
-                )
-                await migrate(connection, projection.name, shadow)
-            building = ProjectionRunner(
-                projection,
-                pool,
-                cluster=settings.center,
-                dead_letters=sink,
-                gap_reader=gaps,
-                schema=shadow,
+    async with runners(settings) as runner:
+        building = runner(projection, schema=shadow)
+        # 1.
+        async with building.pool.acquire() as connection:
+            await connection.execute(f"DROP SCHEMA IF EXISTS {quote_ident(shadow)} CASCADE")
+            await connection.execute(
+                "DELETE FROM platform.schema_migrations WHERE target_schema = $1", shadow
             )
-            # 2.
-            rebuild = await catch_up(building, settings, progress=progress)
-            # 3.
-            tail = await catch_up(building, settings)
-            rebuild.events += tail.events
-            rebuild.applied += tail.applied
-            rebuild.seconds += tail.seconds
-            # 4. and 5.
-            async with pool.acquire() as connection:
-                await swap_schemas(connection, projection.name, shadow)
-            # 6.
-            live = ProjectionRunner(
-                projection, pool, cluster=settings.center, dead_letters=sink, gap_reader=gaps
-            )
-            after_swap = await catch_up(live, settings)
-    finally:
-        await pool.close()
+            await migrate(connection, projection.name, shadow)
+        # 2.
+        rebuild = await catch_up(building, settings, progress=progress)
+        # 3.
+        tail = await catch_up(building, settings)
+        rebuild.events += tail.events
+        rebuild.applied += tail.applied
+        rebuild.seconds += tail.seconds
+        # 4. and 5.
+        async with building.pool.acquire() as connection:
+            await swap_schemas(connection, projection.name, shadow)
+        # 6.
+        after_swap = await catch_up(runner(projection), settings)
     return ReplayReport(projection.name, rebuild, after_swap)
 
 
