@@ -110,15 +110,18 @@ def verify_digest(public_key: Ed25519PublicKey, digest: bytes, signature: bytes)
     return True
 
 
-def write_key_pair(directory: Path, name: str) -> tuple[Path, Path]:
-    """A new key pair as ``<name>.key.pem`` (mode 0600) and ``<name>.pub.pem``; returns both
-    paths. Never replaces an existing private key: pushes signed with it would stop verifying."""
+def write_key_pair(
+    directory: Path, name: str, key: Ed25519PrivateKey | None = None
+) -> tuple[Path, Path]:
+    """``key`` (by default a new one) as ``<name>.key.pem`` (mode 0600) and ``<name>.pub.pem``;
+    returns both paths. Never replaces an existing private key: pushes signed with it would stop
+    verifying."""
     if not name or name in {".", ".."} or "/" in name or os.sep in name:
         raise ValueError(f"key pair name {name!r} must be a plain file name")
     directory.mkdir(parents=True, exist_ok=True)
     private_path = directory / f"{name}.key.pem"
     public_path = directory / f"{name}.pub.pem"
-    key = generate_signing_key()
+    key = key or generate_signing_key()
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

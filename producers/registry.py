@@ -28,7 +28,13 @@ class RegistryError(ValueError):
     """A registry request that cannot be carried out; the message says why."""
 
 
-async def registered_profile(settings: Settings, code: str) -> MunicipalityProfile | None:
+async def registered_profile(
+    settings: Settings, code: str, *, refresh_first: bool = False
+) -> MunicipalityProfile | None:
+    """The profile the registry holds for ``code``, after bringing the registry up to date with
+    the log if ``refresh_first``."""
+    if refresh_first:
+        await refresh(settings, load_projection("registry", settings))
     async with connect(settings) as connection:
         profile = await connection.fetchval(
             "SELECT profile FROM registry.municipalities WHERE code = $1", code

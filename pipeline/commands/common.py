@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -34,17 +35,37 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (CommandError, ServicesNotRunning, LookupError) as error:
             errors.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2) from None
-        except (KafkaConnectionError, ConnectionRefusedError, OSError) as error:
-            errors.print(
-                f"[red]error:[/red] cannot reach a service ({error}); is it running? "
-                "Try `bcl status`, or `bcl up`."
-            )
+        except (KafkaConnectionError, ConnectionError, TimeoutError) as error:
+            errors.print(_unreachable(error))
+            raise typer.Exit(2) from None
+        except OSError as error:
+            # asyncio reports failed connects as a bare OSError; anything else is about a file.
+            if error.errno in _NETWORK_ERRNOS or "Connect call failed" in str(error):
+                errors.print(_unreachable(error))
+            else:
+                errors.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2) from None
         except KafkaError as error:
             errors.print(f"[red]error:[/red] Kafka refused the request: {error}")
             raise typer.Exit(2) from None
 
     return run
+
+
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+}
+
+
+def _unreachable(error: BaseException) -> str:
+    return (
+        f"[red]error:[/red] cannot reach a service ({error}); is it running? "
+        "Try `bcl status`, or `bcl up`."
+    )
 
 
 def run_async(coroutine: Coroutine[Any, Any, R]) -> R:

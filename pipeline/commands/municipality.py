@@ -183,8 +183,8 @@ def add(
     Without --public-key, a push-signing key pair is made for it under $BCL_HOME/keys/ (the
     private key is the municipality's to keep; only the public key enters the registry).
     """
-    from pipeline.signing import write_key_pair
-    from producers.registry import join
+    from pipeline.signing import generate_signing_key, public_key_pem, write_key_pair
+    from producers.registry import RegistryError, join, registered_profile
     from schemas.codes import is_valid_municipality_code
     from schemas.events.municipalities import MunicipalityProfile
 
@@ -207,10 +207,14 @@ def add(
         public_key=public_key,
     )
     changes.setdefault("uses_bcl", True)
-    made_keys = None
+    if run_async(registered_profile(current, code, refresh_first=True)) is not None:
+        raise CommandError(
+            f"municipality {code} is already registered; change it with `bcl municipality update`"
+        )
+    new_key = None
     if public_key is None:
-        made_keys = write_key_pair(current.home / "keys", code)
-        changes["push_public_key"] = made_keys[1].read_text()
+        new_key = generate_signing_key()
+        changes["push_public_key"] = public_key_pem(new_key)
     try:
         profile = MunicipalityProfile.model_validate(changes)
         joined_on = date.fromisoformat(joined) if joined else date.today()
@@ -218,7 +222,13 @@ def add(
         raise _refuse_invalid(error) from None
     except ValueError as error:
         raise CommandError(f"--joined {joined!r}: {error}") from None
-    run_async(join(current, code, joined_on, profile))
+    # The key files are written only once the profile is valid, and before it is published:
+    # a registered public key whose private half was lost could never push.
+    made_keys = write_key_pair(current.home / "keys", code, new_key) if new_key else None
+    try:
+        run_async(join(current, code, joined_on, profile))
+    except RegistryError as error:
+        raise CommandError(str(error)) from None
     console.print(f"registered {code} {profile.name} (joined {joined_on})")
     if made_keys:
         console.print(f"push-signing key: {made_keys[0]} (public: {made_keys[1]})")
@@ -246,6 +256,7 @@ def update(
 
     --holiday, --maintenance and --fee replace the whole list (give every entry).
     """
+    from producers.registry import RegistryError
     from producers.registry import update as publish_update
 
     changes = _changes(
@@ -269,6 +280,8 @@ def update(
         profile = run_async(publish_update(settings(), code, changes))
     except ValidationError as error:
         raise _refuse_invalid(error) from None
+    except RegistryError as error:
+        raise CommandError(str(error)) from None
     console.print(f"updated {code} {profile.name}: {', '.join(sorted(changes))}")
 
 

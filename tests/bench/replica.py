@@ -23,7 +23,7 @@ from pipeline.projection import load_projection
 from pipeline.settings import Settings
 from tests.helpers import settings_env
 
-YOKOHAMA = "141003"
+KAWASAKI = "141305"  # 川崎市: not one of the sample stream's municipalities
 
 
 class PeakMemory:
@@ -90,11 +90,11 @@ async def bench_replica(
     """(figure, value, unit) rows; ratios are added by the caller against its ceilings."""
     work = settings.home / "bench-files"
     register, diff = work / "register.csv", work / "changes.csv"
-    bcl(settings, "municipality", "add", YOKOHAMA, "--name", "横浜市", "--class",
-        "designated_city", "--population", "3770000", "--joined", "2022-01-04")  # fmt: skip
-    bcl(settings, "workload", "register", YOKOHAMA, "--residents", str(residents), "--out",
+    bcl(settings, "municipality", "add", KAWASAKI, "--name", "川崎市", "--class",
+        "designated_city", "--population", "1540000", "--joined", "2022-01-04")  # fmt: skip
+    bcl(settings, "workload", "register", KAWASAKI, "--residents", str(residents), "--out",
         str(register))  # fmt: skip
-    bcl(settings, "workload", "changes", YOKOHAMA, "--count", str(changes), "--residents",
+    bcl(settings, "workload", "changes", KAWASAKI, "--count", str(changes), "--residents",
         str(residents), "--out", str(diff))  # fmt: skip
 
     log = (settings.center_home / "bench-replica-worker.log").open("ab")
@@ -105,9 +105,9 @@ async def bench_replica(
     worker_memory = PeakMemory(worker.pid)
     try:
         started = time.perf_counter()
-        push_seconds, push_mib, _ = bcl(settings, "push", YOKOHAMA, str(register), "--full")
+        push_seconds, push_mib, _ = bcl(settings, "push", KAWASAKI, str(register), "--full")
         applied = await wait_for(settings, "SELECT count(*) FROM replica.residents", residents)
-        diff_seconds, _, _ = bcl(settings, "push", YOKOHAMA, str(diff))
+        diff_seconds, _, _ = bcl(settings, "push", KAWASAKI, str(diff))
         await wait_for(settings, "SELECT count(*) FROM replica.batches", 2)
         live_digest = await replica_digest(settings)
     finally:
