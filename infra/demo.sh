@@ -12,6 +12,13 @@ step "starting the embedded broker and Postgres, migrating, creating topics"
 bcl up
 step "starting the worker (faust agents → Postgres projections)"
 bcl worker --detach
+step "onboarding 文京区 (131032) and pushing its signed resident register"
+files="${BCL_HOME:-.bcl}/demo-files"
+bcl municipality add 131032 --name 文京区 --class special_ward --population 240000 \
+    --offers juminhyo,inkan,tax_income --fee juminhyo=300@2022-01-04
+bcl workload register 131032 --residents "${BCL_DEMO_RESIDENTS:-2000}" --out "${files}/register-131032.csv"
+bcl push 131032 "${files}/register-131032.csv" --full
+bcl push 131032 "${files}/register-131032.csv" --full --sequence 1   # the same batch again: nothing new
 step "publishing a sample stream of ${events} events from the workload generator"
 bcl sample --count "${events}"
 step "waiting for the projections to apply the whole log"
@@ -24,5 +31,8 @@ step "rebuilding the journal from the log while it stays queryable"
 bcl replay journal
 step "the journal's digest (rebuilt): equal to the live one"
 bcl digest journal
+step "the BCL replica"
+bcl replica counts
+bcl resident show 131032 13103000001 --history
 step "status"
 bcl status
