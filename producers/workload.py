@@ -1,9 +1,9 @@
 """The workload generator every test, benchmark and the demo share.
 
 Deterministic from a seed and streamed (a generator, never a list), so the same call gives the
-same events whether it makes a hundred or millions. The events are of the kinds the platform
-knows today: municipalities joining, kiosk requests with their delivery or cancellation, and
-certificate revocations.
+same events whether it makes a hundred or millions: kiosk requests with their delivery or
+cancellation and certificate revocations (``platform_sample``), and municipal resident registers
+and their changes as push files (``resident_register``, ``resident_changes``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.publish import Outgoing
-from pipeline.topics import ISSUANCE_REQUESTS, JPKI_CERTIFICATES, MUNICIPALITIES
+from pipeline.topics import ISSUANCE_REQUESTS, JPKI_CERTIFICATES
 from schemas.codes import Origin
 from schemas.envelope import Envelope
 from schemas.events.certificates import CertificateKind, CertificateRevoked, RevocationReason
@@ -26,7 +26,6 @@ from schemas.events.issuance import (
     IssuanceRequested,
     StoreOperator,
 )
-from schemas.events.municipalities import MunicipalityJoined, MunicipalityProfile
 from schemas.inputs.resident_diff import my_number_check_digit
 
 # Municipalities named in DOMAIN.md, with valid check digits.
@@ -70,7 +69,10 @@ TAX_TYPES = frozenset(
 def platform_sample(
     count: int, *, seed: int = 7, start: datetime | None = None
 ) -> Iterator[Outgoing]:
-    """``count`` events: the sample municipalities joining, then kiosk traffic and revocations.
+    """``count`` events of kiosk traffic and certificate revocations for the sample municipalities.
+
+    Registry events are left to `bcl municipality add`, so a sample stream never replaces a
+    profile (and its push key) that a user registered.
 
     Each request is followed (later in the stream) by its delivery or, one time in twenty, its
     cancellation; about one event in fifty is a certificate revocation.
@@ -82,26 +84,6 @@ def platform_sample(
     types = list(CERTIFICATE_MIX)
     type_weights = list(CERTIFICATE_MIX.values())
     emitted = 0
-    for code, name in SAMPLE_MUNICIPALITIES:
-        if emitted == count:
-            return
-        yield Outgoing(
-            MUNICIPALITIES.name,
-            code,
-            Envelope.new(
-                "municipality.joined",
-                MunicipalityJoined(
-                    code=code,
-                    joined_on=date(2022, 1, 4),
-                    profile=MunicipalityProfile(name=name, uses_bcl=True),
-                ),
-                origin="east",
-                source="registry",
-                occurred_at=clock,
-                municipality=code,
-            ),
-        )
-        emitted += 1
     open_requests: list[tuple[uuid.UUID, Origin, str]] = []
     while emitted < count:
         clock += timedelta(milliseconds=rng.randint(1, 400))
