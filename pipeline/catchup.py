@@ -18,8 +18,8 @@ from aiokafka import TopicPartition
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
-from pipeline.projection import Projection
-from pipeline.runner import Decoded, ProjectionRunner, RawRecord, decode_records
+from pipeline.projection import Projection, RawRecord
+from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 

@@ -11,26 +11,14 @@ import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from pipeline.database import Connection
+from pipeline.projection import RawRecord
 from pipeline.topics import DEAD_LETTERS
-
-
-class _Record(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +34,7 @@ class DeadLetter:
     projection: str
 
     @classmethod
-    def of(cls, record: _Record, reason: str, detail: str, projection: str) -> DeadLetter:
+    def of(cls, record: RawRecord, reason: str, detail: str, projection: str) -> DeadLetter:
         return cls(
             topic=record.topic,
             partition=record.partition,

@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.topics import CATALOG, TopicSpec
 
-Record = ConsumerRecord[bytes, bytes]
 log = logging.getLogger("bcl.kafka")
 
 
@@ -179,7 +178,3 @@ async def high_watermarks(
             missing = [f"{tp.topic}[{tp.partition}]" for tp, m in marks.items() if m is None]
             raise TimeoutError(f"no fetch response for {', '.join(missing)} within {timeout}s")
         await client.getmany(*wanted, timeout_ms=200, max_records=1)
-
-
-def headers_dict(headers: Iterable[tuple[str, bytes]] | None) -> Mapping[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in headers or ()}

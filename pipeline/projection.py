@@ -19,6 +19,21 @@ from pipeline.settings import Settings
 from schemas.envelope import Envelope
 
 
+class RawRecord(Protocol):
+    """A record as read from the log: aiokafka's ConsumerRecord and faust's Message both fit."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumedEvent:
     """A decoded event with the log coordinates it was read from."""

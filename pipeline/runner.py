@@ -19,24 +19,8 @@ from aiokafka import TopicPartition
 from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
-from pipeline.projection import ConsumedEvent, Projection
+from pipeline.projection import ConsumedEvent, Projection, RawRecord
 from schemas.codec import EventDecodeError, decode_event
-
-
-class RawRecord(Protocol):
-    """What the runner needs of a record: aiokafka's ConsumerRecord and faust's Message fit."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
 
 Decoded = ConsumedEvent | DeadLetter
 
