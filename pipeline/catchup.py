@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import Projection, RawRecord
+from pipeline.publish import Outgoing, publish_many
 from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -148,14 +149,18 @@ class LogGapReader:
 async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionRunner]]:
     """Runners for commands that drive projections from their own process (refresh, replay).
 
-    Yields ``runner(projection, schema=None)``; the pool and the dead-letter producer they share
-    are closed on the way out.
+    Yields ``runner(projection, schema=None)``; the pool and the producer they share are closed
+    on the way out. A runner into a shadow schema (a replay) publishes no decisions: they are in
+    the log already.
     """
     pool = await create_pool(settings, max_size=2)
     try:
-        async with producer(settings) as dead_letter_producer:
-            sink = DeadLetterSink(dead_letter_producer, settings.topic(DEAD_LETTERS.name))
+        async with producer(settings) as shared_producer:
+            sink = DeadLetterSink(shared_producer, settings.topic(DEAD_LETTERS.name))
             gaps = LogGapReader(settings)
+
+            async def publisher(decided: Sequence[Outgoing]) -> int:
+                return await publish_many(settings, shared_producer, decided)
 
             def runner(projection: Projection, schema: str | None = None) -> ProjectionRunner:
                 return ProjectionRunner(
@@ -165,6 +170,7 @@ async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionR
                     dead_letters=sink,
                     gap_reader=gaps,
                     schema=schema,
+                    publisher=publisher if schema is None else None,
                 )
 
             yield runner

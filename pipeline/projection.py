@@ -15,6 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from pipeline.database import Connection
+from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from schemas.envelope import Envelope
 
@@ -59,8 +60,16 @@ class Projection(Protocol):
     def digest_order(self) -> Mapping[str, str]:
         """Table → ORDER BY columns: the tables whose rows make up the projection's digest."""
 
-    async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        """Apply a batch inside the runner's transaction. Must be idempotent."""
+    async def apply(
+        self, connection: Connection, events: Sequence[ConsumedEvent]
+    ) -> Sequence[Outgoing] | None:
+        """Apply a batch inside the runner's transaction. Must be idempotent.
+
+        A processor (a consumer that decides, like the revoker or the issuer) returns the events
+        its decisions become; the runner publishes them before the transaction commits. Their
+        event ids must be derived from what caused them, so that a batch applied twice (after a
+        crash between publishing and committing) publishes the same events again, not new ones.
+        """
 
 
 # Every projection the platform knows, by name → the module whose ``make(settings)`` builds it.
@@ -69,6 +78,8 @@ PROJECTION_MODULES: dict[str, str] = {
     "journal": "consumers.journal.projection",
     "registry": "consumers.registry.projection",
     "replica": "consumers.replica.projection",
+    "certificates": "consumers.certificates.projection",
+    "revocations": "consumers.certificates.revoker",
 }
 
 

@@ -9,7 +9,7 @@ catch-up, a replay) can therefore redeliver, skip ahead or restart at any moment
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,9 +20,11 @@ from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
 from pipeline.projection import ConsumedEvent, Projection, RawRecord
+from pipeline.publish import Outgoing
 from schemas.codec import EventDecodeError, decode_event
 
 Decoded = ConsumedEvent | DeadLetter
+Publisher = Callable[[Sequence[Outgoing]], Awaitable[object]]
 
 
 class GapReader(Protocol):
@@ -36,6 +38,7 @@ class BatchResult:
     skipped: int = 0
     dead_lettered: int = 0
     gap_filled: int = 0
+    published: int = 0
     seconds: float = 0.0
     last_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
@@ -50,13 +53,17 @@ class ProjectionRunner:
         dead_letters: DeadLetterSink,
         gap_reader: GapReader | None = None,
         schema: str | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
+        """``publisher`` sends a processor's decisions; without one (a replay into shadow tables,
+        whose decisions are in the log already) they are recorded but not sent again."""
         self.projection = projection
         self.pool = pool
         self.cluster = cluster
         self.schema = schema or projection.name
         self.dead_letters = dead_letters
         self.gap_reader = gap_reader
+        self.publisher = publisher
 
     async def tracked_offsets(self) -> dict[TopicPartition, int]:
         async with self.pool.acquire() as connection:
@@ -83,9 +90,11 @@ class ProjectionRunner:
         3. Drop items at or below the tracked offset: they were applied before.
         4. Fill any gap between the tracked offset and the batch's first item from the log.
         5. Hand the events to the projection's ``apply``.
-        6. Record the dead letters (undecodable or invalid records) and publish them.
-        7. Move each tracking row forward to the last offset seen in its partition.
-        8. Commit: rows, dead letters and tracking land together or not at all.
+        6. Publish the events a processor decided and wait for the broker to hold them: a crash
+           before the commit republishes the same (derived-id) events, never loses them.
+        7. Record the dead letters (undecodable or invalid records) and publish them.
+        8. Move each tracking row forward to the last offset seen in its partition.
+        9. Commit: rows, dead letters and tracking land together or not at all.
         """
         result = BatchResult()
         if not items:
@@ -109,15 +118,18 @@ class ProjectionRunner:
             events = [i for i in batch if isinstance(i, ConsumedEvent)]
             letters = [i for i in batch if isinstance(i, DeadLetter)]
             # 5.
-            if events:
-                await self.projection.apply(connection, events)
+            decided = await self.projection.apply(connection, events) if events else None
             # 6.
+            if decided and self.publisher is not None:
+                await self.publisher(decided)
+                result.published = len(decided)
+            # 7.
             if letters:
                 await self.dead_letters.record(connection, self.cluster, letters)
-            # 7.
+            # 8.
             result.last_offsets = _last_offsets(batch)
             await self._advance_tracking(connection, result.last_offsets)
-        # 8. (leaving the transaction block commits)
+        # 9. (leaving the transaction block commits)
         result.applied = len(events)
         result.dead_lettered = len(letters)
         result.seconds = time.perf_counter() - started

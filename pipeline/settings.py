@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     kek_file: Path | None = Field(
         default=None, description="File holding the key-encryption key (default $BCL_HOME/kek)."
     )
+    jpki_ca_dir: Path | None = Field(
+        default=None,
+        description="Folder of the JPKI CA whose CRLs are trusted (ca.pem; the test CA also keeps "
+        "ca.key.pem there). Default $BCL_HOME/jpki.",
+    )
     push_max_bytes: int = Field(
         default=1 << 30, ge=1, description="Largest resident-data file `bcl push` accepts."
     )
@@ -62,6 +67,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1, description="Events per live projection batch.")
     batch_within: float = Field(default=0.2, gt=0, description="Seconds a live batch may wait.")
     replay_batch_size: int = Field(default=20000, ge=1)
+
+    @property
+    def jpki_home(self) -> Path:
+        return self.jpki_ca_dir or self.home / "jpki"
 
     def topic(self, name: str) -> str:
         """The physical name of a catalog topic."""

@@ -25,6 +25,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import start_producer
 from pipeline.projection import Projection
+from pipeline.publish import Outgoing, publish_many
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -37,6 +38,7 @@ AGENT_MODULES: dict[str, str] = {
     "journal": "consumers.journal.agent",
     "registry": "consumers.registry.agent",
     "replica": "consumers.replica.agent",
+    "certificates": "consumers.certificates.agent",
 }
 
 
@@ -99,8 +101,13 @@ class Worker:
     async def _prepare(self) -> None:
         self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)
         self._producer = await start_producer(self.settings)
-        sink = DeadLetterSink(self._producer, self.settings.topic(DEAD_LETTERS.name))
+        producer = self._producer
+        sink = DeadLetterSink(producer, self.settings.topic(DEAD_LETTERS.name))
         gaps = LogGapReader(self.settings)
+
+        async def publisher(decided: Sequence[Outgoing]) -> int:
+            return await publish_many(self.settings, producer, decided)
+
         for projection in self._projections:
             runner = ProjectionRunner(
                 projection,
@@ -108,6 +115,7 @@ class Worker:
                 cluster=self.settings.center,
                 dead_letters=sink,
                 gap_reader=gaps,
+                publisher=publisher,
             )
             self.runners[projection.name] = runner
             async with self._locks[projection.name]:

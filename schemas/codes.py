@@ -122,3 +122,25 @@ Source = Annotated[
 # JPKI serials are carried as printed by the issuer (hex or alphanumeric); one type for both the
 # kiosk's authentication serial and the CRL's serial so the two can be joined.
 CertificateSerial = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{1,40}$")]
+
+
+def certificate_serial(number: int) -> str:
+    """The serial text of an X.509 serial number: upper-case hex, at least 16 digits."""
+    if number < 0:
+        raise ValueError(f"an X.509 serial number is positive, got {number}")
+    return f"{number:016X}"
+
+
+def serial_number(serial: str) -> int:
+    """The X.509 serial number a serial text names (the inverse of ``certificate_serial``)."""
+    try:
+        return int(serial, 16)
+    except ValueError:
+        raise ValueError(
+            f"certificate serial {serial!r} is not hexadecimal (like 4F3A09B2C1D0E7F6)"
+        ) from None
+
+
+def canonical_serial(serial: str) -> str:
+    """A serial as typed (any case, leading zeros or not) in the form events carry."""
+    return certificate_serial(serial_number(serial.strip()))

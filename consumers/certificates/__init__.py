@@ -1,0 +1,1 @@
+"""JPKI electronic certificates: lifecycle projection, automatic revocation and validity checks."""

@@ -1,0 +1,11 @@
+"""Faust wiring of the certificates: the lifecycle projection and the automatic revoker."""
+
+from __future__ import annotations
+
+from consumers.certificates import projection, revoker
+from pipeline.worker import Worker
+
+
+def install(worker: Worker) -> None:
+    worker.add_projection(projection.make(worker.settings))
+    worker.add_projection(revoker.make(worker.settings))

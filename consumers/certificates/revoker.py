@@ -1,0 +1,202 @@
+"""The automatic revoker: resident-record changes become certificate revocations (DOMAIN §5).
+
+A processor, not a view: it reads ``resident.changes`` and ``jpki.certificates`` and publishes
+``certificate.revoked`` for each certificate a change revokes — the signature certificate when a
+basic-four item changes, both certificates on death or removal. It remembers, per resident, the
+certificates issued and the revoking changes, so whichever of the two reaches it first, the
+certificate issued before the change is revoked, once. A revocation's event id is derived from
+the certificate and the change, so a batch applied twice publishes the same event again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from consumers.certificates.rules import HolderEvent, basic_four, holder_event, revocation_due
+from pipeline.database import Connection, insert_new_rows, upsert_rows
+from pipeline.projection import ConsumedEvent
+from pipeline.publish import Outgoing
+from pipeline.settings import Settings
+from pipeline.topics import JPKI_CERTIFICATES, RESIDENT_CHANGES
+from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed
+from schemas.codes import Origin
+from schemas.envelope import Envelope
+from schemas.events.certificates import (
+    CertificateIssued,
+    CertificateKind,
+    CertificateRevoked,
+    RevocationReason,
+    revocation_event_id,
+)
+from schemas.events.residents import ResidentRecord
+
+log = logging.getLogger("bcl.revoker")
+
+Resident = tuple[str, str]
+
+
+class RevokerProcessor:
+    name = "revocations"
+    topics: Sequence[str] = (RESIDENT_CHANGES.name, JPKI_CERTIFICATES.name)
+    digest_order: Mapping[str, str] = {
+        "holdings": "serial",
+        "holder_events": "municipality, resident_code, at, reason",
+    }
+
+    def __init__(self, vault: Vault, origin: Origin) -> None:
+        self.vault = vault
+        self.origin = origin
+
+    async def apply(
+        self, connection: Connection, events: Sequence[ConsumedEvent]
+    ) -> Sequence[Outgoing]:
+        issued = [e.payload for e in events if isinstance(e.payload, CertificateIssued)]
+        revoked = {e.payload.serial for e in events if isinstance(e.payload, CertificateRevoked)}
+        changes = [e for e in events if isinstance(e.payload, ResidentRecord)]
+        await insert_new_rows(
+            connection,
+            "holdings",
+            ("serial", "kind", "municipality", "resident_code", "not_before", "revoked"),
+            [
+                (c.serial, c.kind.value, c.municipality, c.resident_code, c.not_before, False)
+                for c in issued
+            ],
+        )
+        await connection.execute(
+            "UPDATE holdings SET revoked = true WHERE serial = ANY($1::text[])", list(revoked)
+        )
+        touched = {(c.municipality, c.resident_code) for c in issued}
+        if changes:
+            touched |= await self._record_changes(connection, changes)
+        return await self._revoke_due(connection, touched)
+
+    async def _record_changes(
+        self, connection: Connection, changes: Sequence[ConsumedEvent]
+    ) -> set[Resident]:
+        """Store the revoking changes of this batch; returns the residents who got any."""
+        residents = list({_resident(e.payload) for e in changes})  # type: ignore[arg-type]
+        keys = await self.vault.data_keys_for(connection, residents, create=False)
+        stored = {
+            (row["municipality"], row["resident_code"]): bytes(row["basic_four"])
+            for row in await connection.fetch(
+                "SELECT municipality, resident_code, basic_four FROM holders "
+                "JOIN unnest($1::text[], $2::text[]) AS x(m, c) "
+                "ON municipality = x.m AND resident_code = x.c",
+                [m for m, _ in residents],
+                [c for _, c in residents],
+            )
+        }
+        latest: dict[Resident, bytes] = {}
+        found: list[tuple[object, ...]] = []
+        revoking: set[Resident] = set()
+        for event in changes:
+            record: ResidentRecord = event.payload  # type: ignore[assignment]
+            resident = _resident(record)
+            after = _basic_four_mac(keys.get(resident), record)
+            before = latest.get(resident, stored.get(resident))
+            # Equal MACs under the resident's one key: equal basic four. No MAC before (a first
+            # record) or after (purged data) means no comparison, so no change.
+            changed = before is not None and after is not None and before != after
+            happened = holder_event(record.reason, changed, event.envelope.recorded_at)
+            if after is not None:
+                latest[resident] = after
+            if happened is not None:
+                revoking.add(resident)
+                found.append(
+                    (*resident, happened.at, happened.reason.value, event.envelope.event_id)
+                )
+        await upsert_rows(
+            connection,
+            "holders",
+            ("municipality", "resident_code", "basic_four"),
+            [(m, c, mac) for (m, c), mac in latest.items()],
+            ("municipality", "resident_code"),
+        )
+        await insert_new_rows(
+            connection,
+            "holder_events",
+            ("municipality", "resident_code", "at", "reason", "event_id"),
+            found,
+        )
+        return revoking
+
+    async def _revoke_due(self, connection: Connection, residents: set[Resident]) -> list[Outgoing]:
+        if not residents:
+            return []
+        holders = list(residents)
+        columns = [m for m, _ in holders], [c for _, c in holders]
+        history: dict[Resident, list[HolderEvent]] = defaultdict(list)
+        for row in await connection.fetch(
+            "SELECT municipality, resident_code, at, reason FROM holder_events "
+            "JOIN unnest($1::text[], $2::text[]) AS x(m, c) "
+            "ON municipality = x.m AND resident_code = x.c",
+            *columns,
+        ):
+            resident = (row["municipality"], row["resident_code"])
+            history[resident].append(HolderEvent(row["at"], RevocationReason(row["reason"])))
+        if not history:
+            return []
+        decided: list[Outgoing] = []
+        for row in await connection.fetch(
+            "SELECT serial, kind, municipality, resident_code, not_before FROM holdings "
+            "JOIN unnest($1::text[], $2::text[]) AS x(m, c) "
+            "ON municipality = x.m AND resident_code = x.c WHERE NOT revoked ORDER BY serial",
+            *columns,
+        ):
+            resident = (row["municipality"], row["resident_code"])
+            kind = CertificateKind(row["kind"])
+            due = revocation_due(kind, row["not_before"], history.get(resident, ()))
+            if due is not None:
+                decided.append(self._revocation(row["serial"], kind, resident, due))
+        await connection.execute(
+            "UPDATE holdings SET revoked = true WHERE serial = ANY($1::text[])",
+            [o.key for o in decided],
+        )
+        return decided
+
+    def _revocation(
+        self, serial: str, kind: CertificateKind, resident: Resident, due: HolderEvent
+    ) -> Outgoing:
+        payload = CertificateRevoked(serial=serial, kind=kind, reason=due.reason, revoked_at=due.at)
+        envelope = Envelope.new(
+            "certificate.revoked",
+            payload,
+            origin=self.origin,
+            source="jpki",
+            occurred_at=due.at,
+            municipality=resident[0],
+            event_id=revocation_event_id(payload),
+        )
+        return Outgoing(JPKI_CERTIFICATES.name, serial, envelope)
+
+
+def _resident(record: ResidentRecord) -> Resident:
+    return (record.municipality, record.resident_code)
+
+
+def _basic_four_mac(key: DataKey | None, record: ResidentRecord) -> bytes | None:
+    if key is None:
+        return None  # purged: nothing of theirs can be read, nor needs revoking any more
+    try:
+        personal = open_sealed(
+            key, record.personal, f"{record.municipality}:{record.resident_code}".encode()
+        )
+    except SealedDataError as error:
+        log.error("a change of a resident of %s cannot be opened: %s", record.municipality, error)
+        return None
+    return hmac.new(key.key, orjson.dumps(basic_four(personal)), hashlib.sha256).digest()
+
+
+def make(settings: Settings) -> RevokerProcessor:
+    return RevokerProcessor(Vault(_no_connections_of_its_own, load_kek(settings)), settings.center)
+
+
+def _no_connections_of_its_own() -> Any:
+    raise RuntimeError("the revoker reads data keys on the batch's own connection only")
