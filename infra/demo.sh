@@ -31,6 +31,13 @@ step "rebuilding the journal from the log while it stays queryable"
 bcl replay journal
 step "the journal's digest (rebuilt): equal to the live one"
 bcl digest journal
+step "JPKI certificates: cards for three residents, a CRL from the test CA, a validity check"
+bcl certificate ca
+bcl certificate issue 131032 13103000001 13103000002 13103000003
+bcl crl make "${files}/jpki.crl" --revoke 7A3F0C11D2E4B5A6:key_compromise
+bcl crl import "${files}/jpki.crl"
+bcl crl import "${files}/jpki.crl"   # the same CRL again: nothing new
+bcl certificate check 7A3F0C11D2E4B5A6 || true
 step "the BCL replica"
 bcl replica counts
 bcl resident show 131032 13103000001 --history

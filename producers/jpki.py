@@ -240,12 +240,14 @@ async def _checked_publish(
 
 
 async def known_revocations(settings: Settings) -> list[RevokedEntry]:
-    """Every revoked or suspended certificate the projection holds, as CRL entries."""
+    """Every revoked or suspended certificate the projection holds, as CRL entries (those
+    revoked for expiry excepted: a CRL does not list expired certificates)."""
     await refresh(settings, load_projection("certificates", settings))
     async with connect(settings) as connection:
         rows = await connection.fetch(
             "SELECT serial, status, reason, changed_at FROM certificates.certificates "
-            "WHERE status <> 'active' ORDER BY serial"
+            # An expired certificate leaves the CRL: its expiry says all.
+            "WHERE status <> 'active' AND reason IS DISTINCT FROM 'expiry' ORDER BY serial"
         )
     return [
         RevokedEntry(

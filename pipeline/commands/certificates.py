@@ -312,25 +312,28 @@ def make(
     pipeline knows, plus --revoke extras: what the JPKI center would publish."""
     from producers.jpki import known_revocations
     from producers.jpki_ca import CertificateAuthority, RevokedEntry
+    from schemas.codes import serial_number
 
     current = settings()
     now = datetime.now(UTC)
     with _refusals():
         authority = CertificateAuthority.load_or_create(current.jpki_home)
     entries = run_async(known_revocations(current))
+    listable = [r for r in RevocationReason if r is not RevocationReason.EXPIRY]
     for item in revoke or []:
         serial, _, reason = item.partition(":")
         try:
-            entries.append(
-                RevokedEntry(int(serial, 16), now, RevocationReason(reason or "unspecified"))
+            entry = RevokedEntry(
+                serial_number(serial), now, RevocationReason(reason or "unspecified")
             )
         except ValueError:
-            choices = ", ".join(
-                r.value for r in RevocationReason if r is not RevocationReason.EXPIRY
-            )
+            entry = None
+        if entry is None or entry.reason not in listable:
             raise CommandError(
-                f"--revoke {item!r}: expected HEXSERIAL[:REASON], REASON one of {choices}"
-            ) from None
+                f"--revoke {item!r}: expected HEXSERIAL[:REASON], REASON one of "
+                f"{', '.join(r.value for r in listable)}"
+            )
+        entries.append(entry)
     der = authority.crl(
         entries,
         this_update=now,

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
 from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
+from tests.bench.certificates import bench_certificates
 from tests.bench.replica import bench_replica
 from tests.helpers import start_worker
 
@@ -42,6 +44,8 @@ console = Console()
 EVENTS = int(os.environ.get("BCL_BENCH_EVENTS", "100000"))
 RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
+CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
+SECTIONS = os.environ.get("BCL_BENCH_ONLY", "platform,replica,certificates").split(",")
 
 
 @dataclass
@@ -151,14 +155,24 @@ async def main() -> None:
         console.print(f"bench on {machine()}; broker {services.kafka_bootstrap}")
         figures = Figures()
         consume_rate, copy = await bench_platform(settings, figures)
-        console.print(f"[bold]replica[/bold]: {RESIDENTS:,} residents, then {CHANGES:,} changes")
-        for name, value, unit in await bench_replica(settings, RESIDENTS, CHANGES):
-            ratio = (
-                f"({value / consume_rate:.1%} of raw consume, {value / copy:.1%} of COPY)"
-                if unit.endswith("/s")
-                else ""
+
+        def add_all(rows: Sequence[tuple[str, float, str]]) -> None:
+            for name, value, unit in rows:
+                ratio = (
+                    f"({value / consume_rate:.1%} of raw consume, {value / copy:.1%} of COPY)"
+                    if unit in ("events/s", "records/s", "entries/s")
+                    else ""
+                )
+                figures.add(name, value, unit, ratio)
+
+        if "replica" in SECTIONS:
+            console.print(
+                f"[bold]replica[/bold]: {RESIDENTS:,} residents, then {CHANGES:,} changes"
             )
-            figures.add(name, value, unit, ratio)
+            add_all(await bench_replica(settings, RESIDENTS, CHANGES))
+        if "certificates" in SECTIONS:
+            console.print(f"[bold]certificates[/bold]: a CRL of {CRL_ENTRIES:,} entries")
+            add_all(await bench_certificates(settings, CRL_ENTRIES))
     finally:
         down(settings)
 
