@@ -147,17 +147,19 @@ class CertificateAuthority:
     def load(cls, directory: Path) -> CertificateAuthority:
         certificate_path = directory / CERTIFICATE_FILE
         key_path = directory / KEY_FILE
+        certificate_pem = _read(certificate_path)
+        key_pem = _read(key_path)
         try:
-            certificate = x509.load_pem_x509_certificate(_read(certificate_path))
-        except ValueError as error:
-            raise CaFileError(f"{certificate_path} is not a PEM certificate: {error}") from None
+            certificate = x509.load_pem_x509_certificate(certificate_pem)
+        except ValueError:
+            raise CaFileError(f"{certificate_path} is not a PEM certificate") from None
         try:
-            key = serialization.load_pem_private_key(_read(key_path), password=None)
+            key = serialization.load_pem_private_key(key_pem, password=None)
         except TypeError:
             # cryptography raises TypeError for an encrypted key given no password.
             raise CaFileError(f"{key_path} is encrypted; the CA key must be unencrypted") from None
-        except ValueError as error:
-            raise CaFileError(f"{key_path} is not a PEM private key: {error}") from None
+        except ValueError:
+            raise CaFileError(f"{key_path} is not a PEM private key") from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise CaFileError(f"{key_path} is not an RSA key")
         if key.public_key() != certificate.public_key():
