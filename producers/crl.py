@@ -160,7 +160,7 @@ def read_crl(data: bytes, authority: x509.Certificate) -> VerifiedCrl:
         crl_number=crl_number,
         this_update=crl.last_update_utc,
         next_update=crl.next_update_utc,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=hashlib.sha256(der).hexdigest(),
         entries=len(crl),
         released=released,
         der=der,

@@ -106,7 +106,9 @@ class CrlImported(BaseModel):
     crl_number: int | None = Field(default=None, ge=0)
     this_update: AwareDatetime
     next_update: AwareDatetime | None = None
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the CRL as imported.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the CRL's DER (a PEM copy has the same)."
+    )
     entries: int = Field(ge=0, description="Entries the CRL lists.")
     revocations: int = Field(ge=0, description="Revocation events this import published.")
     suspensions: int = Field(ge=0, description="Suspension events (certificateHold) published.")

@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from consumers.certificates.rules import Validity, check
+from pipeline.kafka import producer
+from pipeline.publish import publish_many
+from pipeline.settings import Settings
 from producers.crl import read_crl
+from producers.jpki import certificate_state, import_crl, issued_event
 from producers.jpki_ca import CertificateAuthority, RevokedEntry
-from schemas.events.certificates import RevocationReason
+from schemas.codes import certificate_serial
+from schemas.events.certificates import CertificateIssued, CertificateKind, RevocationReason
 
 OPENSSL = shutil.which("openssl")
 if OPENSSL is None:
@@ -101,7 +107,9 @@ def test_openssl_verifies_and_lists_the_authoritys_crl(scratch: Path) -> None:
     assert verify(scratch / "tampered.der", scratch / "ca.pem") == "verify failure"
 
 
-def test_the_crl_of_an_independent_openssl_ca_reads(scratch: Path) -> None:
+def independent_ca_crl(scratch: Path) -> tuple[x509.Certificate, list[int], datetime]:
+    """An `openssl ca` with one certificate revoked (keyCompromise) and one on hold, and its CRL
+    as crl.pem and crl.der: (CA certificate, [revoked serial, held serial], lastUpdate)."""
     (scratch / "openssl.cnf").write_text(OPENSSL_CA_CONFIG)
     (scratch / "index.txt").write_text("")
     (scratch / "serial").write_text("1000\n")
@@ -132,7 +140,11 @@ def test_the_crl_of_an_independent_openssl_ca_reads(scratch: Path) -> None:
         printed.strip().removeprefix("lastUpdate="), "%b %d %H:%M:%S %Y GMT"
     ).replace(tzinfo=UTC)
     authority = x509.load_pem_x509_certificate((scratch / "ca.pem").read_bytes())
+    return authority, serials, last_update
 
+
+def test_the_crl_of_an_independent_openssl_ca_reads(scratch: Path) -> None:
+    authority, serials, last_update = independent_ca_crl(scratch)
     for name in ("crl.pem", "crl.der"):
         crl = read_crl((scratch / name).read_bytes(), authority)
 
@@ -144,3 +156,35 @@ def test_the_crl_of_an_independent_openssl_ca_reads(scratch: Path) -> None:
         assert crl.this_update == last_update
         assert crl.next_update == last_update + timedelta(days=7)
         assert (crl.entries, crl.released) == (2, 0)
+
+
+@pytest.mark.integration
+async def test_the_crl_of_an_independent_openssl_ca_imports(
+    scratch: Path, platform: Settings
+) -> None:
+    authority, (revoked, held), _ = independent_ca_crl(scratch)
+    issued = [
+        CertificateIssued(
+            serial=certificate_serial(serial),
+            kind=CertificateKind.USER_AUTHENTICATION,
+            municipality="131016",
+            resident_code=f"1310160000{n}",
+            not_before=datetime.now(UTC) - timedelta(days=1),
+            not_after=datetime.now(UTC) + timedelta(days=365),
+            issuer=authority.subject.rfc4514_string(),
+        )
+        for n, serial in enumerate((revoked, held))
+    ]
+    async with producer(platform) as kafka:
+        await publish_many(platform, kafka, [issued_event(platform, c) for c in issued])
+
+    report = await import_crl(platform, (scratch / "crl.der").read_bytes(), authority)
+    assert (report.outcome, report.revocations, report.suspensions) == ("imported", 1, 1)
+    assert (await import_crl(platform, (scratch / "crl.pem").read_bytes(), authority)).outcome == (
+        "already_imported"
+    )
+    now = datetime.now(UTC)
+    revoked_check = check(await certificate_state(platform, certificate_serial(revoked)), "r", now)
+    held_check = check(await certificate_state(platform, certificate_serial(held)), "h", now)
+    assert (revoked_check.status, revoked_check.reason) == (Validity.REVOKED, "key_compromise")
+    assert held_check.status is Validity.SUSPENDED
