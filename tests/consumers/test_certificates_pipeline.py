@@ -5,6 +5,7 @@ the validity cache."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import pytest
 
 from consumers.certificates.cache import CertificateCache
 from consumers.certificates.rules import Validity
-from pipeline.catchup import refresh
-from pipeline.database import connect
+from pipeline.catchup import catch_up, refresh
+from pipeline.database import connect, create_pool
+from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import load_projection
-from pipeline.publish import Outgoing, publish
+from pipeline.publish import Outgoing, publish, publish_many
+from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
 from producers.crl import CrlRefused
@@ -30,6 +33,7 @@ from producers.jpki import (
     suspend,
 )
 from producers.jpki_ca import CertificateAuthority, RevokedEntry
+from schemas.codec import DecodedEvent, decode_event
 from schemas.codes import serial_number
 from schemas.envelope import Envelope
 from schemas.events.certificates import (
@@ -306,3 +310,72 @@ async def test_the_cache_follows_the_log_and_falls_back_to_the_database(
     assert fetched.status is Validity.VALID
     assert cache.fallbacks == 1
     assert isinstance(later[0], CertificateIssued)
+
+
+async def test_a_revoker_crash_between_publishing_and_committing_revokes_once(
+    platform: Settings, tmp_path: Path
+) -> None:
+    key = await registered_with_sample(platform)
+    deceased = resident_rows()[1]
+    holder = await residents_to_issue(platform, CHIYODA, [deceased["resident_code"]])
+    await issue_cards(platform, "CN=T", holder, issued_at=NOW - timedelta(days=3))
+    await signed_push(
+        platform,
+        key,
+        diff(tmp_path, {**deceased, "reason": "death", "effective_date": "2026-11-01"}),
+        2,
+    )
+    pool = await create_pool(platform)
+    crashes = 0
+    try:
+        async with producer(platform) as kafka:
+
+            async def publish_then_lose_power(decided: Sequence[Outgoing]) -> None:
+                nonlocal crashes
+                await publish_many(platform, kafka, decided)
+                crashes += 1
+                raise RuntimeError("power cut before the commit")
+
+            runner = ProjectionRunner(
+                load_projection("revocations", platform),
+                pool,
+                cluster=platform.center,
+                dead_letters=DeadLetterSink(None),
+                publisher=publish_then_lose_power,
+            )
+            with pytest.raises(RuntimeError, match="power cut"):
+                await catch_up(runner, platform)
+    finally:
+        await pool.close()
+    assert crashes == 1
+
+    await project(platform, "revocations", "certificates")  # the restart decides again
+
+    # The restart reads the revocations the crashed attempt had already published and does not
+    # send them again; had it not seen them yet, it would resend the same two event ids.
+    revocations = [e for e in await logged(platform) if e.envelope.type == "certificate.revoked"]
+    assert len(revocations) == 2
+    assert {e.payload.reason for e in revocations} == {RevocationReason.DEATH}  # type: ignore[attr-defined]
+    async with connect(platform) as connection:
+        revoked = await connection.fetch(
+            "SELECT serial FROM certificates.transitions WHERE status = 'revoked'"
+        )
+    assert len(revoked) == 2
+
+
+async def logged(settings: Settings) -> list[DecodedEvent]:
+    async with reader(settings) as client:
+        partitions = await partitions_of(client, [settings.topic(JPKI_CERTIFICATES.name)])
+        marks = await high_watermarks(client, partitions)
+        client.assign([tp for tp in partitions if marks[tp] > 0])
+        found: list[DecodedEvent] = []
+        for tp in partitions:
+            if marks[tp] > 0:
+                client.seek(tp, 0)
+        pending = {tp for tp in partitions if marks[tp] > 0}
+        while pending:
+            for tp, records in (await client.getmany(*pending, timeout_ms=1000)).items():
+                found.extend(decode_event(r.value or b"") for r in records if r.offset < marks[tp])
+                if await client.position(tp) >= marks[tp]:
+                    pending.discard(tp)
+    return found
