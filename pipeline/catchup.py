@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiokafka import TopicPartition
 
@@ -19,7 +20,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import Projection, RawRecord
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import publish_many
 from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -158,9 +159,7 @@ async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionR
         async with producer(settings) as shared_producer:
             sink = DeadLetterSink(shared_producer, settings.topic(DEAD_LETTERS.name))
             gaps = LogGapReader(settings)
-
-            async def publisher(decided: Sequence[Outgoing]) -> int:
-                return await publish_many(settings, shared_producer, decided)
+            publisher = partial(publish_many, settings, shared_producer)
 
             def runner(projection: Projection, schema: str | None = None) -> ProjectionRunner:
                 return ProjectionRunner(

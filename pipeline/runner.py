@@ -38,7 +38,6 @@ class BatchResult:
     skipped: int = 0
     dead_lettered: int = 0
     gap_filled: int = 0
-    published: int = 0
     seconds: float = 0.0
     last_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
@@ -122,7 +121,6 @@ class ProjectionRunner:
             # 6.
             if decided and self.publisher is not None:
                 await self.publisher(decided)
-                result.published = len(decided)
             # 7.
             if letters:
                 await self.dead_letters.record(connection, self.cluster, letters)

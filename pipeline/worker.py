@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import start_producer
 from pipeline.projection import Projection
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import publish_many
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -105,9 +106,6 @@ class Worker:
         sink = DeadLetterSink(producer, self.settings.topic(DEAD_LETTERS.name))
         gaps = LogGapReader(self.settings)
 
-        async def publisher(decided: Sequence[Outgoing]) -> int:
-            return await publish_many(self.settings, producer, decided)
-
         for projection in self._projections:
             runner = ProjectionRunner(
                 projection,
@@ -115,7 +113,7 @@ class Worker:
                 cluster=self.settings.center,
                 dead_letters=sink,
                 gap_reader=gaps,
-                publisher=publisher,
+                publisher=partial(publish_many, self.settings, producer),
             )
             self.runners[projection.name] = runner
             async with self._locks[projection.name]:

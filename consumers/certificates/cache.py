@@ -15,24 +15,23 @@ from datetime import datetime
 
 from aiokafka import TopicPartition
 
-from consumers.certificates.projection import STATE_COLUMNS, state_of
-from consumers.certificates.rules import CertificateState, Check, LifecycleEvent, check, step
+from consumers.certificates.projection import STATE_COLUMNS, load_states, state_of
+from consumers.certificates.rules import (
+    LIFECYCLE_EVENTS,
+    CertificateState,
+    Check,
+    LifecycleEvent,
+    check,
+    step,
+)
 from pipeline.database import connect
 from pipeline.kafka import partitions_of, reader
 from pipeline.projection import ConsumedEvent
 from pipeline.runner import decode_records
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
-from schemas.events.certificates import (
-    CertificateIssued,
-    CertificateRevoked,
-    CertificateSuspended,
-    SuspensionLifted,
-)
 
 log = logging.getLogger("bcl.certificates.cache")
-
-_LIFECYCLE = (CertificateIssued, CertificateSuspended, SuspensionLifted, CertificateRevoked)
 
 
 class CertificateCache:
@@ -69,7 +68,7 @@ class CertificateCache:
 
     def apply(self, events: list[ConsumedEvent]) -> None:
         for event in events:
-            if not isinstance(event.payload, _LIFECYCLE):
+            if not isinstance(event.payload, LIFECYCLE_EVENTS):
                 continue
             payload: LifecycleEvent = event.payload
             result = step(self.states.get(payload.serial), payload)
@@ -86,13 +85,10 @@ class CertificateCache:
         if state is None:
             self.fallbacks += 1
             async with connect(self.settings) as connection:
-                row = await connection.fetchrow(
-                    f"SELECT {', '.join(STATE_COLUMNS)} FROM certificates.certificates "
-                    "WHERE serial = $1",
-                    serial,
-                )
-            if row is not None:
-                state = self.states.setdefault(serial, state_of(row))
+                await connection.execute("SET search_path TO certificates")
+                stored = (await load_states(connection, [serial])).get(serial)
+            if stored is not None:
+                state = self.states.setdefault(serial, stored)
         return check(state, serial, at)
 
     async def follow(self, stop: asyncio.Event, *, poll_ms: int = 200) -> None:

@@ -7,19 +7,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from consumers.certificates.rules import CertificateState, LifecycleEvent, Status, step
+from consumers.certificates.rules import (
+    LIFECYCLE_EVENTS,
+    CertificateState,
+    LifecycleEvent,
+    Status,
+    step,
+)
 from pipeline.database import Connection, insert_new_rows, upsert_rows
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
 from schemas.events.certificates import (
-    CertificateIssued,
     CertificateKind,
-    CertificateRevoked,
-    CertificateSuspended,
     CrlImported,
     RevocationReason,
-    SuspensionLifted,
 )
 
 log = logging.getLogger("bcl.certificates")
@@ -28,7 +30,6 @@ STATE_COLUMNS = (
     "serial", "status", "changed_at", "reason", "kind", "municipality", "resident_code",
     "issuer", "not_before", "not_after",
 )  # fmt: skip
-_LIFECYCLE = (CertificateIssued, CertificateSuspended, SuspensionLifted, CertificateRevoked)
 
 
 class CertificatesProjection:
@@ -42,7 +43,7 @@ class CertificatesProjection:
     }
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        lifecycle = [e for e in events if isinstance(e.payload, _LIFECYCLE)]
+        lifecycle = [e for e in events if isinstance(e.payload, LIFECYCLE_EVENTS)]
         if lifecycle:
             await self._apply_lifecycle(connection, lifecycle)
         await insert_new_rows(

@@ -69,9 +69,10 @@ class RevokerProcessor:
                 for c in issued
             ],
         )
-        await connection.execute(
-            "UPDATE holdings SET revoked = true WHERE serial = ANY($1::text[])", list(revoked)
-        )
+        if revoked:
+            await connection.execute(
+                "UPDATE holdings SET revoked = true WHERE serial = ANY($1::text[])", list(revoked)
+            )
         touched = {(c.municipality, c.resident_code) for c in issued}
         if changes:
             touched |= await self._record_changes(connection, changes)

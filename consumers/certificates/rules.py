@@ -111,6 +111,7 @@ class Step:
 
 
 LifecycleEvent = CertificateIssued | CertificateSuspended | SuspensionLifted | CertificateRevoked
+LIFECYCLE_EVENTS = (CertificateIssued, CertificateSuspended, SuspensionLifted, CertificateRevoked)
 
 
 def step(state: CertificateState | None, event: LifecycleEvent) -> Step:
