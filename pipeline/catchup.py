@@ -71,9 +71,13 @@ async def catch_up(
     progress: Progress | None = None,
     batch_size: int | None = None,
 ) -> CatchUpReport:
-    """Apply everything between each partition's tracked offset and its current high watermark."""
+    """Apply everything between each partition's tracked offset and its current high watermark.
+
+    A processor first sends the decisions a crash left in its outbox, so they precede new ones.
+    """
     report = CatchUpReport()
     started = time.perf_counter()
+    await runner.flush_outbox()
     size = batch_size or settings.replay_batch_size
     async with reader(settings) as client:
         partitions = await partitions_of(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -60,16 +60,25 @@ class Projection(Protocol):
     def digest_order(self) -> Mapping[str, str]:
         """Table → ORDER BY columns: the tables whose rows make up the projection's digest."""
 
-    async def apply(
-        self, connection: Connection, events: Sequence[ConsumedEvent]
-    ) -> Sequence[Outgoing] | None:
-        """Apply a batch inside the runner's transaction. Must be idempotent.
+    async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        """Record a batch inside the runner's transaction. Must be idempotent."""
 
-        A processor (a consumer that decides, like the revoker or the issuer) returns the events
-        its decisions become; the runner publishes them before the transaction commits. Their
-        event ids must be derived from what caused them, so that a batch applied twice (after a
-        crash between publishing and committing) publishes the same events again, not new ones.
-        """
+
+@runtime_checkable
+class Processor(Projection, Protocol):
+    """A projection that also decides: the revoker, the issuer.
+
+    ``apply`` records what the log says, decisions included (a processor reads the topic its
+    decisions go to, or the facts they change), so a replay rebuilds its tables from recorded
+    decisions and never decides again. ``decide`` runs only live, after ``apply``, in the same
+    transaction; the runner keeps what it returns in the processor's outbox and publishes it once
+    the transaction has committed.
+    """
+
+    async def decide(
+        self, connection: Connection, events: Sequence[ConsumedEvent]
+    ) -> Sequence[Outgoing]:
+        """The events this batch's decisions become."""
 
 
 # Every projection the platform knows, by name → the module whose ``make(settings)`` builds it.
@@ -80,6 +89,7 @@ PROJECTION_MODULES: dict[str, str] = {
     "replica": "consumers.replica.projection",
     "certificates": "consumers.certificates.projection",
     "revocations": "consumers.certificates.revoker",
+    "issuer": "consumers.issuer.projection",
 }
 
 

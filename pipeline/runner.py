@@ -19,9 +19,9 @@ from aiokafka import TopicPartition
 from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
-from pipeline.projection import ConsumedEvent, Projection, RawRecord
+from pipeline.projection import ConsumedEvent, Processor, Projection, RawRecord
 from pipeline.publish import Outgoing
-from schemas.codec import EventDecodeError, decode_event
+from schemas.codec import EventDecodeError, decode_event, encode_event
 
 Decoded = ConsumedEvent | DeadLetter
 Publisher = Callable[[Sequence[Outgoing]], Awaitable[object]]
@@ -54,8 +54,8 @@ class ProjectionRunner:
         schema: str | None = None,
         publisher: Publisher | None = None,
     ) -> None:
-        """``publisher`` sends a processor's decisions; without one (a replay into shadow tables,
-        whose decisions are in the log already) they are recorded but not sent again."""
+        """``publisher`` sends a processor's decisions. Without one (a replay into shadow tables,
+        whose decisions are in the log already) the processor only records, never decides."""
         self.projection = projection
         self.pool = pool
         self.cluster = cluster
@@ -89,17 +89,21 @@ class ProjectionRunner:
         3. Drop items at or below the tracked offset: they were applied before.
         4. Fill any gap between the tracked offset and the batch's first item from the log.
         5. Hand the events to the projection's ``apply``.
-        6. Publish the events a processor decided and wait for the broker to hold them: a crash
-           before the commit republishes the same (derived-id) events, never loses them.
+        6. Live, a processor decides; its decisions go to its outbox, in this transaction, so
+           they exist exactly when the batch counts as applied.
         7. Record the dead letters (undecodable or invalid records) and publish them.
         8. Move each tracking row forward to the last offset seen in its partition.
-        9. Commit: rows, dead letters and tracking land together or not at all.
+        9. Commit: rows, decisions, dead letters and tracking land together or not at all.
+        10. Publish the outbox and empty it. A crash before this leaves the decisions in the
+            outbox, and the next start publishes them (``flush_outbox``): they are sent at least
+            once, under their own event ids, and never decided twice.
         """
         result = BatchResult()
         if not items:
             return result
         started = time.perf_counter()
         partitions = sorted({(i.topic, i.partition) for i in items})
+        decided = False
         # 1.
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
@@ -117,10 +121,14 @@ class ProjectionRunner:
             events = [i for i in batch if isinstance(i, ConsumedEvent)]
             letters = [i for i in batch if isinstance(i, DeadLetter)]
             # 5.
-            decided = await self.projection.apply(connection, events) if events else None
+            if events:
+                await self.projection.apply(connection, events)
             # 6.
-            if decided and self.publisher is not None:
-                await self.publisher(decided)
+            if events and self.deciding:
+                assert isinstance(self.projection, Processor)
+                decided = await _to_outbox(
+                    connection, await self.projection.decide(connection, events)
+                )
             # 7.
             if letters:
                 await self.dead_letters.record(connection, self.cluster, letters)
@@ -128,10 +136,45 @@ class ProjectionRunner:
             result.last_offsets = _last_offsets(batch)
             await self._advance_tracking(connection, result.last_offsets)
         # 9. (leaving the transaction block commits)
+        # 10.
+        if decided:
+            await self.flush_outbox()
         result.applied = len(events)
         result.dead_lettered = len(letters)
         result.seconds = time.perf_counter() - started
         return result
+
+    @property
+    def deciding(self) -> bool:
+        return self.publisher is not None and isinstance(self.projection, Processor)
+
+    async def flush_outbox(self) -> int:
+        """Publish the decisions committed but not yet sent, oldest first; returns how many.
+
+        Rows are locked while they are sent, so two runners of one processor never send the same
+        decision at once; a crash mid-way sends some again, which their event ids make harmless.
+        """
+        if not self.deciding:
+            return 0
+        assert self.publisher is not None
+        async with self.pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                f"SELECT position, topic, key, envelope FROM {_q(self.schema)}.outbox "
+                "ORDER BY position FOR UPDATE SKIP LOCKED"
+            )
+            if not rows:
+                return 0
+            await self.publisher(
+                [
+                    Outgoing(row["topic"], row["key"], decode_event(row["envelope"]).envelope)
+                    for row in rows
+                ]
+            )
+            await connection.execute(
+                f"DELETE FROM {_q(self.schema)}.outbox WHERE position = ANY($1::bigint[])",
+                [row["position"] for row in rows],
+            )
+        return len(rows)
 
     async def _lock_tracking(
         self, connection: Connection, partitions: Sequence[tuple[str, int]]
@@ -187,6 +230,16 @@ class ProjectionRunner:
                 tp = TopicPartition(topic, partition)
                 fills.extend(await self.gap_reader.read_range(tp, expected, offset))
         return fills
+
+
+async def _to_outbox(connection: Connection, decided: Sequence[Outgoing]) -> bool:
+    if not decided:
+        return False
+    await connection.executemany(
+        "INSERT INTO outbox (topic, key, envelope) VALUES ($1, $2, $3)",
+        [(o.topic, o.key, encode_event(o.envelope)) for o in decided],
+    )
+    return True
 
 
 def _unseen(items: Iterable[Decoded], tracked: Mapping[tuple[str, int], int]) -> list[Decoded]:

@@ -54,9 +54,8 @@ class RevokerProcessor:
         self.vault = vault
         self.origin = origin
 
-    async def apply(
-        self, connection: Connection, events: Sequence[ConsumedEvent]
-    ) -> Sequence[Outgoing]:
+    async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
+        """Remember the certificates issued and revoked and the revoking changes."""
         issued = [e.payload for e in events if isinstance(e.payload, CertificateIssued)]
         revoked = {e.payload.serial for e in events if isinstance(e.payload, CertificateRevoked)}
         changes = [e for e in events if isinstance(e.payload, ResidentRecord)]
@@ -73,15 +72,25 @@ class RevokerProcessor:
             await connection.execute(
                 "UPDATE holdings SET revoked = true WHERE serial = ANY($1::text[])", list(revoked)
             )
-        touched = {(c.municipality, c.resident_code) for c in issued}
         if changes:
-            touched |= await self._record_changes(connection, changes)
+            await self._record_changes(connection, changes)
+
+    async def decide(
+        self, connection: Connection, events: Sequence[ConsumedEvent]
+    ) -> Sequence[Outgoing]:
+        """Revoke what the batch made due: certificates of its holders issued before a revoking
+        change (whichever of the two this batch brought)."""
+        touched = {
+            (e.payload.municipality, e.payload.resident_code)
+            for e in events
+            if isinstance(e.payload, CertificateIssued | ResidentRecord)
+        }
         return await self._revoke_due(connection, touched)
 
     async def _record_changes(
         self, connection: Connection, changes: Sequence[ConsumedEvent]
-    ) -> set[Resident]:
-        """Store the revoking changes of this batch; returns the residents who got any."""
+    ) -> None:
+        """Store the basic four (as MACs) and the revoking changes of this batch."""
         residents = list({_resident(e.payload) for e in changes})  # type: ignore[arg-type]
         keys = await self.vault.data_keys_for(connection, residents, create=False)
         stored = {
@@ -96,7 +105,6 @@ class RevokerProcessor:
         }
         latest: dict[Resident, bytes] = {}
         found: list[tuple[object, ...]] = []
-        revoking: set[Resident] = set()
         for event in changes:
             record: ResidentRecord = event.payload  # type: ignore[assignment]
             resident = _resident(record)
@@ -109,7 +117,6 @@ class RevokerProcessor:
             if after is not None:
                 latest[resident] = after
             if happened is not None:
-                revoking.add(resident)
                 found.append(
                     (*resident, happened.at, happened.reason.value, event.envelope.event_id)
                 )
@@ -126,7 +133,6 @@ class RevokerProcessor:
             ("municipality", "resident_code", "at", "reason", "event_id"),
             found,
         )
-        return revoking
 
     async def _revoke_due(self, connection: Connection, residents: set[Resident]) -> list[Outgoing]:
         if not residents:
