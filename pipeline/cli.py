@@ -35,7 +35,7 @@ app = typer.Typer(
 
 
 def _sub_apps() -> None:
-    from pipeline.commands import certificates, municipality, push, residents, workload
+    from pipeline.commands import center, certificates, municipality, push, residents, workload
 
     app.add_typer(municipality.app, name="municipality")
     app.command(name="push")(push.push)
@@ -45,6 +45,8 @@ def _sub_apps() -> None:
     app.add_typer(workload.app, name="workload")
     app.add_typer(certificates.certificate_app, name="certificate")
     app.add_typer(certificates.crl_app, name="crl")
+    app.add_typer(center.app, name="center")
+    app.command(name="verify")(center.verify)
 
 
 _sub_apps()

@@ -28,7 +28,12 @@ def generate_signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+# Ed25519 signs pushes; ECDSA P-256 is the electronic seal of issued certificates (pipeline.seals).
+PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
     """PKCS#8 PEM, unencrypted: the file itself is the secret, kept at mode 0600."""
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -37,8 +42,8 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
     )
 
 
-def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+def public_key_pem(key: PrivateKey | PublicKey) -> str:
+    public = key.public_key() if isinstance(key, PrivateKey) else key
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
@@ -110,12 +115,10 @@ def verify_digest(public_key: Ed25519PublicKey, digest: bytes, signature: bytes)
     return True
 
 
-def write_key_pair(
-    directory: Path, name: str, key: Ed25519PrivateKey | None = None
-) -> tuple[Path, Path]:
-    """``key`` (by default a new one) as ``<name>.key.pem`` (mode 0600) and ``<name>.pub.pem``;
-    returns both paths. Never replaces an existing private key: pushes signed with it would stop
-    verifying."""
+def write_key_pair(directory: Path, name: str, key: PrivateKey | None = None) -> tuple[Path, Path]:
+    """``key`` (by default a new push key) as ``<name>.key.pem`` (mode 0600) and
+    ``<name>.pub.pem``; returns both paths. Never replaces an existing private key: what was
+    signed with it would stop verifying."""
     if not name or name in {".", ".."} or "/" in name or os.sep in name:
         raise ValueError(f"key pair name {name!r} must be a plain file name")
     directory.mkdir(parents=True, exist_ok=True)

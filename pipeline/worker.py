@@ -40,6 +40,7 @@ AGENT_MODULES: dict[str, str] = {
     "registry": "consumers.registry.agent",
     "replica": "consumers.replica.agent",
     "certificates": "consumers.certificates.agent",
+    "issuer": "consumers.issuer.agent",
 }
 
 
@@ -62,7 +63,9 @@ class Worker:
             module.install(self)
         self.app.task(self._start)
 
-    def add_projection(self, projection: Projection) -> None:
+    def add_projection(self, projection: Projection, *, within: float | None = None) -> None:
+        """Run ``projection`` live; a batch waits at most ``within`` seconds (default
+        ``BCL_BATCH_WITHIN``) for more events before it is applied."""
         self._projections.append(projection)
         self._locks[projection.name] = asyncio.Lock()
         channel = self.app.topic(
@@ -78,7 +81,7 @@ class Worker:
             runner = self.runners[projection.name]
             lock = self._locks[projection.name]
             batches = stream.take_events(
-                self.settings.batch_size, within=self.settings.batch_within
+                self.settings.batch_size, within=within or self.settings.batch_within
             )
             async for events in batches:
                 async with lock:

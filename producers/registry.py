@@ -14,6 +14,7 @@ from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
 from pipeline.publish import Outgoing, publish
+from pipeline.seals import generate_seal_key, public_seal_pem, seal_key_id, write_seal_key
 from pipeline.settings import Settings
 from pipeline.topics import MUNICIPALITIES
 from schemas.envelope import Envelope
@@ -21,6 +22,7 @@ from schemas.events.municipalities import (
     MunicipalityJoined,
     MunicipalityProfile,
     MunicipalityUpdated,
+    SealKey,
 )
 
 
@@ -87,3 +89,63 @@ async def _publish(settings: Settings, code: str, envelope: Envelope) -> None:
     async with producer(settings) as client:
         await publish(settings, client, Outgoing(MUNICIPALITIES.name, code, envelope))
     await refresh(settings, load_projection("registry", settings))
+
+
+async def create_seal_key(settings: Settings, code: str) -> SealKey:
+    """A new electronic seal key for ``code``: the private half kept by BCL under
+    ``$BCL_HOME/seals``, the public half added to the registry; it seals from now on."""
+    profile = await registered_profile(settings, code, refresh_first=True)
+    if profile is None:
+        raise RegistryError(
+            f"municipality {code} is not registered; add it with `bcl municipality add`"
+        )
+    key = generate_seal_key()
+    write_seal_key(settings, code, key)
+    entry = SealKey(
+        key_id=seal_key_id(key), public_key=public_seal_pem(key), added_at=datetime.now(UTC)
+    )
+    await update(settings, code, {"seal_keys": (*profile.seal_keys, entry)})
+    return entry
+
+
+async def revoke_seal_key(settings: Settings, code: str, key_id: str, at: datetime) -> SealKey:
+    """Mark a seal key compromised from ``at``: nothing it sealed is trusted any more."""
+    profile = await registered_profile(settings, code, refresh_first=True)
+    if profile is None:
+        raise RegistryError(f"municipality {code} is not registered")
+    keys = {key.key_id: key for key in profile.seal_keys}
+    if key_id not in keys:
+        listed = ", ".join(keys) or "none"
+        raise RegistryError(f"{code} has no seal key {key_id} (its keys: {listed})")
+    if keys[key_id].revoked_at is not None:
+        raise RegistryError(f"seal key {key_id} was already revoked at {keys[key_id].revoked_at}")
+    revoked = keys[key_id].model_copy(update={"revoked_at": at})
+    await update(
+        settings,
+        code,
+        {"seal_keys": tuple(revoked if k.key_id == key_id else k for k in profile.seal_keys)},
+    )
+    return revoked
+
+
+async def seal_key(settings: Settings, code: str, key_id: str | None = None) -> SealKey:
+    """A registered seal key of ``code``: ``key_id``, or the newest."""
+    profile = await registered_profile(settings, code, refresh_first=True)
+    if profile is None:
+        raise RegistryError(f"municipality {code} is not registered")
+    for key in reversed(profile.seal_keys):
+        if key_id is None or key.key_id == key_id:
+            return key
+    if key_id is None:
+        raise RegistryError(
+            f"{code} has no seal key yet; create one with `bcl municipality seal-key create {code}`"
+        )
+    raise RegistryError(f"{code} has no seal key {key_id}")
+
+
+async def find_seal_key(settings: Settings, code: str, key_id: str) -> SealKey | None:
+    """The registry's seal key ``key_id`` of ``code``, for verifiers; None if unknown."""
+    profile = await registered_profile(settings, code)
+    if profile is None:
+        return None
+    return next((key for key in profile.seal_keys if key.key_id == key_id), None)

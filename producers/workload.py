@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.publish import Outgoing
@@ -79,10 +79,6 @@ def platform_sample(
     """
     rng = random.Random(seed)
     clock = start or datetime(2024, 3, 1, 6, 30, tzinfo=UTC)
-    operators = list(OPERATORS)
-    operator_weights = [OPERATORS[o][0] for o in operators]
-    types = list(CERTIFICATE_MIX)
-    type_weights = list(CERTIFICATE_MIX.values())
     emitted = 0
     open_requests: list[tuple[uuid.UUID, Origin, str]] = []
     while emitted < count:
@@ -132,40 +128,70 @@ def platform_sample(
                 ),
             )
         else:
-            operator = rng.choices(operators, operator_weights)[0]
-            origin = OPERATORS[operator][1]
-            certificate_type = rng.choices(types, type_weights)[0]
-            resident_municipality = rng.choice(SAMPLE_MUNICIPALITIES)[0]
-            store_municipality = (
-                rng.choice(SAMPLE_MUNICIPALITIES)[0]
-                if rng.random() < 0.21
-                else resident_municipality
+            request, origin = kiosk_request(
+                rng,
+                rng.choice(SAMPLE_MUNICIPALITIES)[0],
+                f"{rng.getrandbits(64):016X}",
+                [code for code, _ in SAMPLE_MUNICIPALITIES],
             )
-            request_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-            open_requests.append((request_id, origin, resident_municipality))
+            open_requests.append((request.request_id, origin, request.resident_municipality))
             yield Outgoing(
                 ISSUANCE_REQUESTS.name,
-                str(request_id),
+                str(request.request_id),
                 Envelope.new(
                     "issuance.requested",
-                    IssuanceRequested(
-                        request_id=request_id,
-                        store_operator=operator,
-                        store_id=f"{operator.value[:3].upper()}-{rng.randrange(100000):05d}",
-                        store_municipality=store_municipality,
-                        resident_municipality=resident_municipality,
-                        auth_serial=f"{rng.getrandbits(64):016X}",
-                        certificate_type=certificate_type,
-                        fiscal_year=2023 if certificate_type in TAX_TYPES else None,
-                        copies=1 if rng.random() < 0.9 else 2,
-                    ),
+                    request,
                     origin=origin,
                     source=f"center:{origin}",
                     occurred_at=clock,
-                    municipality=resident_municipality,
+                    municipality=request.resident_municipality,
                 ),
             )
         emitted += 1
+
+
+def kiosk_request(
+    rng: random.Random,
+    resident_municipality: str,
+    auth_serial: str,
+    store_municipalities: Sequence[str],
+    types: Mapping[CertificateType, float] = CERTIFICATE_MIX,
+) -> tuple[IssuanceRequested, Origin]:
+    """One resident's request at a kiosk, with the operator's preferred center: operators and
+    types in their national shares, 21% of requests from a store of another municipality."""
+    operator = rng.choices(list(OPERATORS), [share for share, _ in OPERATORS.values()])[0]
+    certificate_type = rng.choices(list(types), list(types.values()))[0]
+    others = [m for m in store_municipalities if m != resident_municipality]
+    store_municipality = (
+        rng.choice(others) if others and rng.random() < 0.21 else resident_municipality
+    )
+    request = IssuanceRequested(
+        request_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        store_operator=operator,
+        store_id=f"{operator.value[:3].upper()}-{rng.randrange(100000):05d}",
+        store_municipality=store_municipality,
+        resident_municipality=resident_municipality,
+        auth_serial=auth_serial,
+        certificate_type=certificate_type,
+        fiscal_year=2023 if certificate_type in TAX_TYPES else None,
+        copies=1 if rng.random() < 0.9 else 2,
+    )
+    return request, OPERATORS[operator][1]
+
+
+def kiosk_requests(
+    holders: Sequence[tuple[str, str]],
+    *,
+    seed: int = 7,
+    types: Mapping[CertificateType, float] = CERTIFICATE_MIX,
+) -> Iterator[tuple[IssuanceRequested, Origin]]:
+    """Endless requests of real card holders ``(municipality, user-authentication serial)``, for
+    the center gateway: each with the center its store's operator sends to."""
+    rng = random.Random(seed)
+    municipalities = sorted({m for m, _ in holders})
+    while True:
+        municipality, serial = rng.choice(holders)
+        yield kiosk_request(rng, municipality, serial, municipalities, types)
 
 
 # --- resident registers ------------------------------------------------------------------------

@@ -82,11 +82,11 @@ Origin = Literal["east", "west"]
 
 _SOURCE_FORMS = (
     "municipality:<6-digit municipality code>, center:east, center:west, jpki, staff:<id>, "
-    "registry, generator:<name>, retention"
+    "registry, issuer, generator:<name>, retention"
 )
 _SOURCE = re.compile(
     r"municipality:(?P<municipality>[0-9]{6})|center:(?:east|west)|jpki|staff:\S+|registry"
-    r"|generator:\S+|retention"
+    r"|issuer|generator:\S+|retention"
 )
 
 
@@ -113,7 +113,7 @@ Source = Annotated[
         {
             "type": "string",
             "pattern": "^(municipality:[0-9]{6}|center:(east|west)|jpki|staff:\\S+|registry"
-            "|generator:\\S+|retention)$",
+            "|issuer|generator:\\S+|retention)$",
             "description": f"Who sent the event: {_SOURCE_FORMS}.",
         }
     ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,10 +86,13 @@ def _changes(
     maintenance: list[str] | None,
     fees: list[str] | None,
     public_key: Path | None,
+    mayor: str | None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
+    if mayor is not None:
+        changes["mayor"] = mayor
     if own_server is not None:
         changes["uses_bcl"] = not own_server
     if municipality_class is not None:
@@ -157,6 +160,10 @@ Fees = Annotated[
 PublicKey = Annotated[
     Path | None, typer.Option(help="PEM Ed25519 public key its pushes are signed with.")
 ]
+Mayor = Annotated[
+    str | None,
+    typer.Option(help="The mayor as printed on certificates, e.g. 千代田区長 樋口 高顕."),
+]
 
 
 @app.command()
@@ -177,6 +184,7 @@ def add(
     maintenance: Maintenance = None,
     fee: Fees = None,
     public_key: PublicKey = None,
+    mayor: Mayor = None,
 ) -> None:
     """Register a municipality joining the service.
 
@@ -205,6 +213,7 @@ def add(
         maintenance=maintenance,
         fees=fee,
         public_key=public_key,
+        mayor=mayor,
     )
     changes.setdefault("uses_bcl", True)
     if run_async(registered_profile(current, code, refresh_first=True)) is not None:
@@ -251,6 +260,7 @@ def update(
     maintenance: Maintenance = None,
     fee: Fees = None,
     public_key: PublicKey = None,
+    mayor: Mayor = None,
 ) -> None:
     """Change a registered municipality's profile; unnamed fields keep their value.
 
@@ -273,6 +283,7 @@ def update(
         maintenance=maintenance,
         fees=fee,
         public_key=public_key,
+        mayor=mayor,
     )
     if not changes:
         raise CommandError("nothing to change: give at least one option (see --help)")
@@ -359,3 +370,72 @@ def list_municipalities() -> None:
         )
     console.print(table)
     console.print(f"{len(rows)} municipalities ({datetime.now():%Y-%m-%d %H:%M})")
+
+
+seal_key_app = typer.Typer(
+    help="Electronic seal keys (電子契印) that certificates issued for a municipality carry.",
+    no_args_is_help=True,
+)
+app.add_typer(seal_key_app, name="seal-key")
+
+
+@seal_key_app.command("create")
+@clean_errors
+def create_seal_key(
+    code: Annotated[str, typer.Argument(help="The municipality.")],
+) -> None:
+    """Make a new ECDSA P-256 seal key: BCL keeps the private key under $BCL_HOME/seals/, the
+    public key enters the registry, and certificates are sealed with it from now on."""
+    from producers.registry import RegistryError
+    from producers.registry import create_seal_key as create
+
+    try:
+        key = run_async(create(settings(), code))
+    except RegistryError as error:
+        raise CommandError(str(error)) from None
+    console.print(f"seal key {key.key_id} of {code} added at {key.added_at:%Y-%m-%d %H:%M:%S%z}")
+
+
+@seal_key_app.command("export")
+@clean_errors
+def export_seal_key(
+    code: Annotated[str, typer.Argument(help="The municipality.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PEM.")],
+    key_id: Annotated[str | None, typer.Option(help="Which key (default: the newest).")] = None,
+) -> None:
+    """Write a seal public key as PEM, for `openssl dgst -sha256 -verify`."""
+    from producers.registry import RegistryError, seal_key
+
+    try:
+        key = run_async(seal_key(settings(), code, key_id))
+    except RegistryError as error:
+        raise CommandError(str(error)) from None
+    output.write_text(key.public_key)
+    state = f"revoked at {key.revoked_at}" if key.revoked_at else "in force"
+    console.print(f"wrote seal key {key.key_id} of {code} ({state}) to {output}")
+
+
+@seal_key_app.command("revoke")
+@clean_errors
+def revoke_seal_key(
+    code: Annotated[str, typer.Argument(help="The municipality.")],
+    key_id: Annotated[str, typer.Argument(help="The compromised key.")],
+    at: Annotated[
+        str | None, typer.Option(help="Since when, ISO time with zone (default: now).")
+    ] = None,
+) -> None:
+    """Mark a seal key compromised: certificates it sealed no longer verify as valid."""
+    from producers.registry import RegistryError
+    from producers.registry import revoke_seal_key as revoke
+
+    try:
+        since = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        raise CommandError(f"--at {at!r} is not an ISO time like 2026-04-01T09:30+09:00") from None
+    if since.tzinfo is None:
+        raise CommandError(f"--at {at!r} needs a time zone, like 2026-04-01T09:30+09:00")
+    try:
+        key = run_async(revoke(settings(), code, key_id, since))
+    except RegistryError as error:
+        raise CommandError(str(error)) from None
+    console.print(f"seal key {key.key_id} of {code} revoked from {key.revoked_at}")

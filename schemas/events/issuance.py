@@ -1,5 +1,7 @@
-"""Convenience-store issuance requests and their fate at the kiosk (topic ``issuance.requests``)."""
+"""Convenience-store issuance: requests and the kiosks' notices (topic ``issuance.requests``) and
+the issuer's decisions (topic ``issuance.outcomes``)."""
 
+from datetime import date
 from enum import StrEnum
 from typing import Self
 from uuid import UUID
@@ -9,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas.codes import CertificateSerial, MunicipalityCode
 from schemas.registry import REGISTRY
+from schemas.sealed import Sealed
 
 
 class StoreOperator(StrEnum):
@@ -101,3 +104,82 @@ class IssuanceCancelled(BaseModel):
 
     request_id: UUID
     reason: str = Field(min_length=1)
+
+
+# ------------------------------------------------------------------------- issuance.outcomes
+
+
+class RejectionReason(StrEnum):
+    """Why the issuer refused a request: stable codes that usage, fees and kiosks rely on."""
+
+    UNAUTHENTICATED_SOURCE = "unauthenticated_source"  # not sent by the center it claims
+    MUNICIPALITY_NOT_PARTICIPATING = "municipality_not_participating"
+    NOT_ON_BCL = "not_on_bcl"  # issues from its own server, not from the BCL replica
+    TYPE_NOT_OFFERED = "type_not_offered"
+    CLOSED_DAY = "closed_day"  # 29 Dec – 3 Jan
+    MAINTENANCE = "maintenance"  # inside an announced maintenance window
+    OUTSIDE_SERVICE_WINDOW = "outside_service_window"
+    WEEKDAY_ONLY = "weekday_only"  # the type is offered on weekdays only
+    CERTIFICATE_UNKNOWN = "certificate_unknown"
+    CERTIFICATE_NOT_FOR_AUTHENTICATION = "certificate_not_for_authentication"
+    CERTIFICATE_REVOKED = "certificate_revoked"
+    CERTIFICATE_SUSPENDED = "certificate_suspended"
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    RESIDENT_NOT_FOUND = "resident_not_found"
+    RESIDENT_NOT_ACTIVE = "resident_not_active"  # moved out, died: a tombstone in the replica
+    UNDER_15 = "under_15"
+    SEAL_NOT_REGISTERED = "seal_not_registered"
+    TAX_FACTS_MISSING = "tax_facts_missing"
+    NO_SEAL_KEY = "no_seal_key"  # the municipality has no electronic seal to sign with here
+
+
+class FeeQuote(BaseModel):
+    """The resident-facing fee (交付手数料) at the instant of the request, for the fees issue."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per_copy_yen: int = Field(ge=0)
+    copies: int = Field(ge=1)
+    total_yen: int = Field(ge=0)
+    schedule_from: date | None = Field(
+        description="Effective date of the municipality's schedule entry used; null when the "
+        "municipality set none and the standard fee applied."
+    )
+
+
+@REGISTRY.event("issuance.issued", 1)
+class IssuanceIssued(BaseModel):
+    """The issuer's decision to issue: the sealed document and its quoted fee."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: UUID
+    municipality: MunicipalityCode
+    resident_code: str = Field(
+        pattern=r"^[0-9]{11}$", description="住民票コード of the holder: whose data key seals it."
+    )
+    certificate_type: CertificateType
+    document_id: UUID
+    verification_id: str = Field(pattern=r"^[0-9A-Z]{4}(-[0-9A-Z]{4}){3}$")
+    digest: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the signed content (hex)."
+    )
+    signature: str = Field(description="base64 of the DER ECDSA signature of the content.")
+    seal_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    pages: int = Field(ge=1)
+    fee: FeeQuote
+    content: Sealed = Field(
+        description="The signed content, sealed with the resident's data key, so the document "
+        "can be rebuilt from the log and is shredded with the resident's key."
+    )
+
+
+@REGISTRY.event("issuance.rejected", 1)
+class IssuanceRejected(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: UUID
+    municipality: MunicipalityCode
+    certificate_type: CertificateType
+    reason: RejectionReason
+    message: str = Field(min_length=1, description="What the resident or operator can act on.")

@@ -89,6 +89,30 @@ class FeeEntry(BaseModel):
     effective_from: date
 
 
+class SealKey(BaseModel):
+    """A public key of the municipality's electronic seal (電子契印): ECDSA P-256.
+
+    Certificates issued for the municipality carry a signature by its newest key; older keys stay
+    listed so that certificates they sealed still verify, and a compromised key is marked revoked
+    so that nothing it sealed is trusted any more.
+    """
+
+    model_config = _FROZEN
+
+    key_id: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="First 16 hex digits of the SHA-256 of the key's SubjectPublicKeyInfo (DER).",
+    )
+    public_key: str = Field(
+        pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
+        description="PEM (SubjectPublicKeyInfo) ECDSA P-256 public key.",
+    )
+    added_at: AwareDatetime
+    revoked_at: AwareDatetime | None = Field(
+        default=None, description="From this instant nothing sealed with the key is trusted."
+    )
+
+
 def _default_counter_hours() -> dict[Weekday, TimeWindow]:
     weekday = TimeWindow(opens=time(8, 30), closes=time(17, 15))
     return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday}
@@ -123,6 +147,15 @@ class MunicipalityProfile(BaseModel):
     holidays: tuple[date, ...] = ()
     maintenance: tuple[MaintenanceWindow, ...] = ()
     fees: tuple[FeeEntry, ...] = ()
+    mayor: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The mayor's title and name as printed under the certifying sentence "
+        "(e.g. 千代田区長 樋口 高顕); defaults to the municipality's name + 長.",
+    )
+    seal_keys: tuple[SealKey, ...] = Field(
+        default=(), description="Electronic seal keys, oldest first; the newest unrevoked seals."
+    )
     push_public_key: str | None = Field(
         default=None,
         pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
@@ -146,6 +179,9 @@ class MunicipalityProfile(BaseModel):
                     f"a BCL municipality cannot offer {', '.join(outside)}: BCL issues only "
                     f"{', '.join(sorted(BCL_CERTIFICATE_TYPES))}",
                 )
+        key_ids = [key.key_id for key in self.seal_keys]
+        if len(set(key_ids)) != len(key_ids):
+            raise PydanticCustomError("seal_keys", "a seal key is listed twice")
         if len(set(self.offered_types)) != len(self.offered_types):
             raise PydanticCustomError("offered_types", "a certificate type is listed twice")
         return self

@@ -1,0 +1,378 @@
+"""Issuance rules (DOMAIN §2, §3, §6): may this request be issued at that instant, and for what fee.
+
+Pure: the issuer gathers the facts (the municipality's registration, the certificate's state,
+the resident's record) and these rules decide. The checks run in the order a center and the
+issuing server would make them, and the first that fails is the reason given, so that one
+request always gets the same, most basic, reason:
+
+    1. sent by the center it claims            unauthenticated_source
+    2. municipality participates, on BCL       municipality_not_participating, not_on_bcl
+    3. offers the type                         type_not_offered
+    4. open: not 29 Dec–3 Jan, no maintenance, closed_day, maintenance,
+       inside the service window, weekday-only outside_service_window, weekday_only
+    5. certificate valid at that instant       certificate_unknown, ..._not_for_authentication,
+                                               ..._revoked, ..._suspended, ..._expired
+    6. resident found and active               resident_not_found, resident_not_active
+    7. age 15 or over                          under_15
+    8. seal registered / tax facts present     seal_not_registered, tax_facts_missing
+    9. an electronic seal to sign with         no_seal_key
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from schemas.events.issuance import (
+    TAX_CERTIFICATE_TYPES,
+    CertificateType,
+    FeeQuote,
+    IssuanceRequested,
+    RejectionReason,
+)
+from schemas.events.municipalities import (
+    BCL_CERTIFICATE_TYPES,
+    MunicipalityProfile,
+    SealKey,
+)
+
+JST = ZoneInfo("Asia/Tokyo")
+MINIMUM_AGE = 15  # DOMAIN §2: residents under 15 cannot use the service
+
+# The resident fee when a municipality set none for a type (assumption: the common amounts,
+# 300 yen, 450 yen for a family register). Disaster certificates cost 10 yen at the store on top
+# of any municipal fee (DOMAIN §6).
+STANDARD_FEES: Mapping[CertificateType, int] = MappingProxyType(
+    {
+        CertificateType.JUMINHYO: 300,
+        CertificateType.JUMINHYO_KISAI: 300,
+        CertificateType.INKAN: 300,
+        CertificateType.TAX_INCOME: 300,
+        CertificateType.TAX_ASSESSMENT: 300,
+        CertificateType.TAX_PAYMENT: 300,
+        CertificateType.KOSEKI: 450,
+        CertificateType.KOSEKI_FUHYO: 300,
+        CertificateType.RISAI: 0,
+        CertificateType.HISAI: 0,
+    }
+)
+DISASTER_STORE_FEE = 10
+DISASTER_TYPES = frozenset({CertificateType.RISAI, CertificateType.HISAI})
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The municipality as the registry holds it."""
+
+    code: str
+    joined_on: date | None
+    profile: MunicipalityProfile
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """The user-authentication certificate as the certificates projection holds it."""
+
+    kind: str | None  # signature | user_authentication; None if only a CRL named it
+    status: str  # active | suspended | revoked
+    changed_at: datetime
+    reason: str | None
+    municipality: str | None
+    resident_code: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentFacts:
+    municipality: str
+    resident_code: str
+    active: bool
+    birth_date: date
+    seal_registered: bool
+    tax_years: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectionReason
+    message: str
+
+
+def local_time(at: datetime) -> datetime:
+    return at.astimezone(JST)
+
+
+# ----------------------------------------------------------------------------------- the checks
+
+
+def refusal(
+    request: IssuanceRequested,
+    *,
+    at: datetime,
+    origin: str,
+    source: str,
+    registration: Registration | None,
+    certificate: CertificateFacts | None,
+    resident: ResidentFacts | None,
+    seal_key: SealKey | None,
+) -> Rejection | None:
+    """Why ``request``, made at ``at``, cannot be issued; None when it can."""
+    # Each check runs only if every check before it passed.
+    return (
+        _sender(origin, source)
+        or _participation(request, registration, at)
+        or _opening(request, registration, at)
+        or _certificate(request, certificate, at)
+        or _resident(request, certificate, resident)
+        or _age(resident, at)
+        or _records(request, resident)
+        or (None if seal_key is not None else _no_seal_key(registration))
+    )
+
+
+def _sender(origin: str, source: str) -> Rejection | None:
+    # DESIGN §7: a center may submit only requests stamped with its own origin.
+    if source != f"center:{origin}":
+        return Rejection(
+            RejectionReason.UNAUTHENTICATED_SOURCE,
+            f"a request entering at center {origin!r} must come from 'center:{origin}', not "
+            f"{source!r}; requests are accepted only through a center gateway",
+        )
+    return None
+
+
+def _participation(
+    request: IssuanceRequested, registration: Registration | None, at: datetime
+) -> Rejection | None:
+    code = request.resident_municipality
+    day = local_time(at).date()
+    if registration is None or registration.joined_on is None or registration.joined_on > day:
+        since = (
+            f" (it joins on {registration.joined_on})"
+            if registration is not None and registration.joined_on is not None
+            else ""
+        )
+        return Rejection(
+            RejectionReason.MUNICIPALITY_NOT_PARTICIPATING,
+            f"municipality {code} does not take part in convenience-store issuance{since}",
+        )
+    profile = registration.profile
+    if not profile.uses_bcl:
+        return Rejection(
+            RejectionReason.NOT_ON_BCL,
+            f"{profile.name} issues from its own server; the center forwards its requests there",
+        )
+    kind = request.certificate_type
+    if kind not in profile.offered_types or kind not in BCL_CERTIFICATE_TYPES:
+        offered = ", ".join(t.value for t in profile.offered_types)
+        return Rejection(
+            RejectionReason.TYPE_NOT_OFFERED,
+            f"{profile.name} does not offer {kind.value} at stores (it offers {offered})",
+        )
+    return None
+
+
+def _opening(
+    request: IssuanceRequested, registration: Registration | None, at: datetime
+) -> Rejection | None:
+    assert registration is not None  # checked by _participation
+    profile = registration.profile
+    moment = local_time(at)
+    day = moment.date()
+    if is_year_end_closure(day):
+        return Rejection(
+            RejectionReason.CLOSED_DAY,
+            f"the service is closed from 29 December to 3 January ({day:%d %b} is closed)",
+        )
+    for window in profile.maintenance:
+        if window.starts_at <= at < window.ends_at:
+            return Rejection(
+                RejectionReason.MAINTENANCE,
+                f"{profile.name} announced maintenance until "
+                f"{local_time(window.ends_at):%Y-%m-%d %H:%M} ({window.reason})",
+            )
+    service = profile.service_window
+    if not service.opens <= moment.time() < service.closes:
+        return Rejection(
+            RejectionReason.OUTSIDE_SERVICE_WINDOW,
+            f"{profile.name} issues between {service.opens:%H:%M} and {service.closes:%H:%M} "
+            f"Japan time; the request came at {moment:%H:%M:%S}",
+        )
+    kind = request.certificate_type
+    if kind in profile.weekday_only_types and not is_weekday(day, profile.holidays):
+        return Rejection(
+            RejectionReason.WEEKDAY_ONLY,
+            f"{profile.name} issues {kind.value} on weekdays only",
+        )
+    return None
+
+
+def is_year_end_closure(day: date) -> bool:
+    """29 December – 3 January: no issuance anywhere (DOMAIN §2)."""
+    return (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3)
+
+
+def is_weekday(day: date, holidays: Collection[date]) -> bool:
+    return day.weekday() < 5 and day not in holidays
+
+
+def _certificate(
+    request: IssuanceRequested, certificate: CertificateFacts | None, at: datetime
+) -> Rejection | None:
+    serial = request.auth_serial
+    if certificate is None or certificate.not_before is None or certificate.not_after is None:
+        return Rejection(
+            RejectionReason.CERTIFICATE_UNKNOWN,
+            f"certificate {serial} is not known to have been issued",
+        )
+    if certificate.kind != "user_authentication":
+        return Rejection(
+            RejectionReason.CERTIFICATE_NOT_FOR_AUTHENTICATION,
+            f"certificate {serial} is a {certificate.kind or 'not a user-authentication'} "
+            "certificate; the kiosk must read the "
+            "card's user-authentication certificate (利用者証明用)",
+        )
+    expired = at > certificate.not_after
+    # A revocation or suspension counts from its own time; one recorded after it expired does not
+    # change that it had expired.
+    blocked = certificate.status != "active" and certificate.changed_at <= at
+    if blocked and not (expired and certificate.changed_at > certificate.not_after):
+        reason = certificate.reason or "unspecified"
+        if certificate.status == "revoked":
+            return Rejection(
+                RejectionReason.CERTIFICATE_REVOKED,
+                f"certificate {serial} was revoked at {certificate.changed_at.isoformat()} "
+                f"({reason})",
+            )
+        return Rejection(
+            RejectionReason.CERTIFICATE_SUSPENDED,
+            f"certificate {serial} is suspended since {certificate.changed_at.isoformat()} "
+            f"({reason}); the municipality of residence can lift the suspension",
+        )
+    if expired:
+        return Rejection(
+            RejectionReason.CERTIFICATE_EXPIRED,
+            f"certificate {serial} expired at {certificate.not_after.isoformat()}",
+        )
+    if at < certificate.not_before:
+        return Rejection(
+            RejectionReason.CERTIFICATE_UNKNOWN,
+            f"certificate {serial} is valid only from {certificate.not_before.isoformat()}",
+        )
+    return None
+
+
+def _resident(
+    request: IssuanceRequested,
+    certificate: CertificateFacts | None,
+    resident: ResidentFacts | None,
+) -> Rejection | None:
+    assert certificate is not None  # checked by _certificate
+    wanted = request.resident_municipality
+    if resident is None or certificate.municipality != wanted:
+        return Rejection(
+            RejectionReason.RESIDENT_NOT_FOUND,
+            f"no resident of {wanted} holds certificate {request.auth_serial} in the replica",
+        )
+    if not resident.active:
+        return Rejection(
+            RejectionReason.RESIDENT_NOT_ACTIVE,
+            f"the holder of certificate {request.auth_serial} is no longer a resident of "
+            f"{wanted} (moved out or deceased)",
+        )
+    return None
+
+
+def fifteenth_birthday(birth_date: date) -> date:
+    """The day from which a person is 15 (年齢計算ニ関スル法律 with 民法 §143: the age goes up at
+    the end of the day before the anniversary, so one born on 29 February is 15 from 1 March in a
+    common year)."""
+    try:
+        return birth_date.replace(year=birth_date.year + MINIMUM_AGE)
+    except ValueError:
+        return date(birth_date.year + MINIMUM_AGE, 3, 1)
+
+
+def _age(resident: ResidentFacts | None, at: datetime) -> Rejection | None:
+    assert resident is not None  # checked by _resident
+    if local_time(at).date() < fifteenth_birthday(resident.birth_date):
+        return Rejection(
+            RejectionReason.UNDER_15,
+            f"residents under {MINIMUM_AGE} cannot use the service; the holder may from "
+            f"{fifteenth_birthday(resident.birth_date)}",
+        )
+    return None
+
+
+def _records(request: IssuanceRequested, resident: ResidentFacts | None) -> Rejection | None:
+    assert resident is not None
+    kind = request.certificate_type
+    if kind is CertificateType.INKAN and not resident.seal_registered:
+        return Rejection(
+            RejectionReason.SEAL_NOT_REGISTERED,
+            "the resident has no registered seal (印鑑登録) at the municipality",
+        )
+    if kind in TAX_CERTIFICATE_TYPES and request.fiscal_year not in resident.tax_years:
+        return Rejection(
+            RejectionReason.TAX_FACTS_MISSING,
+            f"the municipality holds no tax facts of fiscal year {request.fiscal_year} for the "
+            "resident",
+        )
+    return None
+
+
+def _no_seal_key(registration: Registration | None) -> Rejection:
+    name = registration.profile.name if registration is not None else "the municipality"
+    return Rejection(
+        RejectionReason.NO_SEAL_KEY,
+        f"{name} has no electronic seal key usable here; its staff must create one "
+        "(`bcl municipality seal-key create`)",
+    )
+
+
+def signing_key(
+    profile: MunicipalityProfile, at: datetime, held: Collection[str]
+) -> SealKey | None:
+    """The newest seal key, added by ``at`` and not revoked by then, whose private half is held.
+
+    ``at`` is the instant of signing (the decision), not of the request: a request judged as of
+    its own time is still sealed with the key in force when the seal is made.
+    """
+    usable = [
+        key
+        for key in profile.seal_keys
+        if key.key_id in held
+        and key.added_at <= at
+        and (key.revoked_at is None or key.revoked_at > at)
+    ]
+    return max(usable, key=lambda key: key.added_at, default=None)
+
+
+# --------------------------------------------------------------------------------------- the fee
+
+
+def fee_quote(
+    profile: MunicipalityProfile, certificate_type: CertificateType, copies: int, at: datetime
+) -> FeeQuote:
+    """The resident fee at the instant of the request: the municipality's schedule entry in force
+    that day (Japan time), else the standard fee; disaster certificates add the 10-yen store fee.
+    """
+    day = local_time(at).date()
+    entries = [
+        e
+        for e in profile.fees
+        if e.certificate_type is certificate_type and e.effective_from <= day
+    ]
+    entry = max(entries, key=lambda e: e.effective_from, default=None)
+    municipal = entry.fee_yen if entry is not None else STANDARD_FEES[certificate_type]
+    per_copy = municipal + (DISASTER_STORE_FEE if certificate_type in DISASTER_TYPES else 0)
+    return FeeQuote(
+        per_copy_yen=per_copy,
+        copies=copies,
+        total_yen=per_copy * copies,
+        schedule_from=entry.effective_from if entry is not None else None,
+    )

@@ -1,0 +1,331 @@
+"""The certificate issuance center's gateway (証明書交付センター, east or west).
+
+Kiosks send their requests to their operator's preferred center; the gateway stamps each with
+its center as ``origin`` (and ``center:<origin>`` as source: a center may submit only its own
+requests), puts it on ``issuance.requests`` and waits for the issuer's decision on
+``issuance.outcomes``. Later the kiosk tells the center what became of an issued certificate:
+delivered (the fee paid, the paper printed) or cancelled; the gateway checks such a notice
+against the recorded outcome before it accepts it.
+
+A request id sent again (a kiosk retry, or the same request at the other center) is published
+like any request, so the log shows it, and answered with the outcome already recorded: the
+issuer never decides a request twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from pipeline.database import create_pool
+from pipeline.kafka import high_watermarks, new_reader, partitions_of, start_producer
+from pipeline.publish import Outgoing, publish
+from pipeline.settings import Settings
+from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
+from schemas.codec import EventDecodeError, decode_event
+from schemas.envelope import Envelope
+from schemas.events.issuance import (
+    IssuanceCancelled,
+    IssuanceDelivered,
+    IssuanceIssued,
+    IssuanceRejected,
+    IssuanceRequested,
+)
+from schemas.ids import derived_event_id
+
+_RETRY_CHECK_AFTER = 1.0  # seconds before a request unanswered is looked up as a retry
+
+
+class CenterError(ValueError):
+    """A notice or request the center cannot accept; the message says why and what to do."""
+
+
+class OutcomeTimeout(TimeoutError):
+    """No decision arrived in time: the issuer is down or behind. The request stays on the log
+    and is decided when the issuer catches up; ask again with `bcl center outcome`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The recorded decision on a request, and what the kiosk reported since."""
+
+    request_id: UUID
+    issued: bool
+    municipality: str
+    certificate_type: str
+    reason: str | None = None
+    message: str | None = None
+    document_id: UUID | None = None
+    fee_total_yen: int | None = None
+    fee_per_copy_yen: int | None = None
+    copies: int | None = None
+    fee_schedule_from: date | None = None
+    decided_at: datetime | None = None
+    delivered_at: datetime | None = None
+    fee_paid_yen: int | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        if not self.issued:
+            return "rejected"
+        if self.delivered_at is not None:
+            return "delivered"
+        if self.cancelled_at is not None:
+            return "cancelled"
+        return "issued"
+
+
+def outcome_of(payload: IssuanceIssued | IssuanceRejected, decided_at: datetime) -> Outcome:
+    if isinstance(payload, IssuanceRejected):
+        return Outcome(
+            payload.request_id,
+            False,
+            payload.municipality,
+            payload.certificate_type.value,
+            reason=payload.reason.value,
+            message=payload.message,
+            decided_at=decided_at,
+        )
+    return Outcome(
+        payload.request_id,
+        True,
+        payload.municipality,
+        payload.certificate_type.value,
+        document_id=payload.document_id,
+        fee_total_yen=payload.fee.total_yen,
+        fee_per_copy_yen=payload.fee.per_copy_yen,
+        copies=payload.fee.copies,
+        fee_schedule_from=payload.fee.schedule_from,
+        decided_at=decided_at,
+    )
+
+
+_OUTCOME_QUERY = """
+SELECT o.request_id, o.outcome, o.municipality, o.certificate_type, o.reason, o.message,
+       o.document_id, o.fee_total_yen, o.fee_per_copy_yen, o.copies, o.fee_schedule_from,
+       o.decided_at, d.at AS delivered_at, d.fee_paid_yen, c.at AS cancelled_at,
+       c.reason AS cancel_reason
+FROM issuer.outcomes o
+LEFT JOIN LATERAL (
+    SELECT at, fee_paid_yen FROM issuer.notices n
+    WHERE n.request_id = o.request_id AND kind = 'delivered' ORDER BY at, event_id LIMIT 1
+) d ON true
+LEFT JOIN LATERAL (
+    SELECT at, reason FROM issuer.notices n
+    WHERE n.request_id = o.request_id AND kind = 'cancelled' ORDER BY at, event_id LIMIT 1
+) c ON true
+WHERE o.request_id = $1
+"""
+
+
+async def recorded_outcome(connection: Any, request_id: UUID) -> Outcome | None:
+    row = await connection.fetchrow(_OUTCOME_QUERY, request_id)
+    if row is None:
+        return None
+    values = dict(row)
+    return Outcome(issued=values.pop("outcome") == "issued", **values)
+
+
+class CenterGateway:
+    """One center's gateway. Use as ``async with CenterGateway(settings) as center: ...``."""
+
+    def __init__(self, settings: Settings, *, answer_timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.origin = settings.center
+        self.answer_timeout = answer_timeout
+        self._producer: AIOKafkaProducer[bytes, bytes] | None = None
+        self._outcomes: AIOKafkaConsumer[bytes, bytes] | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._waiting: dict[UUID, asyncio.Future[Outcome]] = {}
+
+    async def __aenter__(self) -> Self:
+        self._pool = await create_pool(self.settings, max_size=2)
+        self._producer = await start_producer(self.settings)
+        # A short fetch wait: each outcome is a resident waiting at a kiosk.
+        self._outcomes = new_reader(self.settings, fetch_max_wait_ms=5)
+        await self._outcomes.start()
+        topic = self.settings.topic(ISSUANCE_OUTCOMES.name)
+        partitions = await partitions_of(self._outcomes, [topic])
+        ends = await high_watermarks(self._outcomes, partitions)
+        self._outcomes.assign(partitions)
+        for tp in partitions:
+            self._outcomes.seek(tp, ends[tp])
+        self._listening = asyncio.create_task(self._listen())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        if self._outcomes is not None:
+            await self._outcomes.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def submit(
+        self, request: IssuanceRequested, *, at: datetime | None = None, wait: bool = True
+    ) -> Outcome | None:
+        """Put a kiosk request on the log; with ``wait``, return its decision.
+
+        ``at`` is when the resident asked at the kiosk (default now): the issuer judges the
+        request as of that instant.
+        """
+        requested_at = at or datetime.now(UTC)
+        envelope = Envelope.new(
+            "issuance.requested",
+            request,
+            origin=self.origin,
+            source=f"center:{self.origin}",
+            occurred_at=requested_at,
+            municipality=request.resident_municipality,
+        )
+        answer = self._expect(request.request_id) if wait else None
+        try:
+            await self._publish(Outgoing(ISSUANCE_REQUESTS.name, str(request.request_id), envelope))
+            if answer is None:
+                return None
+            # A new request is answered on the outcomes topic. One decided before (a retry) gets
+            # no new outcome: after a moment's wait, the recorded one is the answer.
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(answer), _RETRY_CHECK_AFTER)
+            recorded = await self.outcome(request.request_id)
+            if recorded is not None:
+                return recorded
+            try:
+                return await asyncio.wait_for(asyncio.shield(answer), self.answer_timeout)
+            except TimeoutError:
+                raise OutcomeTimeout(
+                    f"no decision on request {request.request_id} within "
+                    f"{self.answer_timeout:g}s: is the worker running (`bcl worker`)? The request "
+                    "is on the log and will be decided; ask with `bcl center outcome`"
+                ) from None
+        finally:
+            self._waiting.pop(request.request_id, None)
+
+    async def outcome(self, request_id: UUID) -> Outcome | None:
+        """The recorded decision on ``request_id`` and the kiosk's notices, if decided."""
+        assert self._pool is not None
+        async with self._pool.acquire() as connection:
+            return await recorded_outcome(connection, request_id)
+
+    async def deliver(
+        self, request_id: UUID, fee_paid_yen: int, printed_at: datetime | None = None
+    ) -> Outcome:
+        """The kiosk collected the fee and printed the certificate."""
+        outcome = await self._issued(request_id, "delivered")
+        if outcome.cancelled_at is not None:
+            raise CenterError(
+                f"request {request_id} was cancelled at {outcome.cancelled_at:%Y-%m-%d %H:%M:%S} "
+                f"({outcome.cancel_reason}); a cancelled certificate cannot be delivered"
+            )
+        if fee_paid_yen != outcome.fee_total_yen:
+            raise CenterError(
+                f"the kiosk collected {fee_paid_yen:,} yen but the fee quoted for request "
+                f"{request_id} is {outcome.fee_total_yen:,} yen; report the amount the quote said"
+            )
+        if outcome.delivered_at is None:
+            printed = printed_at or datetime.now(UTC)
+            notice = IssuanceDelivered(
+                request_id=request_id, fee_paid_yen=fee_paid_yen, printed_at=printed
+            )
+            await self._notify(outcome, "issuance.delivered", notice, printed)
+        return outcome
+
+    async def cancel(self, request_id: UUID, reason: str, at: datetime | None = None) -> Outcome:
+        """The resident left without paying, or the kiosk could not print."""
+        outcome = await self._issued(request_id, "cancelled")
+        if outcome.delivered_at is not None:
+            raise CenterError(
+                f"request {request_id} was delivered at {outcome.delivered_at:%Y-%m-%d %H:%M:%S}; "
+                "a printed and paid certificate cannot be cancelled"
+            )
+        if outcome.cancelled_at is None:
+            cancelled = at or datetime.now(UTC)
+            notice = IssuanceCancelled(request_id=request_id, reason=reason)
+            await self._notify(outcome, "issuance.cancelled", notice, cancelled)
+        return outcome
+
+    async def _issued(self, request_id: UUID, notice: str) -> Outcome:
+        outcome = await self.outcome(request_id)
+        if outcome is None:
+            raise CenterError(
+                f"no decision is recorded for request {request_id}: it was never submitted, or "
+                f"the issuer has not decided it yet; a request can be {notice} only once issued"
+            )
+        if not outcome.issued:
+            raise CenterError(
+                f"request {request_id} was rejected ({outcome.reason}): nothing was printed, so "
+                f"nothing can be {notice}"
+            )
+        return outcome
+
+    async def _notify(
+        self,
+        outcome: Outcome,
+        event_type: str,
+        notice: IssuanceDelivered | IssuanceCancelled,
+        at: datetime,
+    ) -> None:
+        request_id = str(outcome.request_id)
+        assert outcome.decided_at is not None
+        envelope = Envelope.new(
+            event_type,
+            notice,
+            origin=self.origin,
+            source=f"center:{self.origin}",
+            occurred_at=at,
+            municipality=outcome.municipality,
+            # One notice of each kind per request: a repeat, even with another time, is the same
+            # event, so a kiosk retrying cannot make two deliveries.
+            event_id=derived_event_id(outcome.decided_at, event_type, request_id),
+        )
+        await self._publish(Outgoing(ISSUANCE_REQUESTS.name, request_id, envelope))
+
+    async def _publish(self, message: Outgoing) -> None:
+        assert self._producer is not None
+        await publish(self.settings, self._producer, message)
+
+    def _expect(self, request_id: UUID) -> asyncio.Future[Outcome]:
+        future = self._waiting.get(request_id)
+        if future is None:
+            future = self._waiting[request_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _listen(self) -> None:
+        assert self._outcomes is not None
+        while True:
+            fetched = await self._outcomes.getmany(timeout_ms=100)
+            for records in fetched.values():
+                for record in records:
+                    self._answer(record.value)
+
+    def _answer(self, value: bytes | None) -> None:
+        try:
+            event = decode_event(value or b"")
+        except EventDecodeError:
+            return  # the issuer's processors park it as a dead letter; nobody here waits for it
+        payload = event.payload
+        if not isinstance(payload, IssuanceIssued | IssuanceRejected):
+            return
+        future = self._waiting.get(payload.request_id)
+        if future is not None and not future.done():
+            future.set_result(outcome_of(payload, event.envelope.occurred_at))

@@ -1,0 +1,254 @@
+"""The issuer through the real broker and Postgres: kiosk requests at both centers become one
+recorded decision each, with a sealed certificate anyone can verify, and the kiosks' notices."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from pypdf import PdfReader
+
+from consumers.issuer.verification import Verdict, verify_document
+from pipeline.catchup import refresh
+from pipeline.database import connect
+from pipeline.kafka import high_watermarks, partitions_of, reader
+from pipeline.projection import load_projection
+from pipeline.settings import Settings
+from pipeline.topics import ISSUANCE_OUTCOMES
+from producers.center import CenterError, CenterGateway, Outcome
+from producers.jpki import issue_cards, residents_to_issue
+from producers.registry import create_seal_key, find_seal_key, update
+from schemas.events.certificates import CertificateIssued, CertificateKind
+from schemas.events.issuance import CertificateType, IssuanceRequested, StoreOperator
+from schemas.ids import new_event_id
+from tests.helpers import start_worker
+from tests.producers.push_helpers import CHIYODA, SAMPLE_CSV, register, signed_push
+
+pytestmark = pytest.mark.integration
+
+ICHIRO = "13101600011"  # 神田 一郎: adult, seal S2024-0101, tax facts of FY2023
+YOKO = "13101600012"  # 神田 陽子: his wife, no seal
+SAKURA = "13101600014"  # 神田 さくら: born 2024
+MAYOR = "千代田区長 樋口 高顕"
+# A Wednesday morning in Japan, inside every window.
+MORNING = datetime(2026, 11, 18, 10, 0, tzinfo=UTC) - timedelta(hours=9)
+
+
+async def project(settings: Settings, *names: str) -> None:
+    for name in names:
+        await refresh(settings, load_projection(name, settings))
+
+
+async def chiyoda_with_cards(settings: Settings) -> dict[str, str]:
+    """Chiyoda registered with its sample register, a seal key, and a card for every active
+    resident; returns each resident's user-authentication serial."""
+    key = await register(settings)
+    await update(
+        settings,
+        CHIYODA,
+        {"offered_types": ["juminhyo", "inkan", "tax_income", "tax_assessment"], "mayor": MAYOR},
+    )
+    await signed_push(settings, key, SAMPLE_CSV, 1)
+    await project(settings, "replica")
+    await create_seal_key(settings, CHIYODA)
+    holders = await residents_to_issue(settings, CHIYODA)
+    issued = await issue_cards(settings, "CN=T", holders, issued_at=MORNING - timedelta(days=30))
+    await project(settings, "registry", "certificates")
+    return {c.resident_code: c.serial for c in issued if _authentication(c)}
+
+
+def _authentication(certificate: CertificateIssued) -> bool:
+    return certificate.kind is CertificateKind.USER_AUTHENTICATION
+
+
+def request(
+    serial: str, kind: CertificateType = CertificateType.JUMINHYO, **extra: object
+) -> IssuanceRequested:
+    fields: dict[str, object] = {
+        "request_id": new_event_id(),
+        "store_operator": StoreOperator.SEVEN_ELEVEN,
+        "store_id": "711-0001",
+        "store_municipality": "141003",
+        "resident_municipality": CHIYODA,
+        "auth_serial": serial,
+        "certificate_type": kind,
+        "copies": 1,
+        **extra,
+    }
+    return IssuanceRequested.model_validate(fields)
+
+
+def at_center(settings: Settings, center: str) -> Settings:
+    return settings.model_copy(update={"center": center})
+
+
+async def outcome_events(settings: Settings) -> int:
+    async with reader(settings) as client:
+        partitions = await partitions_of(client, [settings.topic(ISSUANCE_OUTCOMES.name)])
+        return sum((await high_watermarks(client, partitions)).values())
+
+
+async def test_requests_at_both_centers_are_served_once_each_with_a_verifiable_certificate(
+    platform: Settings, tmp_path: Path
+) -> None:
+    serials = await chiyoda_with_cards(platform)
+    household = request(serials[ICHIRO], print_options={"scope": "household"})
+    seal = request(serials[ICHIRO], CertificateType.INKAN, copies=2)
+    async with CenterGateway(at_center(platform, "east")) as east:
+        await east.submit(household, at=MORNING, wait=False)
+    async with CenterGateway(at_center(platform, "west")) as west:
+        await west.submit(seal, at=MORNING, wait=False)
+        # The resident retries the first request at a kiosk of the other chain.
+        await west.submit(household, at=MORNING + timedelta(seconds=20), wait=False)
+    await project(platform, "issuer")
+    await project(platform, "issuer")  # the outcomes come back and change nothing
+
+    assert await outcome_events(platform) == 2
+    async with connect(platform) as connection:
+        decided = await connection.fetch("SELECT request_id, outcome FROM issuer.outcomes")
+        duplicates = await connection.fetch(
+            "SELECT request_id, origin FROM issuer.duplicate_requests"
+        )
+        origins = dict(await connection.fetch("SELECT request_id, origin FROM issuer.requests"))
+        fee = await connection.fetchrow(
+            "SELECT fee_per_copy_yen, copies, fee_total_yen FROM issuer.outcomes "
+            "WHERE request_id = $1",
+            seal.request_id,
+        )
+        pdf_row = await connection.fetchrow(
+            "SELECT f.pdf, d.digest, d.pages FROM issuer.documents d "
+            "JOIN issuer.document_files f USING (document_id) WHERE d.request_id = $1",
+            household.request_id,
+        )
+    assert {(r["request_id"], r["outcome"]) for r in decided} == {
+        (household.request_id, "issued"),
+        (seal.request_id, "issued"),
+    }
+    assert [(r["request_id"], r["origin"]) for r in duplicates] == [(household.request_id, "west")]
+    assert origins == {household.request_id: "east", seal.request_id: "west"}
+    assert tuple(fee) == (300, 2, 600)
+
+    pdf = bytes(pdf_row["pdf"])
+    assert pdf_row["pages"] == 1  # the household's four members fit on one page
+    text = "".join(page.extract_text() for page in PdfReader(_file(tmp_path, pdf)).pages)
+    for expected in (
+        "住民票の写し",
+        "神田 一郎",
+        "神田 陽子",
+        "神田 蓮",
+        "神田 さくら",
+        "世帯主",
+        MAYOR,
+    ):
+        assert expected in text
+    key = await find_seal_key(platform, CHIYODA, _key_id(platform))
+    verdict = verify_document(pdf, lambda m, k: key if k == key.key_id else None, at=MORNING)  # type: ignore[union-attr]
+    assert verdict.verdict is Verdict.VALID
+    assert verdict.digest == pdf_row["digest"]
+
+
+async def test_rejections_carry_their_reason(platform: Settings) -> None:
+    serials = await chiyoda_with_cards(platform)
+    cases = {
+        "under_15": request(serials[SAKURA]),
+        "seal_not_registered": request(serials[YOKO], CertificateType.INKAN),
+        "tax_facts_missing": request(serials[ICHIRO], CertificateType.TAX_INCOME, fiscal_year=2024),
+        "certificate_unknown": request("7FFFFFFFFFFFFFFF"),
+        "type_not_offered": request(serials[ICHIRO], CertificateType.KOSEKI),
+    }
+    closed = request(serials[ICHIRO])
+    issued = request(serials[ICHIRO], CertificateType.TAX_INCOME, fiscal_year=2023)
+    async with CenterGateway(platform) as center:
+        for case in cases.values():
+            await center.submit(case, at=MORNING, wait=False)
+        await center.submit(closed, at=datetime(2026, 12, 29, 1, 0, tzinfo=UTC), wait=False)
+        await center.submit(issued, at=MORNING, wait=False)
+        await project(platform, "issuer")
+        reasons = {code: await center.outcome(case.request_id) for code, case in cases.items()}
+        at_year_end = await center.outcome(closed.request_id)
+        tax = await center.outcome(issued.request_id)
+    for code, outcome in reasons.items():
+        assert outcome is not None
+        assert (outcome.status, outcome.reason) == ("rejected", code)
+        assert outcome.message
+    assert at_year_end is not None
+    assert at_year_end.reason == "closed_day"
+    assert tax is not None
+    assert tax.status == "issued"
+
+
+async def test_delivered_and_cancelled_bookkeeping(platform: Settings) -> None:
+    serials = await chiyoda_with_cards(platform)
+    delivered, cancelled = request(serials[ICHIRO]), request(serials[ICHIRO], copies=3)
+    rejected = request(serials[SAKURA])
+    async with CenterGateway(platform) as center:
+        for one in (delivered, cancelled, rejected):
+            await center.submit(one, at=MORNING, wait=False)
+        await project(platform, "issuer")
+
+        with pytest.raises(CenterError, match=r"quoted .* is 300 yen"):
+            await center.deliver(delivered.request_id, 200)
+        await center.deliver(delivered.request_id, 300, MORNING + timedelta(seconds=40))
+        await center.cancel(cancelled.request_id, "not paid", MORNING + timedelta(seconds=50))
+        with pytest.raises(CenterError, match=r"rejected .*under_15"):
+            await center.deliver(rejected.request_id, 300)
+        with pytest.raises(CenterError, match="no decision is recorded"):
+            await center.cancel(UUID(int=7), "never asked")
+        await project(platform, "issuer")
+
+        # A kiosk repeating its notice changes nothing; the opposite notice is refused.
+        await center.deliver(delivered.request_id, 300, MORNING + timedelta(seconds=45))
+        with pytest.raises(CenterError, match="was delivered"):
+            await center.cancel(delivered.request_id, "too late")
+        with pytest.raises(CenterError, match="was cancelled"):
+            await center.deliver(cancelled.request_id, 900)
+        await project(platform, "issuer")
+        paid = await center.outcome(delivered.request_id)
+        dropped = await center.outcome(cancelled.request_id)
+    assert paid is not None
+    assert dropped is not None
+    assert (paid.status, paid.fee_paid_yen, paid.delivered_at) == (
+        "delivered",
+        300,
+        MORNING + timedelta(seconds=40),
+    )
+    assert (dropped.status, dropped.cancel_reason) == ("cancelled", "not paid")
+    async with connect(platform) as connection:
+        notices = await connection.fetchval("SELECT count(*) FROM issuer.notices")
+    assert notices == 2
+
+
+async def test_a_running_worker_answers_the_kiosk(platform: Settings, tmp_path: Path) -> None:
+    serials = await chiyoda_with_cards(platform)
+    worker = start_worker(platform, tmp_path / "worker.log")
+    try:
+        async with CenterGateway(platform, answer_timeout=60) as center:
+            first = await center.submit(request(serials[ICHIRO]))
+            retried = request(serials[YOKO])
+            answers = await asyncio.gather(
+                center.submit(retried),
+                center.submit(retried),
+                center.submit(request(serials[SAKURA])),
+            )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert isinstance(first, Outcome)
+    assert first.status == "issued"
+    assert [a.status if a else None for a in answers] == ["issued", "issued", "rejected"]
+    assert answers[0] == answers[1]  # the same recorded decision, not a second one
+
+
+def _file(tmp_path: Path, pdf: bytes) -> Path:
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(pdf)
+    return path
+
+
+def _key_id(settings: Settings) -> str:
+    (key_file,) = (settings.home / "seals" / CHIYODA).glob("*.key.pem")
+    return key_file.name.removesuffix(".key.pem")
