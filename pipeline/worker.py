@@ -164,6 +164,10 @@ def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
         broker_max_poll_records=settings.batch_size,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
         producer_acks=-1,
+        # Shutting down mid-stream must not wait for buffered messages to be acknowledged: a
+        # take() buffer cut short never acknowledges them, and what counts as applied is the
+        # projection's tracking row, not faust's commit.
+        stream_wait_empty=False,
     )
 
 

@@ -1,0 +1,141 @@
+"""Convenience-store issuance (issue 5): request-to-outcome latency at a steady arrival rate, PDF
+drawing included, and the most requests per second this machine sustains.
+
+A municipality with a generated register and a card for every resident; a running worker (every
+agent, as deployed); a center gateway in this process sending kiosk requests from the shared
+workload generator on an open-loop schedule (each request leaves at its planned instant whether
+or not earlier ones were answered, as kiosks do), timing each from sending to its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+from pipeline.database import connect
+from pipeline.settings import Settings
+from producers.center import CenterGateway
+from producers.workload import kiosk_requests
+from schemas.codes import Origin
+from schemas.events.issuance import CertificateType, IssuanceRequested
+from tests.bench.replica import PeakMemory, bcl, wait_for
+from tests.helpers import settings_env
+
+SETAGAYA = "131121"  # 世田谷区
+RESIDENTS = 5_000
+RATES = (50, 100, 200)
+SECONDS_PER_RATE = 20
+# What a BCL municipality issues at stores: 住民票 and 印鑑 mostly (DOMAIN §8 mix).
+Requests = Iterator[tuple[IssuanceRequested, Origin]]
+TYPES = {CertificateType.JUMINHYO: 15_300_371, CertificateType.INKAN: 10_687_923}
+
+
+async def bench_issuance(settings: Settings) -> Sequence[tuple[str, float, str]]:
+    work = settings.home / "bench-files"
+    register = work / "issuance-register.csv"
+    bcl(settings, "municipality", "add", SETAGAYA, "--name", "世田谷区", "--class",
+        "special_ward", "--population", "940000", "--joined", "2022-01-04",
+        "--mayor", "世田谷区長 保坂 展人")  # fmt: skip
+    bcl(settings, "municipality", "seal-key", "create", SETAGAYA)
+    bcl(settings, "workload", "register", SETAGAYA, "--residents", str(RESIDENTS), "--out",
+        str(register))  # fmt: skip
+    log = (settings.center_home / "bench-issuance-worker.log").open("ab")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker"],
+        env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    memory = PeakMemory(worker.pid)
+    rows: list[tuple[str, float, str]] = []
+    try:
+        bcl(settings, "push", SETAGAYA, str(register), "--full")
+        await wait_for(
+            settings,
+            f"SELECT count(*) FROM replica.residents WHERE municipality = '{SETAGAYA}'",
+            RESIDENTS,
+        )
+        bcl(settings, "certificate", "issue", SETAGAYA, "--all")
+        holders = await _holders(settings)
+        requests = kiosk_requests(holders, seed=5, types=TYPES)
+        async with CenterGateway(settings, answer_timeout=120) as center:
+            await _run(center, requests, rate=20, seconds=5)  # warm up: pools, caches, renderers
+            for rate in RATES:
+                latencies, _ = await _run(center, requests, rate=rate, seconds=SECONDS_PER_RATE)
+                p50, p95, p99 = _percentiles(latencies)
+                rows += [
+                    (f"request → outcome at {rate}/s: p50", p50, "ms"),
+                    (f"request → outcome at {rate}/s: p95", p95, "ms"),
+                    (f"request → outcome at {rate}/s: p99", p99, "ms"),
+                ]
+            sustained = await _most_sustained(center, requests)
+            rows.append(("most requests/s sustained (issued, PDF drawn)", sustained, "requests/s"))
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    rows.append(("peak memory: worker with PDF renderers", memory.mib, "MiB"))
+    return rows
+
+
+async def _holders(settings: Settings) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + 600
+    async with connect(settings) as connection:
+        while True:
+            rows = await connection.fetch(
+                "SELECT municipality, serial FROM certificates.certificates "
+                "WHERE municipality = $1 AND kind = 'user_authentication' AND status = 'active' "
+                "ORDER BY serial",
+                SETAGAYA,
+            )
+            # Residents of 15 and over hold usable cards; the rest are rejected, as in life.
+            if len(rows) >= RESIDENTS * 0.9 or time.monotonic() > deadline:
+                return [(r["municipality"], r["serial"]) for r in rows]
+            await asyncio.sleep(0.5)
+
+
+async def _run(
+    center: CenterGateway, requests: Requests, *, rate: float, seconds: float
+) -> tuple[list[float], float]:
+    """Send ``rate`` requests a second for ``seconds``; (latencies in ms, elapsed seconds)."""
+    count = int(rate * seconds)
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    async def one(planned: float) -> None:
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request, _ = next(requests)
+        sent = time.perf_counter()
+        outcome = await center.submit(request)
+        assert outcome is not None
+        latencies.append((time.perf_counter() - sent) * 1000)
+
+    await asyncio.gather(*(one(started + i / rate) for i in range(count)))
+    return latencies, time.perf_counter() - started
+
+
+async def _most_sustained(center: CenterGateway, requests: Requests) -> float:
+    """Requests answered per second with far more offered than the machine can take: the
+    throughput once the pipeline is saturated, over a window that excludes the ramp."""
+    answered: list[float] = []
+    stop = time.perf_counter() + 30
+
+    async def kiosk() -> None:
+        while time.perf_counter() < stop:
+            request, _ = next(requests)
+            await center.submit(request)
+            answered.append(time.perf_counter())
+
+    await asyncio.gather(*(kiosk() for _ in range(100)))
+    window = [t for t in answered if t >= answered[0] + 10]
+    return len(window) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float, float]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
