@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -25,7 +27,7 @@ from producers.registry import create_seal_key, find_seal_key, update
 from schemas.events.certificates import CertificateIssued, CertificateKind
 from schemas.events.issuance import CertificateType, IssuanceRequested, StoreOperator
 from schemas.ids import new_event_id
-from tests.helpers import start_worker
+from tests.helpers import settings_env, start_worker
 from tests.producers.push_helpers import CHIYODA, SAMPLE_CSV, register, signed_push
 
 pytestmark = pytest.mark.integration
@@ -252,3 +254,66 @@ def _file(tmp_path: Path, pdf: bytes) -> Path:
 def _key_id(settings: Settings) -> str:
     (key_file,) = (settings.home / "seals" / CHIYODA).glob("*.key.pem")
     return key_file.name.removesuffix(".key.pem")
+
+
+def bcl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env={**settings_env(settings), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_bcl_verify_and_openssl_agree_on_an_issued_certificate(
+    platform: Settings, tmp_path: Path
+) -> None:
+    serials = await chiyoda_with_cards(platform)
+    wanted = request(serials[ICHIRO], CertificateType.TAX_INCOME, fiscal_year=2023)
+    async with CenterGateway(platform) as center:
+        await center.submit(wanted, at=MORNING, wait=False)
+        await project(platform, "issuer")
+    pdf, key, extracted = tmp_path / "tax.pdf", tmp_path / "seal.pub.pem", tmp_path / "signed"
+    saved = bcl(platform, "center", "outcome", str(wanted.request_id), "--save", str(pdf))
+    assert saved.returncode == 0, saved.stderr
+    assert (
+        bcl(platform, "municipality", "seal-key", "export", CHIYODA, "-o", str(key)).returncode == 0
+    )
+
+    checked = bcl(platform, "verify", str(pdf), "--extract", str(extracted))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "valid" in checked.stdout
+    openssl = ["openssl", "dgst", "-sha256", "-verify", str(key), "-signature"]
+    signed = [str(extracted / "certificate.sig"), str(extracted / "certificate.json")]
+    verified = subprocess.run([*openssl, *signed], capture_output=True, text=True)
+    assert verified.stdout.strip() == "Verified OK"
+
+    # One byte of the signed content changed inside the PDF: tampered, for both.
+    content = (extracted / "certificate.json").read_bytes()
+    data = pdf.read_bytes()
+    at = data.index(content) + content.index(b'"income_yen":') + len(b'"income_yen":')
+    forged = tmp_path / "forged.pdf"
+    forged.write_bytes(data[:at] + (b"9" if data[at : at + 1] != b"9" else b"8") + data[at + 1 :])
+    refused = bcl(platform, "verify", str(forged), "--extract", str(tmp_path / "forged"))
+    assert refused.returncode == 1
+    assert "tampered" in refused.stdout
+    rejected = subprocess.run(
+        [*openssl, str(tmp_path / "forged" / "certificate.sig"),
+         str(tmp_path / "forged" / "certificate.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert rejected.stdout.strip() == "Verification failure"
+
+    # The municipality declares its seal key compromised: the same certificate is no longer valid.
+    revoked = bcl(platform, "municipality", "seal-key", "revoke", CHIYODA, _key_id(platform))
+    assert revoked.returncode == 0, revoked.stderr
+    after = bcl(platform, "verify", str(pdf))
+    assert after.returncode == 1
+    assert "revoked_key" in after.stdout
+    garbage = tmp_path / "garbage.pdf"
+    garbage.write_bytes(b"%PDF-1.4 not really")
+    junk = bcl(platform, "verify", str(garbage))
+    assert junk.returncode == 1
+    assert "not_a_certificate" in junk.stdout
+    assert "Traceback" not in junk.stdout + junk.stderr

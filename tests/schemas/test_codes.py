@@ -125,7 +125,7 @@ def test_rejected_source_lists_the_accepted_forms(source: str) -> None:
     message = validation_message(SOURCE, source)
     assert message == (
         f"source {source!r} is not an accepted form; use one of: municipality:<6-digit "
-        "municipality code>, center:east, center:west, jpki, staff:<id>, registry, "
+        "municipality code>, center:east, center:west, jpki, staff:<id>, registry, issuer, "
         "generator:<name>, retention"
     )
 
