@@ -33,10 +33,19 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log: Path, agents: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`bcl worker` in a session of its own; ``agents`` as for `--agents` (default: all)."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "worker",
+                *(["--agents", agents] if agents else []),
+            ],
             env=settings_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,

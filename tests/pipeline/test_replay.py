@@ -37,7 +37,8 @@ async def bcl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 async def test_replay_rebuilds_while_queries_and_the_worker_keep_going(
     platform: Settings, tmp_path: Path
 ) -> None:
-    worker = start_worker(platform, tmp_path / "worker.log")
+    # The journal alone: with the issuer running, its decisions would join the log too.
+    worker = start_worker(platform, tmp_path / "worker.log", agents="journal")
     try:
         async with producer(platform) as client:
             await publish_many(platform, client, platform_sample(20_000, seed=3))

@@ -26,7 +26,8 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
 ) -> None:
     rng = random.Random(20261122)
     log = tmp_path / "worker.log"
-    worker = start_worker(platform, log)
+    # The journal alone: with the issuer running, its decisions would join the log too.
+    worker = start_worker(platform, log, agents="journal")
     kills = 0
     try:
         async with producer(platform) as client:
@@ -40,7 +41,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
                 kills += 1
-                worker = start_worker(platform, log)
+                worker = start_worker(platform, log, agents="journal")
             assert await publishing == EVENTS
 
         count = await wait_for_journal(platform, EVENTS, timeout=300)
