@@ -62,7 +62,6 @@ class Worker:
                 raise LookupError(f"unknown agent {name!r}; known agents: {known}") from None
             module.install(self)
         self.app.task(self._start)
-        self.app.on_before_shutdown.connect(self._close)
 
     def add_projection(self, projection: Projection, *, within: float | None = None) -> None:
         """Run ``projection`` live; a batch waits at most ``within`` seconds (default
@@ -89,13 +88,6 @@ class Worker:
                     await runner.apply_records([event.message for event in events])
 
         self.app.agent(channel, name=f"project-{projection.name}", concurrency=1)(project)
-
-    async def _close(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """The worker's own producer and pool end with it (faust closes only its own)."""
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._pool is not None:
-            await self._pool.close()
 
     async def ready(self) -> None:
         if self._ready is None:
