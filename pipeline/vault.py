@@ -307,6 +307,16 @@ class Vault:
                 yield conn
 
 
+def batch_vault(settings: Settings) -> Vault:
+    """The vault of a projection: it reads data keys on the batch's own connection only, inside
+    the batch's transaction, and never creates or destroys one."""
+    return Vault(_no_connections_of_its_own, load_kek(settings))
+
+
+def _no_connections_of_its_own() -> Any:
+    raise RuntimeError("a projection reads data keys on its batch's own connection only")
+
+
 def _create_kek_file(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     kek = os.urandom(KEY_SIZE)

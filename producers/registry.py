@@ -66,12 +66,22 @@ async def join(
 
 async def update(settings: Settings, code: str, changes: dict[str, Any]) -> MunicipalityProfile:
     """Apply ``changes`` (profile field → new value) to the registered profile and publish it."""
-    await refresh(settings, load_projection("registry", settings))
-    current = await registered_profile(settings, code)
-    if current is None:
+    return await _replace(settings, code, await _current(settings, code), changes)
+
+
+async def _current(settings: Settings, code: str) -> MunicipalityProfile:
+    """The registered profile, once the registry has caught up with the log."""
+    profile = await registered_profile(settings, code, refresh_first=True)
+    if profile is None:
         raise RegistryError(
             f"municipality {code} is not registered; add it with `bcl municipality add`"
         )
+    return profile
+
+
+async def _replace(
+    settings: Settings, code: str, current: MunicipalityProfile, changes: dict[str, Any]
+) -> MunicipalityProfile:
     profile = MunicipalityProfile.model_validate({**current.model_dump(), **changes})
     envelope = Envelope.new(
         "municipality.updated",
@@ -94,25 +104,19 @@ async def _publish(settings: Settings, code: str, envelope: Envelope) -> None:
 async def create_seal_key(settings: Settings, code: str) -> SealKey:
     """A new electronic seal key for ``code``: the private half kept by BCL under
     ``$BCL_HOME/seals``, the public half added to the registry; it seals from now on."""
-    profile = await registered_profile(settings, code, refresh_first=True)
-    if profile is None:
-        raise RegistryError(
-            f"municipality {code} is not registered; add it with `bcl municipality add`"
-        )
+    profile = await _current(settings, code)
     key = generate_seal_key()
     write_seal_key(settings, code, key)
     entry = SealKey(
         key_id=seal_key_id(key), public_key=public_seal_pem(key), added_at=datetime.now(UTC)
     )
-    await update(settings, code, {"seal_keys": (*profile.seal_keys, entry)})
+    await _replace(settings, code, profile, {"seal_keys": (*profile.seal_keys, entry)})
     return entry
 
 
 async def revoke_seal_key(settings: Settings, code: str, key_id: str, at: datetime) -> SealKey:
     """Mark a seal key compromised from ``at``: nothing it sealed is trusted any more."""
-    profile = await registered_profile(settings, code, refresh_first=True)
-    if profile is None:
-        raise RegistryError(f"municipality {code} is not registered")
+    profile = await _current(settings, code)
     keys = {key.key_id: key for key in profile.seal_keys}
     if key_id not in keys:
         listed = ", ".join(keys) or "none"
@@ -120,9 +124,10 @@ async def revoke_seal_key(settings: Settings, code: str, key_id: str, at: dateti
     if keys[key_id].revoked_at is not None:
         raise RegistryError(f"seal key {key_id} was already revoked at {keys[key_id].revoked_at}")
     revoked = keys[key_id].model_copy(update={"revoked_at": at})
-    await update(
+    await _replace(
         settings,
         code,
+        profile,
         {"seal_keys": tuple(revoked if k.key_id == key_id else k for k in profile.seal_keys)},
     )
     return revoked
@@ -130,9 +135,7 @@ async def revoke_seal_key(settings: Settings, code: str, key_id: str, at: dateti
 
 async def seal_key(settings: Settings, code: str, key_id: str | None = None) -> SealKey:
     """A registered seal key of ``code``: ``key_id``, or the newest."""
-    profile = await registered_profile(settings, code, refresh_first=True)
-    if profile is None:
-        raise RegistryError(f"municipality {code} is not registered")
+    profile = await _current(settings, code)
     for key in reversed(profile.seal_keys):
         if key_id is None or key.key_id == key_id:
             return key

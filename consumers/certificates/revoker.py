@@ -15,7 +15,6 @@ import hmac
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import orjson
 
@@ -25,7 +24,7 @@ from pipeline.projection import ConsumedEvent
 from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES, RESIDENT_CHANGES
-from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed
+from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
 from schemas.codes import Origin
 from schemas.envelope import Envelope
 from schemas.events.certificates import (
@@ -202,8 +201,4 @@ def _basic_four_mac(key: DataKey | None, record: ResidentRecord) -> bytes | None
 
 
 def make(settings: Settings) -> RevokerProcessor:
-    return RevokerProcessor(Vault(_no_connections_of_its_own, load_kek(settings)), settings.center)
-
-
-def _no_connections_of_its_own() -> Any:
-    raise RuntimeError("the revoker reads data keys on the batch's own connection only")
+    return RevokerProcessor(batch_vault(settings), settings.center)

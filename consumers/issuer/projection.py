@@ -17,6 +17,7 @@ import base64
 import hashlib
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from pipeline.publish import Outgoing
 from pipeline.seals import load_seal_key, seal, seals_home
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
-from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed
+from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
 from pipeline.vault import seal as seal_personal
 from schemas.documents import (
     CertificateBody,
@@ -113,6 +114,7 @@ class _Facts:
     seals: dict[Resident, str]  # registration number
     taxes: dict[tuple[str, str, int], Any]
     data_keys: dict[Resident, DataKey]
+    held_keys: dict[str, set[str]]  # municipality → ids of the seal keys BCL holds for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +336,7 @@ class IssuerProcessor:
         resident = facts.residents.get(holder) if holder else None
         profile = registration.profile if registration else None
         seal_key = (
-            signing_key(profile, decided_at, self._held_keys(request.resident_municipality))
+            signing_key(profile, decided_at, facts.held_keys[request.resident_municipality])
             if profile
             else None
         )
@@ -490,6 +492,9 @@ class IssuerProcessor:
             ).items()
             if key is not None
         }
+        tax_years: dict[Resident, set[int]] = defaultdict(set)
+        for municipality, resident_code, year in taxes:
+            tax_years[(municipality, resident_code)].add(year)
         residents = {
             holder: ResidentFacts(
                 municipality=holder[0],
@@ -497,14 +502,23 @@ class IssuerProcessor:
                 active=row["active"],
                 birth_date=row["birth_date"],
                 seal_registered=holder in seals,
-                tax_years=frozenset(y for m, c, y in taxes if (m, c) == holder),
+                tax_years=frozenset(tax_years[holder]),
             )
             for holder, row in records.items()
             if holder in data_keys
         }
         households = await self._households(connection, requests, certificates, records)
         return _Facts(
-            registrations, certificates, residents, records, households, seals, taxes, data_keys
+            registrations,
+            certificates,
+            residents,
+            records,
+            households,
+            seals,
+            taxes,
+            data_keys,
+            # Read once a batch: a key created since is used from the next batch on.
+            {code: self._held_keys(code) for code in registrations},
         )
 
     async def _households(
@@ -705,9 +719,4 @@ def renderer_pool(settings: Settings) -> Executor | None:
 
 
 def make(settings: Settings) -> IssuerProcessor:
-    vault = Vault(_no_connections_of_its_own, load_kek(settings))
-    return IssuerProcessor(settings, vault, renderer_pool(settings))
-
-
-def _no_connections_of_its_own() -> Any:
-    raise RuntimeError("the issuer reads data keys on the batch's own connection only")
+    return IssuerProcessor(settings, batch_vault(settings), renderer_pool(settings))

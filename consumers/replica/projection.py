@@ -21,7 +21,7 @@ from pipeline.database import Connection, insert_new_rows, upsert_rows
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
-from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed
+from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
 from schemas.events.residents import (
     BatchAccepted,
     ChangeReason,
@@ -374,9 +374,4 @@ async def _from_history(connection: Connection, resident: Resident) -> tuple[_Cu
 
 
 def make(settings: Settings) -> ReplicaProjection:
-    return ReplicaProjection(Vault(_no_connections_of_its_own, load_kek(settings)))
-
-
-def _no_connections_of_its_own() -> Any:
-    # The replica reads keys inside its batch transaction and never creates or destroys any.
-    raise RuntimeError("the replica's vault reads data keys on the batch's own connection only")
+    return ReplicaProjection(batch_vault(settings))

@@ -12,7 +12,14 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CommandError,
+    aware_time,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+)
 
 if TYPE_CHECKING:
     from producers.center import Outcome
@@ -21,20 +28,6 @@ app = typer.Typer(
     help="The certificate center's gateway: kiosk requests, outcomes, delivery notices.",
     no_args_is_help=True,
 )
-
-
-def _moment(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise CommandError(
-            f"{option} {value!r} is not an ISO time like 2026-04-01T09:30+09:00"
-        ) from None
-    if moment.tzinfo is None:
-        raise CommandError(f"{option} {value!r} needs a time zone, like 2026-04-01T09:30+09:00")
-    return moment
 
 
 def _request_id(text: str) -> UUID:
@@ -192,7 +185,7 @@ def submit(
 
     async def send() -> Outcome | None:
         async with CenterGateway(settings()) as center:
-            return await center.submit(request, at=_moment(at, "--at"), wait=wait)
+            return await center.submit(request, at=aware_time(at), wait=wait)
 
     try:
         outcome = run_async(send())
@@ -248,7 +241,7 @@ def deliver(
     async def send() -> Outcome:
         async with CenterGateway(settings()) as center:
             return await center.deliver(
-                _request_id(request_id), fee_paid, _moment(printed_at, "--printed-at")
+                _request_id(request_id), fee_paid, aware_time(printed_at, "--printed-at")
             )
 
     try:

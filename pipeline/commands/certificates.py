@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pipeline.commands.common import (
     CommandError,
+    aware_time,
     clean_errors,
     console,
     errors,
@@ -53,20 +54,6 @@ def _serial(text: str) -> str:
         return canonical_serial(text)
     except ValueError as error:
         raise CommandError(str(error)) from None
-
-
-def _at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise CommandError(
-            f"--at {value!r} is not an ISO date-time like 2026-04-01T09:30+09:00"
-        ) from None
-    if moment.tzinfo is None:
-        raise CommandError(f"--at {value!r} needs a time zone, like 2026-04-01T09:30+09:00")
-    return moment
 
 
 @certificate_app.command("ca")
@@ -130,7 +117,7 @@ def suspend(
     from producers.jpki import suspend as suspend_certificate
 
     with _refusals():
-        run_async(suspend_certificate(settings(), _serial(serial), _at(at)))
+        run_async(suspend_certificate(settings(), _serial(serial), aware_time(at)))
     console.print(f"certificate {_serial(serial)} suspended")
 
 
@@ -147,7 +134,7 @@ def lift(
     from producers.jpki import lift as lift_suspension
 
     with _refusals():
-        run_async(lift_suspension(settings(), _serial(serial), municipality, _at(at)))
+        run_async(lift_suspension(settings(), _serial(serial), municipality, aware_time(at)))
     console.print(f"suspension of certificate {_serial(serial)} lifted by {municipality}")
 
 
@@ -162,7 +149,7 @@ def revoke(
     from producers.jpki import revoke as revoke_certificate
 
     with _refusals():
-        run_async(revoke_certificate(settings(), _serial(serial), reason, _at(at)))
+        run_async(revoke_certificate(settings(), _serial(serial), reason, aware_time(at)))
     console.print(f"certificate {_serial(serial)} revoked ({reason.value})")
 
 
@@ -178,7 +165,7 @@ def check(
     from producers.jpki import certificate_state
 
     state = run_async(certificate_state(settings(), _serial(serial)))
-    result = validity(state, _serial(serial), _at(at) or datetime.now(UTC))
+    result = validity(state, _serial(serial), aware_time(at) or datetime.now(UTC))
     colour = "green" if result.status is Validity.VALID else "red"
     since = f" since {result.since.isoformat()}" if result.since else ""
     reason = f" ({result.reason})" if result.reason else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -74,3 +75,18 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
 
 def settings() -> Settings:
     return load_settings()
+
+
+def aware_time(value: str | None, option: str = "--at") -> datetime | None:
+    """An ISO date-time option with its time zone, or None when not given."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            f"{option} {value!r} is not an ISO date-time like 2026-04-01T09:30+09:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise CommandError(f"{option} {value!r} needs a time zone, like 2026-04-01T09:30+09:00")
+    return moment

@@ -11,7 +11,14 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CommandError,
+    aware_time,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+)
 
 app = typer.Typer(help="The registry of participating municipalities.", no_args_is_help=True)
 
@@ -428,12 +435,7 @@ def revoke_seal_key(
     from producers.registry import RegistryError
     from producers.registry import revoke_seal_key as revoke
 
-    try:
-        since = datetime.fromisoformat(at) if at else datetime.now(UTC)
-    except ValueError:
-        raise CommandError(f"--at {at!r} is not an ISO time like 2026-04-01T09:30+09:00") from None
-    if since.tzinfo is None:
-        raise CommandError(f"--at {at!r} needs a time zone, like 2026-04-01T09:30+09:00")
+    since = aware_time(at) or datetime.now(UTC)
     try:
         key = run_async(revoke(settings(), code, key_id, since))
     except RegistryError as error:
