@@ -90,6 +90,7 @@ PROJECTION_MODULES: dict[str, str] = {
     "certificates": "consumers.certificates.projection",
     "revocations": "consumers.certificates.revoker",
     "issuer": "consumers.issuer.projection",
+    "usage": "consumers.usage.projection",
 }
 
 

@@ -41,6 +41,7 @@ AGENT_MODULES: dict[str, str] = {
     "replica": "consumers.replica.agent",
     "certificates": "consumers.certificates.agent",
     "issuer": "consumers.issuer.agent",
+    "usage": "consumers.usage.agent",
 }
 
 

@@ -340,6 +340,7 @@ class IssuerProcessor:
             if profile
             else None
         )
+        outside = None if profile is None else not profile.counter_open(at)
         rejection = refusal(
             request,
             at=at,
@@ -351,7 +352,7 @@ class IssuerProcessor:
             seal_key=seal_key,
         )
         if rejection is not None:
-            return self._rejected(event, rejection, decided_at), None
+            return self._rejected(event, rejection, outside, decided_at), None
         # A request that passed every check has all three.
         assert profile is not None
         assert seal_key is not None
@@ -383,6 +384,7 @@ class IssuerProcessor:
             seal_key_id=seal_key.key_id,
             pages=front_pages(content),
             fee=fee_quote(profile, request.certificate_type, request.copies, at),
+            outside_counter_hours=not profile.counter_open(at),
             content=seal_personal(
                 facts.data_keys[holder], orjson.loads(raw), _content_aad(document_id)
             ),
@@ -390,7 +392,11 @@ class IssuerProcessor:
         return self._outgoing(event, payload, decided_at), (content, raw, signature)
 
     def _rejected(
-        self, event: ConsumedEvent, rejection: Rejection, decided_at: datetime
+        self,
+        event: ConsumedEvent,
+        rejection: Rejection,
+        outside_counter_hours: bool | None,
+        decided_at: datetime,
     ) -> _Decision:
         request: IssuanceRequested = event.payload  # type: ignore[assignment]
         payload = IssuanceRejected(
@@ -399,6 +405,7 @@ class IssuerProcessor:
             certificate_type=request.certificate_type,
             reason=rejection.reason,
             message=rejection.message,
+            outside_counter_hours=outside_counter_hours,
         )
         return self._outgoing(event, payload, decided_at)
 

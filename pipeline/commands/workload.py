@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from pipeline.commands.common import clean_errors, console
+from pipeline.commands.common import clean_errors, console, run_async, settings
+
+if TYPE_CHECKING:
+    from pipeline.publish import Outgoing
 
 app = typer.Typer(help="Generate realistic input files (deterministic from a seed).")
 
@@ -75,3 +87,67 @@ def changes(
     rows = resident_changes(resident_register(municipality, residents, seed=seed), count)
     written = write_rows(rows, out, count)
     console.print(f"wrote {written:,} changes of {municipality} to {out}")
+
+
+@app.command()
+@clean_errors
+def traffic(
+    municipalities: Annotated[
+        int, typer.Option(min=1, max=5000, help="How many municipalities (1,741 is Japan).")
+    ] = 1741,
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (Japan date).")
+    ] = datetime(2024, 3, 1),
+    days: Annotated[int, typer.Option(min=1, max=3660, help="How many days.")] = 31,
+    scale: Annotated[
+        float, typer.Option(min=0.0, max=10.0, help="Share of Japan's volume (1.0: ~3.6M a month).")
+    ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+    registry: Annotated[
+        bool, typer.Option(help="Publish the municipalities joining first.")
+    ] = True,
+) -> None:
+    """Publish recorded national traffic: requests, the issuer's decisions and the kiosks' notices.
+
+    Shaped by DOMAIN §8 (operators, certificate types, ~49% outside counter hours, ~21% from
+    another municipality's store); the decisions stand in for the issuer, so usage and fees can
+    be fed months of traffic. Example: bcl workload traffic --municipalities 200 --days 7
+    """
+    from pipeline.kafka import producer
+    from pipeline.publish import publish_many
+    from producers.workload import (
+        national_holidays,
+        national_traffic,
+        recorded_traffic,
+        registry_events,
+        synthetic_nation,
+    )
+
+    first = start.date()
+    nation = synthetic_nation(municipalities, seed=seed)
+    holidays = national_holidays(first - timedelta(days=31), first + timedelta(days=days + 31))
+
+    def events() -> Iterator[Outgoing]:
+        if registry:
+            yield from registry_events(nation, holidays=holidays, seed=seed)
+        visits = national_traffic(nation, start=first, days=days, scale=scale, seed=seed)
+        yield from recorded_traffic(visits, seed=seed)
+
+    async def send() -> int:
+        async with producer(settings()) as client:
+            with Progress(
+                TextColumn("publishing national traffic"),
+                SpinnerColumn(),
+                TextColumn("{task.completed:,} events"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task("publish", total=None)
+                return await publish_many(
+                    settings(), client, events(), on_sent=lambda n: bar.update(task, completed=n)
+                )
+
+    sent = run_async(send())
+    console.print(
+        f"published {sent:,} events: {municipalities:,} municipalities, {days} days from {first}"
+    )

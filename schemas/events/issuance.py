@@ -168,6 +168,11 @@ class IssuanceIssued(BaseModel):
     seal_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     pages: int = Field(ge=1)
     fee: FeeQuote
+    outside_counter_hours: bool | None = Field(
+        default=None,
+        description="The request came while the municipality's counter was closed (None: the "
+        "municipality is not registered). Stamped at decision time, so replays count it alike.",
+    )
     content: Sealed = Field(
         description="The signed content, sealed with the resident's data key, so the document "
         "can be rebuilt from the log and is shredded with the resident's key."
@@ -183,3 +188,8 @@ class IssuanceRejected(BaseModel):
     certificate_type: CertificateType
     reason: RejectionReason
     message: str = Field(min_length=1, description="What the resident or operator can act on.")
+    outside_counter_hours: bool | None = Field(
+        default=None,
+        description="The request came while the municipality's counter was closed (None: the "
+        "municipality is not registered). Stamped at decision time, so replays count it alike.",
+    )

@@ -4,9 +4,10 @@ Each event carries the municipality's whole profile, so the registry's state is 
 profile of its latest event and an update can never half-apply.
 """
 
-from datetime import date, time
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -34,6 +35,8 @@ BCL_CERTIFICATE_TYPES = frozenset(
 )
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+JST = ZoneInfo("Asia/Tokyo")
 
 
 class MunicipalityClass(StrEnum):
@@ -161,6 +164,24 @@ class MunicipalityProfile(BaseModel):
         pattern=r"^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$",
         description="PEM (SubjectPublicKeyInfo) Ed25519 key that verifies its resident pushes.",
     )
+
+    def counter_open(self, at: datetime) -> bool:
+        """Whether the municipal counter (窓口) is open at ``at``, Japan time.
+
+        Closed outside its hours for that weekday, on the municipality's holidays and from 29
+        December to 3 January; opening time included, closing time excluded. Usage counts a
+        certificate issued while it is closed as issued "outside counter hours" (DOMAIN §8).
+        """
+        moment = at.astimezone(JST)
+        day = moment.date()
+        if (
+            day in self.holidays
+            or (day.month, day.day) >= (12, 29)
+            or (day.month, day.day) <= (1, 3)
+        ):
+            return False
+        hours = self.counter_hours.get(WEEKDAYS[day.weekday()])
+        return hours is not None and hours.opens <= moment.time() < hours.closes
 
     @model_validator(mode="after")
     def _fits_the_service(self) -> Self:

@@ -172,3 +172,41 @@ def test_a_service_window_outside_0630_2300_is_refused() -> None:
         MunicipalityProfile(
             name="x", uses_bcl=False, service_window={"opens": "06:00", "closes": "22:00"}
         )
+
+
+# The default counter: weekdays 8:30–17:15. 2024-03-04 is a Monday.
+@pytest.mark.parametrize(
+    ("at", "open_"),
+    [
+        (datetime(2024, 3, 4, 8, 29, 59, tzinfo=JST), False),
+        (datetime(2024, 3, 4, 8, 30, tzinfo=JST), True),
+        (datetime(2024, 3, 4, 17, 14, 59, tzinfo=JST), True),
+        (datetime(2024, 3, 4, 17, 15, tzinfo=JST), False),
+        (datetime(2024, 3, 4, 8, 30, tzinfo=UTC), False),  # 17:30 in Japan
+        (datetime(2024, 3, 3, 23, 30, tzinfo=UTC), True),  # Monday 8:30 in Japan, Sunday in UTC
+        (datetime(2024, 3, 9, 10, 0, tzinfo=JST), False),  # Saturday
+        (datetime(2024, 3, 20, 10, 0, tzinfo=JST), False),  # a holiday of the municipality
+        (datetime(2024, 12, 27, 10, 0, tzinfo=JST), True),
+        (datetime(2024, 12, 30, 10, 0, tzinfo=JST), False),  # 29 Dec – 3 Jan
+        (datetime(2025, 1, 3, 10, 0, tzinfo=JST), False),
+        (datetime(2025, 1, 6, 10, 0, tzinfo=JST), True),
+    ],
+)
+def test_counter_open_follows_the_weekday_hours_holidays_and_year_end(
+    at: datetime, open_: bool
+) -> None:
+    profile = MunicipalityProfile(name="x", uses_bcl=False, holidays=(date(2024, 3, 20),))
+    assert profile.counter_open(at) is open_
+
+
+def test_counter_open_on_a_saturday_when_the_municipality_opens_then() -> None:
+    profile = MunicipalityProfile.model_validate(
+        {
+            "name": "x",
+            "uses_bcl": False,
+            "counter_hours": {"sat": {"opens": "09:00", "closes": "12:00"}},
+        }
+    )
+    assert profile.counter_open(datetime(2024, 3, 9, 11, 59, tzinfo=JST))
+    assert not profile.counter_open(datetime(2024, 3, 9, 12, 0, tzinfo=JST))
+    assert not profile.counter_open(datetime(2024, 3, 4, 10, 0, tzinfo=JST))  # no weekday hours

@@ -1,0 +1,43 @@
+-- Usage (利用状況): one row per kiosk request, filled from three facets that may arrive in any
+-- order — the request (issuance.requests), the issuer's decision (issuance.outcomes) and the
+-- kiosk's notice. Each facet keeps the event with the smallest id, so redeliveries, mirrored
+-- copies and a request sent again at the other center count once. Analysts query it with
+-- `bcl usage`; a month of national traffic (3.6 million rows) answers in under a second.
+CREATE TABLE requests (
+    request_id uuid PRIMARY KEY,
+    -- the request facet
+    request_event uuid,
+    requested_at timestamptz,
+    day date,                  -- Japan date of the request
+    hour smallint,             -- Japan hour, 6..22
+    weekday smallint,          -- ISO: 1 Monday .. 7 Sunday
+    municipality text,         -- the resident's
+    store_municipality text,
+    other_municipality boolean,
+    certificate_type text,
+    store_operator text,
+    center text,               -- east | west: the center the request entered at
+    copies smallint,
+    -- the outcome facet
+    outcome_event uuid,
+    outcome text,              -- issued | rejected
+    reason text,               -- the rejection reason code
+    outside_counter_hours boolean,
+    fee_quoted_yen integer,
+    -- the notice facet
+    notice_event uuid,
+    notice text,               -- delivered | cancelled
+    fee_paid_yen integer
+);
+
+CREATE INDEX requests_by_municipality_day ON requests (municipality, day);
+CREATE INDEX requests_by_day ON requests (day);
+
+CREATE TABLE projection_offsets (
+    cluster text NOT NULL,
+    topic text NOT NULL,
+    partition int NOT NULL,
+    last_offset bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cluster, topic, partition)
+);
