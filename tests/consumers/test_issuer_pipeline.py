@@ -152,6 +152,19 @@ async def test_requests_at_both_centers_are_served_once_each_with_a_verifiable_c
     assert verdict.verdict is Verdict.VALID
     assert verdict.digest == pdf_row["digest"]
 
+    # Usage counts each request once, at the center it first entered, with the issuer's stamp:
+    # Wednesday 10:00 in Japan is inside Chiyoda's counter hours.
+    await project(platform, "usage")
+    async with connect(platform) as connection:
+        usage = await connection.fetch(
+            "SELECT request_id, center, outcome, outside_counter_hours, fee_quoted_yen, hour "
+            "FROM usage.requests ORDER BY center"
+        )
+    assert [tuple(r) for r in usage] == [
+        (household.request_id, "east", "issued", False, 300, 10),
+        (seal.request_id, "west", "issued", False, 600, 10),
+    ]
+
 
 async def test_rejections_carry_their_reason(platform: Settings) -> None:
     serials = await chiyoda_with_cards(platform)
