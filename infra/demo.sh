@@ -1,45 +1,101 @@
 #!/usr/bin/env bash
-# The tour of the platform: what an operator types, in order. Whatever happens, everything the
-# tour started is stopped by PID on the way out (`bcl down`).
+# The tour of the system: what an operator types, in order. It starts everything, onboards two
+# municipalities, pushes their registers, issues cards and a CRL, runs a day of kiosk traffic
+# through both centers, then shows usage and writes the artifacts (CSV, JSON, Parquet, PNG, PDF)
+# into one folder named at the end. Whatever happens, everything the tour started is stopped by
+# PID on the way out (`bcl down`).
 set -euo pipefail
-events="${BCL_DEMO_EVENTS:-20000}"
 export COLUMNS="${COLUMNS:-150}"  # wide tables even when the output is not a terminal
+residents="${BCL_DEMO_RESIDENTS:-2000}"
+scale="${BCL_DEMO_SCALE:-3}"
+home="${BCL_HOME:-.bcl}"
+out="${BCL_DEMO_OUT:-${home}/demo-$(date +%Y%m%d-%H%M%S)}"
+files="${out}/inputs"
+mkdir -p "${files}"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-trap 'step "stopping everything"; bcl down' EXIT
+finish() {
+    step "stopping everything"
+    bcl down
+    printf '\n\033[1martifacts: %s\033[0m\n' "$(cd "${out}" && pwd)"
+    ls -1 "${out}"
+}
+trap finish EXIT
+
+# The traffic's day: tomorrow in Japan, or the first day after the 29 Dec – 3 Jan closure.
+day="$(python -c '
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+day = datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=1)
+while (day.month, day.day) >= (12, 29) or (day.month, day.day) <= (1, 3):
+    day += timedelta(days=1)
+print(day)')"
+# Counters close on national holidays (祝日): this year and next go into each profile.
+mapfile -t holidays < <(python -c '
+import datetime, jpholiday
+year = datetime.date.today().year
+for day, _ in jpholiday.between(datetime.date(year, 1, 1), datetime.date(year + 1, 12, 31)):
+    print(f"--holiday={day}")')
 
 step "starting the embedded broker and Postgres, migrating, creating topics"
 bcl up
-step "starting the worker (faust agents → Postgres projections)"
+step "starting the worker (faust agents → Postgres projections, the issuer)"
 bcl worker --detach
-step "onboarding 文京区 (131032) and pushing its signed resident register"
-files="${BCL_HOME:-.bcl}/demo-files"
-bcl municipality add 131032 --name 文京区 --class special_ward --population 240000 \
-    --offers juminhyo,inkan,tax_income --fee juminhyo=300@2022-01-04
-bcl workload register 131032 --residents "${BCL_DEMO_RESIDENTS:-2000}" --out "${files}/register-131032.csv"
-bcl push 131032 "${files}/register-131032.csv" --full
+
+step "onboarding 文京区 and 奥多摩町 on BCL, each with an electronic seal key"
+bcl municipality add 131032 --name 文京区 --class special_ward --population 240000 --bcl \
+    --offers juminhyo,inkan,tax_income,tax_assessment,tax_payment \
+    --fee juminhyo=300@2022-01-04 --mayor "文京区長 成澤 廣修" "${holidays[@]}"
+bcl municipality add 133086 --name 奥多摩町 --class town --population 4700 --bcl \
+    --offers juminhyo,inkan --fee juminhyo=200@2023-04-01 --fee inkan=200@2023-04-01 \
+    --mayor "奥多摩町長 師岡 伸公" "${holidays[@]}"
+bcl municipality seal-key create 131032
+bcl municipality seal-key create 133086
+bcl municipality list
+
+step "pushing their signed resident registers (${residents} residents each)"
+for code in 131032 133086; do
+    bcl workload register "${code}" --residents "${residents}" --out "${files}/register-${code}.csv"
+    bcl push "${code}" "${files}/register-${code}.csv" --full
+done
 bcl push 131032 "${files}/register-131032.csv" --full --sequence 1   # the same batch again: nothing new
-step "publishing a sample stream of ${events} events from the workload generator"
-bcl sample --count "${events}"
-step "waiting for the projections to apply the whole log"
-bcl wait --timeout 600
-step "what the journal holds"
-bcl journal --last 8
-step "the journal's digest (live)"
-bcl digest journal
-step "rebuilding the journal from the log while it stays queryable"
-bcl replay journal
-step "the journal's digest (rebuilt): equal to the live one"
-bcl digest journal
-step "JPKI certificates: cards for three residents, a CRL from the test CA, a validity check"
+bcl wait registry replica --timeout 300
+bcl replica counts
+
+step "JPKI: a My Number Card for every resident, then a CRL revoking some of them"
 bcl certificate ca
-bcl certificate issue 131032 13103000001 13103000002 13103000003
-bcl crl make "${files}/jpki.crl" --revoke 7A3F0C11D2E4B5A6:key_compromise
+bcl certificate issue 131032 --all
+bcl certificate issue 133086 --all
+mapfile -t revoked < <(bcl certificate list 131032 --kind user_authentication --status active \
+    --limit 60 --serials-only | sed -n '1~4p' | sed 's/^/--revoke=/; s/$/:key_compromise/')
+bcl crl make "${files}/jpki.crl" "${revoked[@]}"
 bcl crl import "${files}/jpki.crl"
 bcl crl import "${files}/jpki.crl"   # the same CRL again: nothing new
-bcl certificate check 7A3F0C11D2E4B5A6 || true
-step "the BCL replica"
-bcl replica counts
-bcl resident show 131032 13103000001 --history
+bcl wait certificates --timeout 300
+
+step "a day of kiosk traffic (${day}) through the east and west centers"
+bcl workload day 131032 133086 --on "${day}" --scale "${scale}" \
+    --sample-pdf "${out}/certificate-sample.pdf"
+step "the sample certificate, checked as anyone holding the paper would"
+bcl verify "${out}/certificate-sample.pdf"
+
+step "usage: what analysts see"
+bcl wait usage --timeout 300
+bcl usage --by store_operator
+bcl usage --by outside_counter_hours,other_municipality
+bcl usage --outcome rejected --by reason
+bcl usage --by municipality,certificate_type --format csv --out "${out}/usage-by-type.csv"
+bcl usage --by municipality,hour --format json --out "${out}/usage-by-hour.json"
+bcl usage --by day,municipality,store_operator,center,certificate_type,outcome,reason \
+    --format parquet --out "${out}/usage.parquet"
+bcl usage chart operators --out "${out}/operators.png"
+bcl usage chart hours --out "${out}/hours.png"
+bcl usage chart monthly --out "${out}/monthly.png"
+
+step "usage rebuilt from the log: the digest before and after is the same"
+bcl digest usage
+bcl replay usage
+bcl digest usage
+
 step "status"
 bcl status

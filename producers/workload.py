@@ -410,6 +410,24 @@ class SyntheticMunicipality:
     other_store_share: float
     campaign_from: date | None  # a 200-yen campaign for 住民票 and 印鑑 from that day
 
+    @classmethod
+    def registered(cls, code: str, profile: MunicipalityProfile) -> SyntheticMunicipality:
+        """A registered municipality drawing the nation's average traffic for its population."""
+        return cls(
+            code=code,
+            name=profile.name,
+            municipality_class=profile.municipality_class,
+            population=profile.population,
+            uses_bcl=profile.uses_bcl,
+            offered_types=tuple(k for k in profile.offered_types if k in CERTIFICATE_MIX),
+            monthly_requests=profile.population
+            * MONTHLY_CERTIFICATES[REFERENCE_MONTH]
+            / NATIONAL_POPULATION,
+            outside_share=OUTSIDE_COUNTER_HOURS_SHARE,
+            other_store_share=OTHER_MUNICIPALITY_STORE_SHARE,
+            campaign_from=None,
+        )
+
     def fee_schedule(self) -> tuple[FeeEntry, ...]:
         """300 yen, 450 for a family register, and the campaign where there is one."""
         entries = [

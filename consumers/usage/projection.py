@@ -1,22 +1,25 @@
-"""The usage projection: one row per kiosk request in ``usage.requests``, for `bcl usage`."""
+"""The usage projection: one row per kiosk request in ``usage.requests`` and the two cubes
+summed from them (``usage.hourly``, ``usage.monthly``), for `bcl usage`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from itertools import chain
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
 from consumers.usage.rules import (
-    FACET_COLUMNS,
-    FACET_EVENT,
-    Facet,
+    COLUMNS,
+    HOURLY_KEY,
+    MEASURES,
+    MONTHLY_KEY,
     FacetValue,
-    kept,
+    cube_deltas,
+    merged,
     notice_facet,
     outcome_facet,
     request_facet,
 )
-from pipeline.database import Connection, quote_ident
+from pipeline.database import Connection
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
@@ -28,81 +31,118 @@ from schemas.events.issuance import (
     IssuanceRequested,
 )
 
-COLUMNS: tuple[str, ...] = (
-    "request_id",
-    *chain.from_iterable((FACET_EVENT[f], *FACET_COLUMNS[f]) for f in FACET_COLUMNS),
-)
+CUBES: Mapping[str, tuple[str, ...]] = {"hourly": HOURLY_KEY, "monthly": MONTHLY_KEY}
 
 
-def _upsert_statement(stage: str) -> str:
-    """Insert new requests; for a known one, each facet takes the incoming value only where the
-    incoming event id is smaller than the one kept (or none is kept yet)."""
-    names = ", ".join(quote_ident(c) for c in COLUMNS)
-    updates = []
-    for facet, columns in FACET_COLUMNS.items():
-        event = quote_ident(FACET_EVENT[facet])
-        take = (
-            f"EXCLUDED.{event} IS NOT NULL AND (r.{event} IS NULL OR EXCLUDED.{event} < r.{event})"
-        )
-        for column in map(quote_ident, (FACET_EVENT[facet], *columns)):
-            updates.append(
-                f"{column} = CASE WHEN {take} THEN EXCLUDED.{column} ELSE r.{column} END"
+def facets_of(events: Iterable[ConsumedEvent]) -> dict[UUID, list[FacetValue]]:
+    """The batch's facets, by request."""
+    facets: dict[UUID, list[FacetValue]] = {}
+    for event in events:
+        payload, envelope = event.payload, event.envelope
+        if isinstance(payload, IssuanceRequested):
+            facet = request_facet(
+                envelope.event_id, payload, at=envelope.occurred_at, center=envelope.origin
             )
-    return (
-        f"INSERT INTO requests AS r ({names}) SELECT {names} FROM {stage} "
-        f"ON CONFLICT (request_id) DO UPDATE SET {', '.join(updates)}"
-    )
-
-
-def rows(facets: Mapping[tuple[UUID, Facet], FacetValue]) -> list[tuple[object, ...]]:
-    """One full row per request, with the facets the batch has and nulls for the others."""
-    by_request: dict[UUID, dict[Facet, FacetValue]] = {}
-    for (request_id, facet), value in facets.items():
-        by_request.setdefault(request_id, {})[facet] = value
-    result = []
-    for request_id, present in by_request.items():
-        row: list[object] = [request_id]
-        for facet, columns in FACET_COLUMNS.items():
-            found = present.get(facet)
-            row += [found.event_id, *found.values] if found else [None] * (1 + len(columns))
-        result.append(tuple(row))
-    return result
+        elif isinstance(payload, IssuanceIssued | IssuanceRejected):
+            facet = outcome_facet(envelope.event_id, payload)
+        elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
+            facet = notice_facet(envelope.event_id, payload)
+        else:
+            continue
+        facets.setdefault(facet.request_id, []).append(facet)
+    return facets
 
 
 class UsageProjection:
     name = "usage"
     topics: Sequence[str] = (ISSUANCE_REQUESTS.name, ISSUANCE_OUTCOMES.name)
-    digest_order: Mapping[str, str] = {"requests": "request_id"}
+    digest_order: Mapping[str, str] = {
+        "requests": "request_id",
+        **{cube: ", ".join(key) for cube, key in CUBES.items()},
+    }
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        facets = []
-        for event in events:
-            payload = event.payload
-            event_id = event.envelope.event_id
-            if isinstance(payload, IssuanceRequested):
-                facets.append(
-                    request_facet(
-                        event_id,
-                        payload,
-                        at=event.envelope.occurred_at,
-                        center=event.envelope.origin,
-                    )
-                )
-            elif isinstance(payload, IssuanceIssued | IssuanceRejected):
-                facets.append(outcome_facet(event_id, payload))
-            elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
-                facets.append(notice_facet(event_id, payload))
-        await upsert_usage(connection, rows(kept(facets)))
+        """1. Make sure every request of the batch has a row, and lock those rows in one order
+           (another runner of usage touching the same requests waits, and cannot deadlock).
+        2. Merge the batch's facets into them.
+        3. Write the rows that changed, and move their counts in the cubes.
+        """
+        facets = facets_of(events)
+        if not facets:
+            return
+        ids = sorted(facets)
+        # 1.
+        await connection.execute(
+            "INSERT INTO requests (request_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+            ids,
+        )
+        names = ", ".join(COLUMNS)
+        current = {
+            row["request_id"]: tuple(row.values())
+            for row in await connection.fetch(
+                f"SELECT {names} FROM requests WHERE request_id = ANY($1::uuid[]) "
+                "ORDER BY request_id FOR UPDATE",
+                ids,
+            )
+        }
+        # 2.
+        changes = []
+        for request_id in ids:
+            old = current[request_id]
+            new = merged(old, facets[request_id])
+            if new != old:
+                changes.append((old, new))
+        if not changes:
+            return
+        # 3.
+        await _replace_rows(connection, [new for _, new in changes])
+        for (cube, key), deltas in zip(CUBES.items(), cube_deltas(changes), strict=True):
+            await _add_to_cube(connection, cube, key, deltas)
 
 
-async def upsert_usage(connection: Connection, batch: Sequence[tuple[object, ...]]) -> None:
-    if not batch:
+async def _replace_rows(connection: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    stage = await _stage(connection, "requests", COLUMNS, rows)
+    updates = ", ".join(f"{c} = s.{c}" for c in COLUMNS[1:])
+    await connection.execute(
+        f"UPDATE requests r SET {updates} FROM {stage} s WHERE r.request_id = s.request_id"
+    )
+
+
+async def _add_to_cube(
+    connection: Connection,
+    cube: str,
+    key: Sequence[str],
+    deltas: Mapping[tuple[object, ...], list[int]],
+) -> None:
+    """Add each cell's delta; a cell whose requests fall to nothing goes, so a cube built live
+    and one built by replay hold the same cells."""
+    moved = [(*cell, *delta) for cell, delta in deltas.items() if any(delta)]
+    if not moved:
         return
-    stage = f"stage_usage_{id(batch)}"
-    await connection.execute(f"CREATE TEMP TABLE {stage} (LIKE requests) ON COMMIT DROP")
-    await connection.copy_records_to_table(stage, records=batch, columns=COLUMNS)
-    await connection.execute(_upsert_statement(stage))
-    await connection.execute(f"DROP TABLE {stage}")
+    columns = (*key, *MEASURES)
+    stage = await _stage(connection, cube, columns, moved)
+    names = ", ".join(columns)
+    sums = ", ".join(f"{m} = c.{m} + EXCLUDED.{m}" for m in MEASURES)
+    await connection.execute(
+        f"INSERT INTO {cube} AS c ({names}) SELECT {names} FROM {stage} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sums}"
+    )
+    same_cell = " AND ".join(f"c.{k} IS NOT DISTINCT FROM s.{k}" for k in key)
+    await connection.execute(
+        f"DELETE FROM {cube} c USING {stage} s WHERE {same_cell} AND c.requests = 0"
+    )
+
+
+_stages = itertools.count()
+
+
+async def _stage(
+    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]]
+) -> str:
+    name = f"usage_stage_{table}_{next(_stages)}"
+    await connection.execute(f"CREATE TEMP TABLE {name} (LIKE {table}) ON COMMIT DROP")
+    await connection.copy_records_to_table(name, records=rows, columns=columns)
+    return name
 
 
 def make(settings: Settings) -> UsageProjection:

@@ -95,11 +95,92 @@ def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled)
     return FacetValue(payload.request_id, "notice", event_id, values)
 
 
-def kept(facets: Iterable[FacetValue]) -> dict[tuple[UUID, Facet], FacetValue]:
-    """Per request and facet, the value from the smallest event id."""
-    chosen: dict[tuple[UUID, Facet], FacetValue] = {}
+# --- the row and its place in the cubes --------------------------------------------------------
+#
+# A row is the request id, then each facet's event id and columns (COLUMNS below). Usage keeps
+# two cubes beside the rows, so that a month of national traffic answers in well under a second:
+# by hour (no municipality) and by municipality and month (no day or hour). A row counts in the
+# cubes once its request facet is known; when a facet changes a row, the row's old counts leave
+# the cubes and its new counts enter them.
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    *(column for f in FACET_COLUMNS for column in (FACET_EVENT[f], *FACET_COLUMNS[f])),
+)
+_AT = {column: position for position, column in enumerate(COLUMNS)}
+
+HOURLY_KEY = (
+    "day", "hour", "certificate_type", "store_operator", "center", "outside_counter_hours",
+    "other_municipality", "outcome", "reason",
+)  # fmt: skip
+MONTHLY_KEY = (
+    "month", "municipality", "certificate_type", "store_operator", "center",
+    "outside_counter_hours", "other_municipality", "outcome", "reason",
+)  # fmt: skip
+MEASURES = (
+    "requests",
+    "issued",
+    "rejected",
+    "delivered",
+    "cancelled",
+    "certificates",
+    "fees_paid_yen",
+)
+
+
+def merged(row: tuple[object, ...] | None, facets: Iterable[FacetValue]) -> tuple[object, ...]:
+    """``row`` (or an empty one) with each facet taken where its event id is smaller."""
+    values: list[object] = list(row) if row else [None] * len(COLUMNS)
     for facet in facets:
-        key = (facet.request_id, facet.facet)
-        if key not in chosen or facet.event_id < chosen[key].event_id:
-            chosen[key] = facet
-    return chosen
+        values[0] = facet.request_id
+        event = _AT[FACET_EVENT[facet.facet]]
+        kept_id = values[event]
+        if kept_id is None or facet.event_id < kept_id:  # type: ignore[operator]
+            values[event] = facet.event_id
+            for column, value in zip(FACET_COLUMNS[facet.facet], facet.values, strict=True):
+                values[_AT[column]] = value
+    return tuple(values)
+
+
+def counts(row: tuple[object, ...]) -> tuple[int, ...] | None:
+    """The row's measures, or None while its request is unknown (it counts nowhere yet)."""
+    if row[_AT["request_event"]] is None:
+        return None
+    outcome, notice = row[_AT["outcome"]], row[_AT["notice"]]
+    delivered = notice == "delivered"
+    return (
+        1,
+        int(outcome == "issued"),
+        int(outcome == "rejected"),
+        int(delivered),
+        int(notice == "cancelled"),
+        int(row[_AT["copies"]]) if delivered else 0,  # type: ignore[call-overload]
+        int(row[_AT["fee_paid_yen"]] or 0),  # type: ignore[call-overload]
+    )
+
+
+def cube_keys(row: tuple[object, ...]) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The row's cell in the hourly cube and in the monthly cube."""
+    day = row[_AT["day"]]
+    month = day.replace(day=1)  # type: ignore[attr-defined]
+    hourly = tuple(row[_AT[c]] for c in HOURLY_KEY)
+    monthly = (month, *(row[_AT[c]] for c in MONTHLY_KEY[1:]))
+    return hourly, monthly
+
+
+def cube_deltas(
+    changes: Iterable[tuple[tuple[object, ...] | None, tuple[object, ...]]],
+) -> tuple[dict[tuple[object, ...], list[int]], dict[tuple[object, ...], list[int]]]:
+    """What ``(old row, new row)`` changes add to each cell of the two cubes (negative: leave)."""
+    hourly: dict[tuple[object, ...], list[int]] = {}
+    monthly: dict[tuple[object, ...], list[int]] = {}
+    for old, new in changes:
+        for row, sign in ((old, -1), (new, 1)):
+            measured = counts(row) if row else None
+            if measured is None or row is None:
+                continue
+            for cube, key in zip((hourly, monthly), cube_keys(row), strict=True):
+                cell = cube.setdefault(key, [0] * len(MEASURES))
+                for position, value in enumerate(measured):
+                    cell[position] += sign * value
+    return hourly, monthly

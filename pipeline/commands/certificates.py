@@ -215,6 +215,57 @@ def show(serial: Annotated[str, typer.Argument(help="Certificate serial (hex).")
     )
 
 
+@certificate_app.command("list")
+@clean_errors
+def list_certificates(
+    municipality: Annotated[str, typer.Argument(help="The holders' municipality code.")],
+    kind: Annotated[
+        str | None, typer.Option(help="signature or user_authentication (default: both).")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="active, suspended or revoked.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, by serial.")] = 50,
+    serials_only: Annotated[
+        bool, typer.Option("--serials-only", help="Print bare serials, one a line (for scripts).")
+    ] = False,
+) -> None:
+    """Certificates held by a municipality's residents, as the certificates projection knows them.
+
+    Example: bcl certificate list 131032 --kind user_authentication --limit 5
+    """
+    from pipeline.database import connect
+
+    if kind not in (None, "signature", "user_authentication"):
+        raise CommandError(f"--kind must be signature or user_authentication, got {kind!r}")
+    if status not in (None, "active", "suspended", "revoked"):
+        raise CommandError(f"--status must be active, suspended or revoked, got {status!r}")
+
+    async def fetch() -> list[Any]:
+        async with connect(settings()) as connection:
+            return list(
+                await connection.fetch(
+                    "SELECT serial, kind, status, resident_code, not_after "
+                    "FROM certificates.certificates WHERE municipality = $1 "
+                    "AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR status = $3) "
+                    "ORDER BY serial LIMIT $4",
+                    municipality, kind, status, limit,
+                )
+            )  # fmt: skip
+
+    found = run_async(fetch())
+    if serials_only:
+        for row in found:
+            print(row["serial"])
+        return
+    if not found:
+        console.print(f"no certificates known for municipality {municipality}")
+        return
+    _rows(
+        f"certificates of {municipality}",
+        ("serial", "kind", "status", "resident", "valid until"),
+        [tuple(row) for row in found],
+    )
+
+
 def _rows(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -15,11 +16,15 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
-from pipeline.commands.common import clean_errors, console, run_async, settings
+from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+
+JST = ZoneInfo("Asia/Tokyo")
 
 if TYPE_CHECKING:
     from pipeline.publish import Outgoing
@@ -151,3 +156,81 @@ def traffic(
     console.print(
         f"published {sent:,} events: {municipalities:,} municipalities, {days} days from {first}"
     )
+
+
+@app.command()
+@clean_errors
+def day(
+    municipalities: Annotated[
+        list[str], typer.Argument(help="Registered municipalities whose card holders come.")
+    ],
+    on: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="The Japan day (default: tomorrow)."),
+    ] = None,
+    scale: Annotated[
+        float, typer.Option(min=0.0, max=100.0, help="Multiple of the expected volume.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+    sample_pdf: Annotated[
+        Path | None, typer.Option(help="Write the first certificate issued here (PDF).")
+    ] = None,
+) -> None:
+    """Run a day of kiosk traffic through both centers, decided by the running issuer.
+
+    Card holders of MUNICIPALITIES come at the hours residents do (DOMAIN §8 shapes); each
+    request enters at its store operator's center, and once decided the kiosk reports it
+    delivered (the quoted fee paid) or cancelled. Needs `bcl worker` running.
+    Example: bcl workload day 131032 --on 2026-11-24
+    """
+    from producers.kiosk_day import KioskDayError, run_kiosk_day
+
+    the_day = on.date() if on else datetime.now(JST).date() + timedelta(days=1)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def show(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        try:
+            report = run_async(
+                run_kiosk_day(settings(), municipalities, the_day, scale=scale, seed=seed,
+                              progress=show)
+            )  # fmt: skip
+        except KioskDayError as error:
+            raise CommandError(str(error)) from None
+    table = Table(title=f"kiosk traffic on {the_day} ({', '.join(municipalities)})")
+    table.add_column("")
+    table.add_column("requests", justify="right")
+    rows = [
+        ("sent (east / west)", f"{report.by_center['east']:,} / {report.by_center['west']:,}"),
+        ("issued", f"{report.issued:,}"),
+        ("  delivered", f"{report.delivered:,}"),
+        ("  cancelled at the kiosk", f"{report.cancelled:,}"),
+        *((f"rejected: {reason}", f"{n:,}") for reason, n in report.rejected.most_common()),
+        ("fees paid", f"{report.fees_paid_yen:,} yen"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    first = report.first_document
+    if first is None:
+        return
+    console.print(f"first certificate issued: request {first.request_id}")
+    if sample_pdf is not None:
+        from pipeline.commands.center import document_pdf
+        from pipeline.database import connect
+
+        async def fetch() -> bytes | None:
+            async with connect(settings()) as connection:
+                return await document_pdf(connection, first.request_id)
+
+        pdf = run_async(fetch())
+        if pdf is not None:
+            sample_pdf.parent.mkdir(parents=True, exist_ok=True)
+            sample_pdf.write_bytes(pdf)
+            console.print(f"its PDF: {sample_pdf} ({len(pdf):,} bytes)")

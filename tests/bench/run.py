@@ -39,6 +39,7 @@ from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
 from tests.bench.certificates import bench_certificates
 from tests.bench.issuance import bench_issuance
 from tests.bench.replica import bench_replica
+from tests.bench.usage import bench_usage
 from tests.helpers import start_worker
 
 console = Console()
@@ -46,7 +47,9 @@ EVENTS = int(os.environ.get("BCL_BENCH_EVENTS", "100000"))
 RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
-SECTIONS = os.environ.get("BCL_BENCH_ONLY", "platform,replica,certificates,issuance").split(",")
+SECTIONS = os.environ.get("BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage").split(
+    ","
+)
 
 
 @dataclass
@@ -178,6 +181,9 @@ async def main() -> None:
         if "issuance" in SECTIONS:
             console.print("[bold]issuance[/bold]: kiosk requests through a center, PDFs drawn")
             add_all(await bench_issuance(settings))
+        if "usage" in SECTIONS:
+            console.print("[bold]usage[/bold]: national traffic, live, replay, a month of queries")
+            add_all(await bench_usage(settings))
     finally:
         down(settings)
 

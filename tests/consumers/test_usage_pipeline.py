@@ -106,6 +106,23 @@ async def test_live_usage_counts_each_request_once_and_replays_to_the_same_diges
         assert row["outside_counter_hours"] is visit.outside_counter_hours
     assert Counter(r["notice"] for r in rows) == Counter(v.notice for v in visits)
 
+    async with connect(platform) as connection:
+        # The cubes hold exactly the rows' counts, after a kill and redeliveries.
+        for cube, key in (
+            ("hourly", "store_operator, outcome"),
+            ("monthly", "municipality, reason"),
+        ):
+            summed = await connection.fetch(
+                f"SELECT {key}, sum(requests) AS n, sum(delivered) AS d, sum(fees_paid_yen) AS f "
+                f"FROM usage.{cube} GROUP BY {key} ORDER BY {key}"
+            )
+            counted = await connection.fetch(
+                f"SELECT {key}, count(*) AS n, count(*) FILTER (WHERE notice = 'delivered') AS d, "
+                f"coalesce(sum(fee_paid_yen), 0) AS f FROM usage.requests GROUP BY {key} "
+                f"ORDER BY {key}"
+            )
+            assert [tuple(r) for r in summed] == [tuple(r) for r in counted]
+
     report = await replay(platform, load_projection("usage", platform))
     assert report.rebuild.events >= len(events)
     async with connect(platform) as connection:

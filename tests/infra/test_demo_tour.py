@@ -15,22 +15,29 @@ from tests.helpers import settings_env
 def test_the_demo_tour_runs_against_external_services(platform: Settings, tmp_path: Path) -> None:
     env = settings_env(platform)
     env["PATH"] = f"{PROJECT_ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
-    env["BCL_DEMO_EVENTS"] = "3000"
+    env["BCL_DEMO_RESIDENTS"] = "300"
+    env["BCL_DEMO_SCALE"] = "1"
+    env["BCL_DEMO_OUT"] = str(tmp_path / "artifacts")
     result = subprocess.run(
         ["bash", str(PROJECT_ROOT / "infra" / "demo.sh")],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    digests = [line for line in result.stdout.splitlines() if line.startswith("journal ")]
+    digests = [line for line in result.stdout.splitlines() if line.startswith("usage ")]
     assert len(digests) == 2, output
     assert digests[0] == digests[1]
-    assert "3,000" in result.stdout
+    assert "valid" in result.stdout
+    artifacts = tmp_path / "artifacts"
+    assert f"artifacts: {artifacts}" in result.stdout
+    for name in ("usage-by-type.csv", "usage-by-hour.json", "usage.parquet", "operators.png",
+                 "hours.png", "monthly.png", "certificate-sample.pdf"):  # fmt: skip
+        assert (artifacts / name).stat().st_size > 0, name
     # The tour stopped the worker it started; the external services were left alone.
     started = re.search(r"worker started \(pid (\d+)\)", result.stdout)
     assert started, output

@@ -1,0 +1,224 @@
+"""Usage analytics (issue 8): the generator's rate, the usage projection live and on replay, and
+`bcl usage` queries over a national month (March 2024: ~3.6 million requests).
+
+The month in the query table is made by the projection's own facet rules from the generator's
+visits, in two processes, and loaded by COPY: sending 11 million events through Kafka for it would
+measure the pipeline again (that is the live and replay figures) and take most of an hour here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date, timedelta
+
+from consumers.usage.queries import UsageFilter, usage_report
+from consumers.usage.rules import (
+    COLUMNS,
+    HOURLY_KEY,
+    MEASURES,
+    MONTHLY_KEY,
+    FacetValue,
+    cube_deltas,
+    merged,
+    notice_facet,
+    outcome_facet,
+    request_facet,
+)
+from pipeline.catchup import refresh
+from pipeline.database import Connection, connect
+from pipeline.kafka import producer
+from pipeline.projection import Projection, load_projection
+from pipeline.publish import publish_many
+from pipeline.replay import replay
+from pipeline.settings import Settings
+from pipeline.status import projection_lag
+from producers.workload import (
+    Traffic,
+    Visit,
+    national_traffic,
+    recorded_traffic,
+    registry_events,
+    synthetic_nation,
+)
+from schemas.events.issuance import (
+    IssuanceCancelled,
+    IssuanceDelivered,
+    IssuanceIssued,
+    IssuanceRejected,
+)
+from schemas.ids import derived_event_id
+from tests.helpers import start_worker
+
+MARCH = date(2024, 3, 1)
+STREAM_DAYS = int(os.environ.get("BCL_BENCH_USAGE_DAYS", "7"))
+STREAM_SCALE = float(os.environ.get("BCL_BENCH_USAGE_SCALE", "0.05"))  # ~130k visits a week
+MONTH_SCALE = float(os.environ.get("BCL_BENCH_USAGE_MONTH_SCALE", "1.0"))  # Japan
+
+
+async def bench_usage(settings: Settings) -> Sequence[tuple[str, float, str]]:
+    figures: list[tuple[str, float, str]] = []
+    nation = synthetic_nation()
+
+    # 1. The generator alone: visits, then the events they leave in the log.
+    started = time.perf_counter()
+    visits = list(national_traffic(nation, start=MARCH, days=STREAM_DAYS, scale=STREAM_SCALE))
+    visit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    events = [*registry_events(nation), *recorded_traffic(visits)]
+    event_seconds = time.perf_counter() - started
+    figures.append(("generator: kiosk visits", len(visits) / visit_seconds, "visits/s"))
+    figures.append(("generator: recorded events (sealed)", len(events) / event_seconds, "events/s"))
+
+    # 2. Live: a worker running usage alone, the stream published to it.
+    log = settings.center_home / "bench-usage-worker.log"
+    worker = start_worker(settings, log, agents="usage")
+    usage = load_projection("usage", settings)
+    try:
+        await refresh(settings, usage)  # the worker's start is not part of the figure
+        started = time.perf_counter()
+        async with producer(settings) as client:
+            await publish_many(settings, client, events)
+        await caught_up(settings, usage)
+        live = time.perf_counter() - started
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    usage_events = sum(1 for e in events if e.topic.startswith("issuance."))
+    figures.append(("usage live (publish → rows, faust worker)", usage_events / live, "events/s"))
+
+    # 3. Replay.
+    report = await replay(settings, usage)
+    figures.append(("replay usage", report.rebuild.events_per_second, "events/s"))
+
+    # 4. A national month in the table, then the analysts' questions.
+    loaded = await load_month(settings)
+    figures.append(("national month loaded for queries", loaded, "requests"))
+    for name, seconds in await time_queries(settings):
+        figures.append((f"query: {name}", seconds * 1000, "ms"))
+    return figures
+
+
+async def caught_up(settings: Settings, projection: Projection) -> None:
+    while True:
+        if not (await projection_lag(settings, projection)).lag:
+            return
+        await asyncio.sleep(0.1)
+
+
+Cells = dict[tuple[object, ...], list[int]]
+
+
+def month_day(day: date) -> tuple[list[tuple[object, ...]], Cells, Cells]:
+    """One day of the national month as usage rows and cube cells, by the projection's rules."""
+    traffic = Traffic(synthetic_nation(), scale=MONTH_SCALE)
+    rows = [merged(None, visit_facets(visit)) for visit in traffic.day(day)]
+    hourly, monthly = cube_deltas((None, row) for row in rows)
+    return rows, hourly, monthly
+
+
+def visit_facets(visit: Visit) -> list[FacetValue]:
+    request = visit.request
+    key = str(request.request_id)
+    facets: list[FacetValue] = [
+        request_facet(
+            derived_event_id(visit.at, "request", key), request, at=visit.at, center=visit.center
+        )
+    ]
+    decided_at = visit.at + timedelta(seconds=2)
+    outcome_id = derived_event_id(decided_at, "outcome", key)
+    # The facet reads the decision's kind, stamp and quote; the sealed document is left out.
+    decision = (
+        IssuanceRejected.model_construct(
+            request_id=request.request_id,
+            reason=visit.rejection,
+            outside_counter_hours=visit.outside_counter_hours,
+        )
+        if visit.rejection
+        else IssuanceIssued.model_construct(
+            request_id=request.request_id,
+            fee=visit.fee,
+            outside_counter_hours=visit.outside_counter_hours,
+        )
+    )
+    facets.append(outcome_facet(outcome_id, decision))
+    if visit.notice and visit.notice_at:
+        notice = (
+            IssuanceDelivered.model_construct(
+                request_id=request.request_id,
+                fee_paid_yen=visit.fee.total_yen if visit.fee else 0,
+            )
+            if visit.notice == "delivered"
+            else IssuanceCancelled.model_construct(request_id=request.request_id)
+        )
+        facets.append(notice_facet(derived_event_id(visit.notice_at, visit.notice, key), notice))
+    return facets
+
+
+async def load_month(settings: Settings) -> float:
+    days = [MARCH + timedelta(days=n) for n in range(31)]
+    loop = asyncio.get_running_loop()
+    total = 0
+    monthly: Cells = {}
+    async with connect(settings) as connection:
+        await connection.execute("TRUNCATE usage.requests, usage.hourly, usage.monthly")
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            for made in [loop.run_in_executor(pool, month_day, day) for day in days]:
+                rows, hourly, day_monthly = await made
+                await connection.copy_records_to_table(
+                    "requests", schema_name="usage", records=rows, columns=COLUMNS
+                )
+                await copy_cells(connection, "hourly", HOURLY_KEY, hourly)
+                for cell, counts in day_monthly.items():
+                    into = monthly.setdefault(cell, [0] * len(counts))
+                    monthly[cell] = [a + b for a, b in zip(into, counts, strict=True)]
+                total += len(rows)
+        await copy_cells(connection, "monthly", MONTHLY_KEY, monthly)
+        await connection.execute("VACUUM ANALYZE usage.requests, usage.hourly, usage.monthly")
+    return total
+
+
+async def copy_cells(connection: Connection, cube: str, key: Sequence[str], cells: Cells) -> None:
+    await connection.copy_records_to_table(
+        cube,
+        schema_name="usage",
+        records=[(*cell, *counts) for cell, counts in cells.items()],
+        columns=[*key, *MEASURES],
+    )
+
+
+YOKOHAMA = "141003"
+QUERIES: dict[str, tuple[UsageFilter, tuple[str, ...]]] = {
+    "national total, March": (UsageFilter(first_day=MARCH, last_day=date(2024, 3, 31)), ()),
+    "by operator, March": (
+        UsageFilter(first_day=MARCH, last_day=date(2024, 3, 31)),
+        ("store_operator",),
+    ),
+    "by municipality (1,741 rows)": (UsageFilter(), ("municipality",)),
+    "by hour and outside counter hours": (UsageFilter(), ("hour", "outside_counter_hours")),
+    "by day and certificate type": (UsageFilter(), ("day", "certificate_type")),
+    "Yokohama outside counter hours, by operator": (
+        UsageFilter(
+            municipalities=(YOKOHAMA,),
+            first_day=MARCH,
+            last_day=date(2024, 3, 31),
+            outside_counter_hours=True,
+        ),
+        ("store_operator",),
+    ),
+    "rejections by reason and center": (UsageFilter(outcome="rejected"), ("reason", "center")),
+}
+
+
+async def time_queries(settings: Settings) -> list[tuple[str, float]]:
+    timings = []
+    async with connect(settings) as connection:
+        for name, (usage_filter, group_by) in QUERIES.items():
+            started = time.perf_counter()
+            await usage_report(connection, usage_filter, group_by)
+            timings.append((name, time.perf_counter() - started))
+    return timings
