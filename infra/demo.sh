@@ -22,14 +22,17 @@ finish() {
 }
 trap finish EXIT
 
-# The traffic's day: tomorrow in Japan, or the first day after the 29 Dec – 3 Jan closure.
-day="$(python -c '
+# The traffic's day: the next working day in Japan (the counters open, so the day shows
+# requests inside and outside their hours), and the fiscal year its tax certificates are for.
+read -r day tax_year < <(python -c '
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+import jpholiday
+from producers.workload import is_year_end, tax_year
 day = datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=1)
-while (day.month, day.day) >= (12, 29) or (day.month, day.day) <= (1, 3):
+while day.weekday() >= 5 or jpholiday.is_holiday(day) or is_year_end(day):
     day += timedelta(days=1)
-print(day)')"
+print(day, tax_year(day))')
 # Counters close on national holidays (祝日): this year and next go into each profile.
 mapfile -t holidays < <(python -c '
 import datetime, jpholiday
@@ -55,7 +58,8 @@ bcl municipality list
 
 step "pushing their signed resident registers (${residents} residents each)"
 for code in 131032 133086; do
-    bcl workload register "${code}" --residents "${residents}" --out "${files}/register-${code}.csv"
+    bcl workload register "${code}" --residents "${residents}" --seals --tax-year "${tax_year}" \
+        --out "${files}/register-${code}.csv"
     bcl push "${code}" "${files}/register-${code}.csv" --full
 done
 bcl push 131032 "${files}/register-131032.csv" --full --sequence 1   # the same batch again: nothing new

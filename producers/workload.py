@@ -254,9 +254,13 @@ def resident_register(
     seed: int = 7,
     town: str = "",
     as_of: date = date(2024, 4, 1),
+    seals: bool = False,
+    tax_years: Sequence[int] = (),
 ) -> Iterator[dict[str, str]]:
     """A municipality's whole register as diff rows (one row per resident), in households.
 
+    With ``seals``, about two adults in three have a registered seal (印鑑登録), in a seal row
+    after their own; with ``tax_years``, every adult has tax facts for those fiscal years.
     Rows are plain dicts of text, the shape of a CSV row, so they can be written to a push file
     as they come; a million residents never sit in memory.
     """
@@ -304,6 +308,28 @@ def resident_register(
                 "notified_on": since.isoformat(),
                 "my_number": my_number(rng),
             }
+            adult = (as_of - born).days >= 18 * 365
+            code = resident_code(municipality, made)
+            if seals and adult and rng.random() < 0.66:
+                yield {
+                    "municipality": municipality,
+                    "record": "seal",
+                    "resident_code": code,
+                    "seal_number": f"S{made:08d}",
+                    "seal_status": "registered",
+                    "effective_date": since.isoformat(),
+                }
+            for year in tax_years if adult else ():
+                income = rng.randrange(0, 8_000_000, 1000)
+                yield {
+                    "municipality": municipality,
+                    "record": "tax",
+                    "resident_code": code,
+                    "fiscal_year": str(year),
+                    "income_yen": str(income),
+                    "assessed_yen": str(income // 10),
+                    "paid_yen": str(income // 10),
+                }
 
 
 def resident_changes(
@@ -806,7 +832,7 @@ class Traffic:
             resident_municipality=municipality.code,
             auth_serial=rng.choice(held) if held else f"{rng.getrandbits(64):016X}",
             certificate_type=kind,
-            fiscal_year=2023 if kind in TAX_TYPES else None,
+            fiscal_year=tax_year(at.date()) if kind in TAX_TYPES else None,
             copies=1 if rng.random() < 0.9 else 2,
         )
         rejection = _rejection(rng, kind) if rng.random() < REJECTED_SHARE else None
@@ -827,6 +853,13 @@ class Traffic:
 
 _OPERATOR_LIST = list(OPERATORS)
 _OPERATOR_WEIGHTS = list(itertools.accumulate(share for share, _ in OPERATORS.values()))
+
+
+def tax_year(day: date) -> int:
+    """The fiscal year (年度) a resident asks tax certificates for on ``day``: the current one
+    from June, when its figures are set, else the one before."""
+    fiscal_year = day.year if day.month >= 4 else day.year - 1
+    return fiscal_year if day.month >= 6 or day.month < 4 else fiscal_year - 1
 
 
 def _type_weights(

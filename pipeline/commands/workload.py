@@ -67,12 +67,25 @@ def register(
     out: Annotated[Path, typer.Option(help="File to write: .csv or .jsonl.")],
     residents: Annotated[int, typer.Option(min=1, help="How many residents.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+    seals: Annotated[
+        bool, typer.Option("--seals", help="Register a seal for about two adults in three.")
+    ] = False,
+    tax_year: Annotated[
+        list[int] | None,
+        typer.Option(min=2000, max=2100, help="Tax facts of adults for this fiscal year."),
+    ] = None,
 ) -> None:
-    """A whole resident register (for `bcl push --full`), in households."""
+    """A whole resident register (for `bcl push --full`), in households.
+
+    Example: bcl workload register 131032 --residents 2000 --seals --tax-year 2026 --out r.csv
+    """
     from producers.workload import resident_register
 
-    written = write_rows(resident_register(municipality, residents, seed=seed), out, residents)
-    console.print(f"wrote {written:,} residents of {municipality} to {out}")
+    rows = resident_register(
+        municipality, residents, seed=seed, seals=seals, tax_years=tax_year or ()
+    )
+    written = write_rows(rows, out, residents)
+    console.print(f"wrote {written:,} rows for {residents:,} residents of {municipality} to {out}")
 
 
 @app.command()
