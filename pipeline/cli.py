@@ -35,7 +35,15 @@ app = typer.Typer(
 
 
 def _sub_apps() -> None:
-    from pipeline.commands import center, certificates, municipality, push, residents, workload
+    from pipeline.commands import (
+        center,
+        certificates,
+        municipality,
+        push,
+        residents,
+        usage,
+        workload,
+    )
 
     app.add_typer(municipality.app, name="municipality")
     app.command(name="push")(push.push)
@@ -47,6 +55,7 @@ def _sub_apps() -> None:
     app.add_typer(certificates.crl_app, name="crl")
     app.add_typer(center.app, name="center")
     app.command(name="verify")(center.verify)
+    app.add_typer(usage.app, name="usage")
 
 
 _sub_apps()

@@ -1,5 +1,5 @@
-"""The questions analysts ask of ``usage.requests``: counts of kiosk requests, grouped by a few
-dimensions and narrowed by a filter (`bcl usage`).
+"""The questions analysts ask of usage: counts of kiosk requests, grouped by a few dimensions
+and narrowed by a filter (`bcl usage`), from the rows or from a cube the projection keeps.
 
 Values only ever reach the SQL as parameters; the text of a query is assembled from the names of
 the catalogs below and nothing else, so no input can change what a query does.
@@ -24,15 +24,20 @@ ColumnKind = Literal["text", "date", "int", "bool", "float"]
 
 @dataclass(frozen=True, slots=True)
 class Dimension:
-    expression: str  # over usage.requests
+    column: str  # the column of usage.requests it is read from
     kind: ColumnKind
+    derived: str | None = None  # an expression over that column, when not the column itself
+
+    @property
+    def expression(self) -> str:
+        return self.derived or self.column
 
 
 DIMENSIONS: Mapping[str, Dimension] = {
     "municipality": Dimension("municipality", "text"),
     "store_municipality": Dimension("store_municipality", "text"),
     # Through timestamp: date_trunc on a bare date would go through the session's time zone.
-    "month": Dimension("date_trunc('month', day::timestamp)::date", "date"),
+    "month": Dimension("day", "date", "date_trunc('month', day::timestamp)::date"),
     "day": Dimension("day", "date"),
     "weekday": Dimension("weekday", "int"),
     "hour": Dimension("hour", "int"),
@@ -152,9 +157,68 @@ class UsageReport:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-def _conditions(usage: UsageFilter) -> tuple[list[str], list[object]]:
-    # A row whose request has not arrived yet knows neither where nor when: it cannot be counted.
-    conditions = ["requested_at IS NOT NULL"]
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A table a report can be counted from: the rows, or a cube the projection keeps summed."""
+
+    table: str
+    dimensions: frozenset[str]  # the dimensions it can group and filter by
+    months_only: bool = False  # it knows months, not days: a day range must be whole months
+
+
+REQUESTS = Source("usage.requests", frozenset(DIMENSIONS))
+HOURLY = Source(
+    "usage.hourly",
+    frozenset(DIMENSIONS) - {"municipality", "store_municipality"},
+)
+MONTHLY = Source(
+    "usage.monthly",
+    frozenset(DIMENSIONS) - {"store_municipality", "day", "weekday", "hour"},
+    months_only=True,
+)
+# A cube's cells already hold the measures: a report sums them.
+_CUBE_MEASURES = {name: f"coalesce(sum({name}), 0)::bigint" for name in MEASURES}
+_CUBE_EXPRESSIONS = {"weekday": "extract(isodow FROM day)::int"}
+
+
+def source_for(usage: UsageFilter, keys: Sequence[str]) -> Source:
+    """The smallest table that holds every dimension the report groups or filters by: a month
+    of national traffic is ~3.6 million rows, and ~100,000 cells in either cube."""
+    filtered = {
+        name
+        for name, narrows in (
+            ("municipality", usage.municipalities),
+            ("store_operator", usage.store_operators),
+            ("certificate_type", usage.certificate_types),
+            ("center", usage.centers),
+            ("outcome", usage.outcome),
+            ("reason", usage.reason),
+            ("outside_counter_hours", usage.outside_counter_hours is not None),
+            ("other_municipality", usage.other_municipality is not None),
+            ("day", usage.first_day or usage.last_day),
+        )
+        if narrows
+    }
+    for source in (HOURLY, MONTHLY):
+        needed = set(keys) | filtered
+        if source.months_only and "day" in filtered and _whole_months(usage):
+            needed = (needed - {"day"}) | {"month"}
+        if needed <= source.dimensions:
+            return source
+    return REQUESTS
+
+
+def _whole_months(usage: UsageFilter) -> bool:
+    first, last = usage.first_day, usage.last_day
+    return (first is None or first.day == 1) and (
+        last is None or (last + timedelta(days=1)).day == 1
+    )
+
+
+def _conditions(usage: UsageFilter, source: Source) -> tuple[list[str], list[object]]:
+    # A row whose request has not arrived yet knows neither where nor when: it cannot be counted
+    # (the cubes never count it).
+    conditions = ["requested_at IS NOT NULL"] if source is REQUESTS else []
     values: list[object] = []
 
     def where(template: str, value: object) -> None:
@@ -169,10 +233,11 @@ def _conditions(usage: UsageFilter) -> tuple[list[str], list[object]]:
     ):
         if chosen:
             where(f"{column} = ANY({{}}::text[])", list(chosen))
+    day = "month" if source.months_only else "day"
     if usage.first_day is not None:
-        where("day >= {}", usage.first_day)
+        where(f"{day} >= {{}}", usage.first_day)
     if usage.last_day is not None:
-        where("day <= {}", usage.last_day)
+        where(f"{day} <= {{}}", usage.last_day)
     if usage.outcome == "undecided":
         conditions.append("outcome IS NULL")
     elif usage.outcome is not None:
@@ -186,27 +251,65 @@ def _conditions(usage: UsageFilter) -> tuple[list[str], list[object]]:
     return conditions, values
 
 
-def usage_query(usage: UsageFilter, group_by: Sequence[str]) -> tuple[str, list[object]]:
-    """The SQL and its parameters: one pass over the filtered rows computes every measure of
-    every group, and the share is a window over the groups, not a second scan."""
+def usage_query(
+    usage: UsageFilter, group_by: Sequence[str], source: Source | None = None
+) -> tuple[str, list[object]]:
+    """The SQL and its parameters, counted from ``source`` (by default the smallest table that
+    can answer: the rows and the cubes always agree).
+
+    One pass over the filtered rows (or cells) computes every measure of every group. Over the
+    rows, a derived dimension (the month) is computed once per group of the column it derives
+    from rather than once per row, which saves a fifth of the time. The share is a window over
+    the final groups, not a second scan.
+    """
     keys = dimensions(group_by)
-    conditions, values = _conditions(usage)
-    grouped = ", ".join(
-        [
-            *(f"{DIMENSIONS[key].expression} AS {key}" for key in keys),
-            *(f"{expression} AS {name}" for name, expression in MEASURES.items()),
-        ]
-    )
-    sql = f"SELECT {grouped} FROM usage.requests WHERE {' AND '.join(conditions)}"
-    if keys:
-        sql += " GROUP BY " + ", ".join(str(position) for position in range(1, len(keys) + 1))
+    source = source or source_for(usage, keys)
+    conditions, values = _conditions(usage, source)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    filtered = f"{source.table}{where}"
+    if source is not REQUESTS:
+        expressions = {
+            key: "month" if key == "month" and source.months_only
+            else _CUBE_EXPRESSIONS.get(key, DIMENSIONS[key].expression)
+            for key in keys
+        }  # fmt: skip
+        groups = _aggregate(
+            [
+                *(f"{expressions[key]} AS {key}" for key in keys),
+                *(f"{total} AS {name}" for name, total in _CUBE_MEASURES.items()),
+            ],
+            filtered,
+            len(keys),
+        )
+    elif any(DIMENSIONS[key].derived for key in keys):
+        measures = [f"{expression} AS {name}" for name, expression in MEASURES.items()]
+        columns = list(dict.fromkeys(DIMENSIONS[key].column for key in keys))
+        groups = _aggregate(
+            [
+                *(f"{DIMENSIONS[key].expression} AS {key}" for key in keys),
+                *(f"sum({name})::bigint AS {name}" for name in MEASURES),
+            ],
+            f"({_aggregate([*columns, *measures], filtered, len(columns))}) AS s",
+            len(keys),
+        )
+    else:
+        measures = [f"{expression} AS {name}" for name, expression in MEASURES.items()]
+        groups = _aggregate([*keys, *measures], filtered, len(keys))
     shown = ", ".join(_shown(column) for column in report_columns(keys))
-    sql = f"SELECT {shown} FROM ({sql}) AS g"
+    sql = f"SELECT {shown} FROM ({groups}) AS g"
     if "municipality" in keys:
         sql += " LEFT JOIN registry.municipalities AS m ON m.code = g.municipality"
     if keys:
         sql += " ORDER BY " + ", ".join(f"g.{key}" for key in keys)
     return sql, values
+
+
+def _aggregate(selected: Sequence[str], source: str, keys: int) -> str:
+    """SELECT ... FROM source, grouped by the first ``keys`` selected."""
+    sql = f"SELECT {', '.join(selected)} FROM {source}"
+    if keys:
+        sql += " GROUP BY " + ", ".join(str(position) for position in range(1, keys + 1))
+    return sql
 
 
 def report_columns(keys: Sequence[str]) -> tuple[str, ...]:
@@ -226,15 +329,19 @@ def _shown(column: str) -> str:
 
 
 async def usage_report(
-    connection: Connection, filter: UsageFilter, group_by: Sequence[str]
+    connection: Connection,
+    filter: UsageFilter,
+    group_by: Sequence[str],
+    source: Source | None = None,
 ) -> UsageReport:
     """Count the filtered requests per group of ``group_by`` (catalog names or aliases).
 
-    Runs in a read-only transaction of its own with JIT compilation off: on a month of national
-    traffic (3.6 million rows) compiling the aggregate costs more than it saves.
+    Runs in a read-only transaction of its own with JIT compilation off (SET LOCAL): on a month
+    of national traffic (3.6 million rows) compiling the aggregates costs more than it saves, up
+    to 1.8 times the query time. More parallel workers or work_mem were measured not to help.
     """
     keys = dimensions(group_by)
-    sql, values = usage_query(filter, keys)
+    sql, values = usage_query(filter, keys, source)
     async with connection.transaction(readonly=True):
         await connection.execute("SET LOCAL jit = off")
         rows = await connection.fetch(sql, *values)
