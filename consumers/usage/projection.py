@@ -1,5 +1,5 @@
-"""The usage projection: one row per kiosk request in ``usage.requests`` and the two cubes
-summed from them (``usage.hourly``, ``usage.monthly``), for `bcl usage`."""
+"""The usage projection: one row per kiosk request in ``usage.requests`` and the cubes summed
+from them (``usage.hourly``, ``usage.monthly``, ``usage.stores``), for `bcl usage`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from uuid import UUID
 
 from consumers.usage.rules import (
     COLUMNS,
-    HOURLY_KEY,
+    CUBE_KEYS,
     MEASURES,
-    MONTHLY_KEY,
     FacetValue,
     cube_deltas,
     merged,
@@ -30,8 +29,6 @@ from schemas.events.issuance import (
     IssuanceRejected,
     IssuanceRequested,
 )
-
-CUBES: Mapping[str, tuple[str, ...]] = {"hourly": HOURLY_KEY, "monthly": MONTHLY_KEY}
 
 
 def facets_of(events: Iterable[ConsumedEvent]) -> dict[UUID, list[FacetValue]]:
@@ -58,7 +55,7 @@ class UsageProjection:
     topics: Sequence[str] = (ISSUANCE_REQUESTS.name, ISSUANCE_OUTCOMES.name)
     digest_order: Mapping[str, str] = {
         "requests": "request_id",
-        **{cube: ", ".join(key) for cube, key in CUBES.items()},
+        **{cube: ", ".join(key) for cube, key in CUBE_KEYS.items()},
     }
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
@@ -96,7 +93,7 @@ class UsageProjection:
             return
         # 3.
         await _replace_rows(connection, [new for _, new in changes])
-        for (cube, key), deltas in zip(CUBES.items(), cube_deltas(changes), strict=True):
+        for (cube, key), deltas in zip(CUBE_KEYS.items(), cube_deltas(changes), strict=True):
             await _add_to_cube(connection, cube, key, deltas)
 
 

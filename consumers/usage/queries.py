@@ -176,6 +176,14 @@ MONTHLY = Source(
     frozenset(DIMENSIONS) - {"store_municipality", "day", "weekday", "hour"},
     months_only=True,
 )
+STORES = Source(
+    "usage.stores",
+    frozenset(
+        {"month", "store_municipality", "certificate_type", "store_operator", "center",
+         "other_municipality", "outcome"}
+    ),
+    months_only=True,
+)  # fmt: skip
 # A cube's cells already hold the measures: a report sums them.
 _CUBE_MEASURES = {name: f"coalesce(sum({name}), 0)::bigint" for name in MEASURES}
 _CUBE_EXPRESSIONS = {"weekday": "extract(isodow FROM day)::int"}
@@ -183,7 +191,7 @@ _CUBE_EXPRESSIONS = {"weekday": "extract(isodow FROM day)::int"}
 
 def source_for(usage: UsageFilter, keys: Sequence[str]) -> Source:
     """The smallest table that holds every dimension the report groups or filters by: a month
-    of national traffic is ~3.6 million rows, and ~100,000 cells in either cube."""
+    of national traffic is ~3.6 million rows, and ~100,000 cells in a cube."""
     filtered = {
         name
         for name, narrows in (
@@ -199,7 +207,7 @@ def source_for(usage: UsageFilter, keys: Sequence[str]) -> Source:
         )
         if narrows
     }
-    for source in (HOURLY, MONTHLY):
+    for source in (HOURLY, MONTHLY, STORES):
         needed = set(keys) | filtered
         if source.months_only and "day" in filtered and _whole_months(usage):
             needed = (needed - {"day"}) | {"month"}

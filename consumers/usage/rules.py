@@ -98,9 +98,10 @@ def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled)
 # --- the row and its place in the cubes --------------------------------------------------------
 #
 # A row is the request id, then each facet's event id and columns (COLUMNS below). Usage keeps
-# two cubes beside the rows, so that a month of national traffic answers in well under a second:
-# by hour (no municipality) and by municipality and month (no day or hour). A row counts in the
-# cubes once its request facet is known; when a facet changes a row, the row's old counts leave
+# three cubes beside the rows, so that a month of national traffic answers in well under a
+# second: by hour (no municipality), by municipality and month (no day or hour), and by store
+# municipality and month (where residents of elsewhere print). A row counts in the cubes once
+# its request facet is known; when a facet changes a row, the row's old counts leave
 # the cubes and its new counts enter them.
 
 COLUMNS: tuple[str, ...] = (
@@ -117,6 +118,16 @@ MONTHLY_KEY = (
     "month", "municipality", "certificate_type", "store_operator", "center",
     "outside_counter_hours", "other_municipality", "outcome", "reason",
 )  # fmt: skip
+STORES_KEY = (
+    "month", "store_municipality", "certificate_type", "store_operator", "center",
+    "other_municipality", "outcome",
+)  # fmt: skip
+# Cube → the columns of its cells; "month" is the first day of the request's Japan month.
+CUBE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "hourly": HOURLY_KEY,
+    "monthly": MONTHLY_KEY,
+    "stores": STORES_KEY,
+}
 MEASURES = (
     "requests",
     "issued",
@@ -159,28 +170,32 @@ def counts(row: tuple[object, ...]) -> tuple[int, ...] | None:
     )
 
 
-def cube_keys(row: tuple[object, ...]) -> tuple[tuple[object, ...], tuple[object, ...]]:
-    """The row's cell in the hourly cube and in the monthly cube."""
+def cube_keys(row: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
+    """The row's cell in each cube, in the order of ``CUBE_KEYS``."""
     day = row[_AT["day"]]
     month = day.replace(day=1)  # type: ignore[attr-defined]
-    hourly = tuple(row[_AT[c]] for c in HOURLY_KEY)
-    monthly = (month, *(row[_AT[c]] for c in MONTHLY_KEY[1:]))
-    return hourly, monthly
+    return tuple(
+        tuple(month if column == "month" else row[_AT[column]] for column in key)
+        for key in CUBE_KEYS.values()
+    )
+
+
+Cells = dict[tuple[object, ...], list[int]]
 
 
 def cube_deltas(
     changes: Iterable[tuple[tuple[object, ...] | None, tuple[object, ...]]],
-) -> tuple[dict[tuple[object, ...], list[int]], dict[tuple[object, ...], list[int]]]:
-    """What ``(old row, new row)`` changes add to each cell of the two cubes (negative: leave)."""
-    hourly: dict[tuple[object, ...], list[int]] = {}
-    monthly: dict[tuple[object, ...], list[int]] = {}
+) -> tuple[Cells, ...]:
+    """What ``(old row, new row)`` changes add to each cell of each cube (negative: leave), in
+    the order of ``CUBE_KEYS``."""
+    cubes: tuple[Cells, ...] = tuple({} for _ in CUBE_KEYS)
     for old, new in changes:
         for row, sign in ((old, -1), (new, 1)):
             measured = counts(row) if row else None
             if measured is None or row is None:
                 continue
-            for cube, key in zip((hourly, monthly), cube_keys(row), strict=True):
+            for cube, key in zip(cubes, cube_keys(row), strict=True):
                 cell = cube.setdefault(key, [0] * len(MEASURES))
                 for position, value in enumerate(measured):
                     cell[position] += sign * value
-    return hourly, monthly
+    return cubes

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 
-from consumers.usage.queries import UsageFilter, usage_report
+from consumers.usage.queries import UsageFilter, source_for, usage_report
 from consumers.usage.rules import (
     COLUMNS,
-    HOURLY_KEY,
+    CUBE_KEYS,
     MEASURES,
-    MONTHLY_KEY,
+    Cells,
     FacetValue,
     cube_deltas,
     merged,
@@ -110,15 +110,11 @@ async def caught_up(settings: Settings, projection: Projection) -> None:
         await asyncio.sleep(0.1)
 
 
-Cells = dict[tuple[object, ...], list[int]]
-
-
-def month_day(day: date) -> tuple[list[tuple[object, ...]], Cells, Cells]:
+def month_day(day: date) -> tuple[list[tuple[object, ...]], tuple[Cells, ...]]:
     """One day of the national month as usage rows and cube cells, by the projection's rules."""
     traffic = Traffic(synthetic_nation(), scale=MONTH_SCALE)
     rows = [merged(None, visit_facets(visit)) for visit in traffic.day(day)]
-    hourly, monthly = cube_deltas((None, row) for row in rows)
-    return rows, hourly, monthly
+    return rows, cube_deltas((None, row) for row in rows)
 
 
 def visit_facets(visit: Visit) -> list[FacetValue]:
@@ -163,22 +159,27 @@ async def load_month(settings: Settings) -> float:
     days = [MARCH + timedelta(days=n) for n in range(31)]
     loop = asyncio.get_running_loop()
     total = 0
-    monthly: Cells = {}
+    cubes: dict[str, Cells] = {cube: {} for cube in CUBE_KEYS}
     async with connect(settings) as connection:
-        await connection.execute("TRUNCATE usage.requests, usage.hourly, usage.monthly")
+        await connection.execute(
+            f"TRUNCATE usage.requests, {', '.join(f'usage.{cube}' for cube in CUBE_KEYS)}"
+        )
         with ProcessPoolExecutor(max_workers=2) as pool:
             for made in [loop.run_in_executor(pool, month_day, day) for day in days]:
-                rows, hourly, day_monthly = await made
+                rows, day_cubes = await made
                 await connection.copy_records_to_table(
                     "requests", schema_name="usage", records=rows, columns=COLUMNS
                 )
-                await copy_cells(connection, "hourly", HOURLY_KEY, hourly)
-                for cell, counts in day_monthly.items():
-                    into = monthly.setdefault(cell, [0] * len(counts))
-                    monthly[cell] = [a + b for a, b in zip(into, counts, strict=True)]
+                for cube, cells in zip(CUBE_KEYS, day_cubes, strict=True):
+                    for cell, counts in cells.items():
+                        into = cubes[cube].setdefault(cell, [0] * len(counts))
+                        cubes[cube][cell] = [a + b for a, b in zip(into, counts, strict=True)]
                 total += len(rows)
-        await copy_cells(connection, "monthly", MONTHLY_KEY, monthly)
-        await connection.execute("VACUUM ANALYZE usage.requests, usage.hourly, usage.monthly")
+        for cube, key in CUBE_KEYS.items():
+            await copy_cells(connection, cube, key, cubes[cube])
+        await connection.execute("VACUUM ANALYZE usage.requests")
+        for cube in CUBE_KEYS:
+            await connection.execute(f"VACUUM ANALYZE usage.{cube}")
     return total
 
 
@@ -211,6 +212,9 @@ QUERIES: dict[str, tuple[UsageFilter, tuple[str, ...]]] = {
         ("store_operator",),
     ),
     "rejections by reason and center": (UsageFilter(outcome="rejected"), ("reason", "center")),
+    "Yokohama by day and hour": (UsageFilter(municipalities=(YOKOHAMA,)), ("day", "hour")),
+    "by store municipality": (UsageFilter(), ("store_municipality",)),
+    "by store municipality and hour (the rows)": (UsageFilter(), ("store_municipality", "hour")),
 }
 
 
@@ -218,7 +222,8 @@ async def time_queries(settings: Settings) -> list[tuple[str, float]]:
     timings = []
     async with connect(settings) as connection:
         for name, (usage_filter, group_by) in QUERIES.items():
+            source = source_for(usage_filter, group_by).table
             started = time.perf_counter()
             await usage_report(connection, usage_filter, group_by)
-            timings.append((name, time.perf_counter() - started))
+            timings.append((f"{name} [{source}]", time.perf_counter() - started))
     return timings

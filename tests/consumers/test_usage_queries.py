@@ -27,6 +27,7 @@ from consumers.usage.queries import (
     HOURLY,
     MONTHLY,
     REQUESTS,
+    STORES,
     Source,
     UsageFilter,
     dimensions,
@@ -452,7 +453,9 @@ def test_bad_input_gets_one_line_and_status_2(
             MONTHLY,
         ),
         (UsageFilter(first_day=date(2024, 3, 31)), ["municipality"], REQUESTS),
-        (UsageFilter(), ["store_municipality"], REQUESTS),
+        (UsageFilter(), ["store_municipality", "other_municipality"], STORES),
+        (UsageFilter(store_operators=("lawson",)), ["store_municipality", "month"], STORES),
+        (UsageFilter(), ["store_municipality", "hour"], REQUESTS),
         (UsageFilter(municipalities=(YOKOHAMA,)), ["hour"], REQUESTS),
     ],
 )

@@ -100,12 +100,12 @@ def test_cube_moves_add_up_to_the_final_row(order: list[FacetValue]) -> None:
     hourly: Counter[tuple[object, ...]] = Counter()
     for facet in order:
         new = merged(row, [facet])
-        moved_hourly, _ = cube_deltas([(row, new)])
+        moved_hourly, *_ = cube_deltas([(row, new)])
         for key, delta in moved_hourly.items():
             hourly[key] += delta[0]  # requests
         row = new
     assert row is not None
-    final_key, _ = cube_keys(row)
+    final_key, *_ = cube_keys(row)
     assert +hourly == Counter({final_key: 1})
     assert counts(row) == (1, 0, 1, 1, 0, 2, 600)
 
@@ -113,4 +113,4 @@ def test_cube_moves_add_up_to_the_final_row(order: list[FacetValue]) -> None:
 def test_a_row_without_its_request_counts_nowhere() -> None:
     row = merged(None, FACETS[2:])
     assert counts(row) is None
-    assert cube_deltas([(None, row)]) == ({}, {})
+    assert cube_deltas([(None, row)]) == ({}, {}, {})
