@@ -99,6 +99,11 @@ CREATE TABLE stores (
                                other_municipality, outcome)
 );
 
+-- A cell whose last request moved to another cell is deleted at once; these find them.
+CREATE INDEX hourly_empty ON hourly (requests) WHERE requests = 0;
+CREATE INDEX monthly_empty ON monthly (requests) WHERE requests = 0;
+CREATE INDEX stores_empty ON stores (requests) WHERE requests = 0;
+
 CREATE TABLE projection_offsets (
     cluster text NOT NULL,
     topic text NOT NULL,
