@@ -1,0 +1,1 @@
+"""Fees and settlement: what each municipality collected and owes, from the log alone."""
