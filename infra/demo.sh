@@ -28,9 +28,10 @@ read -r day tax_year < <(python -c '
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 import jpholiday
-from producers.workload import is_year_end, tax_year
+from producers.workload import tax_year
+from schemas.calendar import is_year_end_closure
 day = datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=1)
-while day.weekday() >= 5 or jpholiday.is_holiday(day) or is_year_end(day):
+while day.weekday() >= 5 or jpholiday.is_holiday(day) or is_year_end_closure(day):
     day += timedelta(days=1)
 print(day, tax_year(day))')
 # Counters close on national holidays (祝日): this year and next go into each profile.

@@ -62,7 +62,7 @@ async def insert_new_rows(
         return
     except asyncpg.UniqueViolationError:
         pass
-    stage = await _stage(connection, table, columns, rows)
+    stage = await stage_rows(connection, table, columns, rows)
     names = ", ".join(quote_ident(c) for c in columns)
     await connection.execute(
         f"INSERT INTO {quote_ident(table)} ({names}) SELECT {names} FROM {stage} "
@@ -86,7 +86,7 @@ async def upsert_rows(
     """
     if not rows:
         return
-    stage = await _stage(connection, table, columns, rows)
+    stage = await stage_rows(connection, table, columns, rows)
     names = ", ".join(quote_ident(c) for c in columns)
     updates = ", ".join(
         f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in columns if c not in key
@@ -102,7 +102,7 @@ async def upsert_rows(
     )
 
 
-async def _stage(
+async def stage_rows(
     connection: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
 ) -> str:
     # Shaped like the target as the search path resolves it now (live or rebuild schema), and

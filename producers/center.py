@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
@@ -124,16 +125,21 @@ LEFT JOIN LATERAL (
     SELECT at, reason FROM issuer.notices n
     WHERE n.request_id = o.request_id AND kind = 'cancelled' ORDER BY at, event_id LIMIT 1
 ) c ON true
-WHERE o.request_id = $1
+WHERE o.request_id = ANY($1::uuid[])
 """
 
 
 async def recorded_outcome(connection: Any, request_id: UUID) -> Outcome | None:
-    row = await connection.fetchrow(_OUTCOME_QUERY, request_id)
-    if row is None:
-        return None
-    values = dict(row)
-    return Outcome(issued=values.pop("outcome") == "issued", **values)
+    return (await recorded_outcomes(connection, [request_id])).get(request_id)
+
+
+async def recorded_outcomes(connection: Any, request_ids: Sequence[UUID]) -> dict[UUID, Outcome]:
+    """The recorded decisions (and notices) of those of ``request_ids`` that are decided."""
+    outcomes = {}
+    for row in await connection.fetch(_OUTCOME_QUERY, list(request_ids)):
+        values = dict(row)
+        outcomes[values["request_id"]] = Outcome(issued=values.pop("outcome") == "issued", **values)
+    return outcomes
 
 
 class CenterGateway:

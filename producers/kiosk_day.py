@@ -8,14 +8,16 @@ issuer decides it, and the kiosk then reports it delivered (the quoted fee paid)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from uuid import UUID
 
 from pipeline.database import connect
 from pipeline.settings import Settings
-from producers.center import CenterGateway, Outcome, recorded_outcome
+from producers.center import CenterGateway, Outcome, recorded_outcomes
 from producers.workload import SyntheticMunicipality, Traffic, Visit
 from schemas.codes import Origin
 from schemas.events.municipalities import MunicipalityProfile
@@ -57,13 +59,13 @@ async def run_kiosk_day(
     nation, holders = await _registered(settings, codes, day)
     visits = Traffic(nation, scale=scale, seed=seed, holders=holders).day(day)
     report.requests = len(visits)
-    centers: dict[Origin, CenterGateway] = {
-        center: CenterGateway(settings.model_copy(update={"center": center}))
-        for center in ("east", "west")
-    }
-    for gateway in centers.values():
-        await gateway.__aenter__()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        centers: dict[Origin, CenterGateway] = {
+            center: await stack.enter_async_context(
+                CenterGateway(settings.model_copy(update={"center": center}))
+            )
+            for center in ("east", "west")
+        }
         for done, visit in enumerate(visits, 1):
             await centers[visit.center].submit(visit.request, at=visit.at, wait=False)
             report.by_center[visit.center] += 1
@@ -75,9 +77,6 @@ async def run_kiosk_day(
             await _notice(centers[visit.center], visit, outcome, report)
             if progress:
                 progress("kiosk notices", done, len(visits))
-    finally:
-        for gateway in centers.values():
-            await gateway.__aexit__(None, None, None)
     return report
 
 
@@ -101,17 +100,15 @@ async def _notice(
 
 async def _decisions(
     settings: Settings, visits: Sequence[Visit], timeout: float, progress: Progress | None
-) -> dict[object, Outcome]:
+) -> dict[UUID, Outcome]:
     """Every visit's recorded decision, polled until all are in."""
     wanted = [v.request.request_id for v in visits]
-    outcomes: dict[object, Outcome] = {}
+    outcomes: dict[UUID, Outcome] = {}
     deadline = asyncio.get_running_loop().time() + timeout
     async with connect(settings) as connection:
         while True:
-            for request_id in [r for r in wanted if r not in outcomes]:
-                found = await recorded_outcome(connection, request_id)
-                if found is not None:
-                    outcomes[request_id] = found
+            pending = [r for r in wanted if r not in outcomes]
+            outcomes.update(await recorded_outcomes(connection, pending))
             if progress:
                 progress("decided by the issuer", len(outcomes), len(wanted))
             if len(outcomes) == len(wanted):

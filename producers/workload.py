@@ -19,7 +19,6 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, NamedTuple
-from zoneinfo import ZoneInfo
 
 import jpholiday
 import orjson
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pipeline.publish import Outgoing
 from pipeline.seals import public_seal_pem, seal_key_id
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS, JPKI_CERTIFICATES, MUNICIPALITIES
+from schemas.calendar import JST, fiscal_year, is_year_end_closure
 from schemas.codes import Origin, municipality_check_digit
 from schemas.envelope import Envelope
 from schemas.events.certificates import CertificateKind, CertificateRevoked, RevocationReason
@@ -54,8 +54,6 @@ from schemas.events.municipalities import (
 from schemas.ids import derived_event_id
 from schemas.inputs.resident_diff import my_number_check_digit
 from schemas.sealed import Sealed
-
-JST = ZoneInfo("Asia/Tokyo")
 
 # Municipalities named in DOMAIN.md, with valid check digits.
 SAMPLE_MUNICIPALITIES: tuple[tuple[str, str], ...] = (
@@ -614,17 +612,13 @@ def national_holidays(first: date, last: date) -> tuple[date, ...]:
 
 
 def day_weight(day: date, holidays: Collection[date]) -> float:
-    if is_year_end(day):
+    if is_year_end_closure(day):
         return 0.0  # 29 Dec – 3 Jan: the service is closed (DOMAIN §2)
     if day.weekday() == 6 or day in holidays:
         return DAY_WEIGHTS["sunday_or_holiday"]
     if day.weekday() == 5:
         return DAY_WEIGHTS["saturday"]
     return DAY_WEIGHTS["weekday"]
-
-
-def is_year_end(day: date) -> bool:
-    return (day.month, day.day) >= (12, 29) or (day.month, day.day) <= (1, 3)
 
 
 def monthly_national(year: int, month: int) -> int:
@@ -858,8 +852,8 @@ _OPERATOR_WEIGHTS = list(itertools.accumulate(share for share, _ in OPERATORS.va
 def tax_year(day: date) -> int:
     """The fiscal year (年度) a resident asks tax certificates for on ``day``: the current one
     from June, when its figures are set, else the one before."""
-    fiscal_year = day.year if day.month >= 4 else day.year - 1
-    return fiscal_year if day.month >= 6 or day.month < 4 else fiscal_year - 1
+    current = fiscal_year(day)
+    return current if day.month >= 6 or day.month < 4 else current - 1
 
 
 def _type_weights(

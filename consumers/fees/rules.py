@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
+from schemas.calendar import JST
 from schemas.events.municipalities import MunicipalityClass
-
-JST = ZoneInfo("Asia/Tokyo")
 
 BCL_ISSUANCE_FEE = 180  # yen per certificate issued through BCL, settled at fiscal-year end
 DISASTER_SYSTEM_BASE = 185_000
@@ -34,11 +32,6 @@ COMMISSION_HISTORY: tuple[tuple[date, int], ...] = (
     (date(2017, 4, 1), 115),
     (date(2019, 10, 1), 117),
 )
-
-
-def fiscal_year(day: date) -> int:
-    """The fiscal year (年度) of a Japan date: April to March, named by the year it starts."""
-    return day.year if day.month >= 4 else day.year - 1
 
 
 def japan_day(at: datetime) -> date:

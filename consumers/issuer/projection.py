@@ -384,7 +384,7 @@ class IssuerProcessor:
             seal_key_id=seal_key.key_id,
             pages=front_pages(content),
             fee=fee_quote(profile, request.certificate_type, request.copies, at),
-            outside_counter_hours=not profile.counter_open(at),
+            outside_counter_hours=outside,
             content=seal_personal(
                 facts.data_keys[holder], orjson.loads(raw), _content_aad(document_id)
             ),

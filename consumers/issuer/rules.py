@@ -24,8 +24,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import MappingProxyType
-from zoneinfo import ZoneInfo
 
+from schemas.calendar import JST, is_year_end_closure
 from schemas.events.issuance import (
     TAX_CERTIFICATE_TYPES,
     CertificateType,
@@ -39,7 +39,6 @@ from schemas.events.municipalities import (
     SealKey,
 )
 
-JST = ZoneInfo("Asia/Tokyo")
 MINIMUM_AGE = 15  # DOMAIN §2: residents under 15 cannot use the service
 
 # The resident fee when a municipality set none for a type (assumption: the common amounts,
@@ -209,11 +208,6 @@ def _opening(
             f"{profile.name} issues {kind.value} on weekdays only",
         )
     return None
-
-
-def is_year_end_closure(day: date) -> bool:
-    """29 December – 3 January: no issuance anywhere (DOMAIN §2)."""
-    return (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3)
 
 
 def is_weekday(day: date, holidays: Collection[date]) -> bool:

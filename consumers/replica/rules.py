@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 
+from schemas.calendar import is_year_end_closure
 from schemas.events.residents import REGISTRATION_REASONS, REMOVAL_REASONS, ChangeReason
 
 
@@ -301,16 +302,12 @@ class ConnectionHours:
                 raise ReplicaRuleError(f"holidays must be dates, got {holiday!r}")
 
     def is_business_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self.holidays and not _year_end_closure(day)
+        # 年末年始: the same closure as certificate issuance (DOMAIN §2).
+        return day.weekday() < 5 and day not in self.holidays and not is_year_end_closure(day)
 
     def is_open(self, moment: datetime) -> bool:
         """Whether ``moment`` (wall-clock time in its own timezone) falls inside the window."""
         return self.is_business_day(moment.date()) and self.opens <= moment.time() < self.closes
-
-
-def _year_end_closure(day: date) -> bool:
-    # 年末年始: 29 Dec – 3 Jan, the same closure as certificate issuance (DOMAIN §2).
-    return (day.month == 12 and day.day >= 29) or (day.month == 1 and day.day <= 3)
 
 
 def transmission_time(changed_at: datetime, hours: ConnectionHours) -> datetime:

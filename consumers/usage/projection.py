@@ -3,7 +3,6 @@ from them (``usage.hourly``, ``usage.monthly``, ``usage.stores``), for `bcl usag
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
@@ -18,7 +17,7 @@ from consumers.usage.rules import (
     outcome_facet,
     request_facet,
 )
-from pipeline.database import Connection
+from pipeline.database import Connection, stage_rows
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
@@ -98,7 +97,7 @@ class UsageProjection:
 
 
 async def _replace_rows(connection: Connection, rows: Sequence[tuple[object, ...]]) -> None:
-    stage = await _stage(connection, "requests", COLUMNS, rows)
+    stage = await stage_rows(connection, "requests", COLUMNS, rows)
     updates = ", ".join(f"{c} = s.{c}" for c in COLUMNS[1:])
     await connection.execute(
         f"UPDATE requests r SET {updates} FROM {stage} s WHERE r.request_id = s.request_id"
@@ -117,7 +116,7 @@ async def _add_to_cube(
     if not moved:
         return
     columns = (*key, *MEASURES)
-    stage = await _stage(connection, cube, columns, moved)
+    stage = await stage_rows(connection, cube, columns, moved)
     names = ", ".join(columns)
     sums = ", ".join(f"{m} = c.{m} + EXCLUDED.{m}" for m in MEASURES)
     await connection.execute(
@@ -127,18 +126,6 @@ async def _add_to_cube(
     # Through the partial index of empty cells: a join on IS NOT DISTINCT FROM cannot use an
     # index, and made a replay scan the cube once per staged cell.
     await connection.execute(f"DELETE FROM {cube} WHERE requests = 0")
-
-
-_stages = itertools.count()
-
-
-async def _stage(
-    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]]
-) -> str:
-    name = f"usage_stage_{table}_{next(_stages)}"
-    await connection.execute(f"CREATE TEMP TABLE {name} (LIKE {table}) ON COMMIT DROP")
-    await connection.copy_records_to_table(name, records=rows, columns=columns)
-    return name
 
 
 def make(settings: Settings) -> UsageProjection:

@@ -7,11 +7,11 @@ profile of its latest event and an update can never half-apply.
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, Literal, Self
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from schemas.calendar import JST, is_year_end_closure
 from schemas.codes import MunicipalityCode
 from schemas.events.issuance import TAX_CERTIFICATE_TYPES, CertificateType
 from schemas.registry import REGISTRY
@@ -36,7 +36,6 @@ BCL_CERTIFICATE_TYPES = frozenset(
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-JST = ZoneInfo("Asia/Tokyo")
 
 
 class MunicipalityClass(StrEnum):
@@ -174,11 +173,7 @@ class MunicipalityProfile(BaseModel):
         """
         moment = at.astimezone(JST)
         day = moment.date()
-        if (
-            day in self.holidays
-            or (day.month, day.day) >= (12, 29)
-            or (day.month, day.day) <= (1, 3)
-        ):
+        if day in self.holidays or is_year_end_closure(day):
             return False
         hours = self.counter_hours.get(WEEKDAYS[day.weekday()])
         return hours is not None and hours.opens <= moment.time() < hours.closes

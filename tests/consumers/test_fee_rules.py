@@ -16,12 +16,12 @@ from consumers.fees.rules import (
     contribution,
     contribution_row,
     disaster_system_fee,
-    fiscal_year,
     japan_day,
     months_from,
     prorated,
     settle,
 )
+from schemas.calendar import fiscal_year
 from schemas.events.municipalities import MunicipalityClass as Class
 
 CITY, WARD, DESIGNATED = Class.CITY, Class.SPECIAL_WARD, Class.DESIGNATED_CITY

@@ -129,6 +129,8 @@ async def test_live_usage_counts_each_request_once_and_replays_to_the_same_diges
         assert await projection_digest(connection, load_projection("usage", platform)) == live
     # Applying the log once more, from this process, changes nothing either.
     await refresh(platform, load_projection("usage", platform))
+    async with connect(platform) as connection:
+        assert await projection_digest(connection, load_projection("usage", platform)) == live
 
 
 async def test_a_notice_before_its_request_still_lands_on_the_request(platform: Settings) -> None:
