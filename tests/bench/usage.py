@@ -20,17 +20,16 @@ from consumers.usage.queries import UsageFilter, source_for, usage_report
 from consumers.usage.rules import (
     COLUMNS,
     CUBE_KEYS,
+    CUBES,
     MEASURES,
-    Cells,
-    FacetValue,
-    cube_deltas,
-    merged,
+    ROWS,
     notice_facet,
     outcome_facet,
     request_facet,
 )
 from pipeline.catchup import refresh
 from pipeline.database import Connection, connect
+from pipeline.facets import Cells, FacetValue
 from pipeline.kafka import producer
 from pipeline.projection import Projection, load_projection
 from pipeline.publish import publish_many
@@ -113,8 +112,8 @@ async def caught_up(settings: Settings, projection: Projection) -> None:
 def month_day(day: date) -> tuple[list[tuple[object, ...]], tuple[Cells, ...]]:
     """One day of the national month as usage rows and cube cells, by the projection's rules."""
     traffic = Traffic(synthetic_nation(), scale=MONTH_SCALE)
-    rows = [merged(None, visit_facets(visit)) for visit in traffic.day(day)]
-    return rows, cube_deltas((None, row) for row in rows)
+    rows = [ROWS.merged(None, visit_facets(visit)) for visit in traffic.day(day)]
+    return rows, CUBES.deltas((None, row) for row in rows)
 
 
 def visit_facets(visit: Visit) -> list[FacetValue]:

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from consumers.usage.rules import (
     COLUMNS,
-    FacetValue,
+    CUBES,
+    ROWS,
     counts,
-    cube_deltas,
     cube_keys,
-    merged,
     notice_facet,
     outcome_facet,
     request_facet,
 )
+from pipeline.facets import FacetValue
 from schemas.events.issuance import (
     IssuanceCancelled,
     IssuanceDelivered,
@@ -78,7 +78,7 @@ FACETS = [
 
 
 def test_the_request_is_dated_and_placed_in_japan_time() -> None:
-    row = dict(zip(COLUMNS, merged(None, FACETS[:1]), strict=True))
+    row = dict(zip(COLUMNS, ROWS.merged(None, FACETS[:1]), strict=True))
     assert (row["day"].isoformat(), row["hour"], row["weekday"]) == ("2024-03-04", 23, 1)
     assert row["other_municipality"] is False
     assert (row["store_operator"], row["center"], row["copies"]) == ("lawson", "east", 2)
@@ -86,8 +86,8 @@ def test_the_request_is_dated_and_placed_in_japan_time() -> None:
 
 @given(st.permutations(FACETS), st.integers(min_value=0, max_value=len(FACETS)))
 def test_any_order_and_any_split_gives_the_same_row(order: list[FacetValue], split: int) -> None:
-    at_once = merged(None, FACETS)
-    in_two = merged(merged(None, order[:split]), order[split:])
+    at_once = ROWS.merged(None, FACETS)
+    in_two = ROWS.merged(ROWS.merged(None, order[:split]), order[split:])
     assert in_two == at_once
     row = dict(zip(COLUMNS, at_once, strict=True))
     assert row["store_operator"] == "lawson"  # the first entry, not the one resent
@@ -99,8 +99,8 @@ def test_cube_moves_add_up_to_the_final_row(order: list[FacetValue]) -> None:
     row: tuple[object, ...] | None = None
     hourly: Counter[tuple[object, ...]] = Counter()
     for facet in order:
-        new = merged(row, [facet])
-        moved_hourly, *_ = cube_deltas([(row, new)])
+        new = ROWS.merged(row, [facet])
+        moved_hourly, *_ = CUBES.deltas([(row, new)])
         for key, delta in moved_hourly.items():
             hourly[key] += delta[0]  # requests
         row = new
@@ -111,6 +111,6 @@ def test_cube_moves_add_up_to_the_final_row(order: list[FacetValue]) -> None:
 
 
 def test_a_row_without_its_request_counts_nowhere() -> None:
-    row = merged(None, FACETS[2:])
+    row = ROWS.merged(None, FACETS[2:])
     assert counts(row) is None
-    assert cube_deltas([(None, row)]) == ({}, {}, {})
+    assert CUBES.deltas([(None, row)]) == ({}, {}, {})
