@@ -51,6 +51,7 @@ from schemas.events.municipalities import (
     MunicipalityProfile,
     SealKey,
 )
+from schemas.fees import fee_quote
 from schemas.ids import derived_event_id
 from schemas.inputs.resident_diff import my_number_check_digit
 from schemas.sealed import Sealed
@@ -839,7 +840,7 @@ class Traffic:
             center=OPERATORS[operator][1],
             outside_counter_hours=outside,
             rejection=rejection,
-            fee=None if rejection else _fee(municipality, kind, request.copies, at.date()),
+            fee=None if rejection else _fee(municipality, kind, request.copies, at),
             notice=notice,
             notice_at=at + timedelta(seconds=rng.randint(20, 180)) if notice else None,
         )
@@ -887,38 +888,14 @@ def _rejection(rng: random.Random, kind: CertificateType) -> RejectionReason:
 
 
 def _fee(
-    municipality: SyntheticMunicipality, kind: CertificateType, copies: int, day: date
+    municipality: SyntheticMunicipality, kind: CertificateType, copies: int, at: datetime
 ) -> FeeQuote:
-    """The quote the issuer makes from the schedule (a contract test holds the two equal)."""
-    entry = _fee_entry(municipality, kind, day)
-    return _quote(entry.fee_yen, copies, entry.effective_from)
-
-
-@functools.lru_cache(maxsize=65536)
-def _fee_entry(municipality: SyntheticMunicipality, kind: CertificateType, day: date) -> FeeEntry:
-    return max(
-        (
-            e
-            for e in _fee_schedule(municipality)
-            if e.certificate_type is kind and e.effective_from <= day
-        ),
-        key=lambda e: e.effective_from,
-    )
+    return fee_quote(_fee_schedule(municipality), kind, copies, at)
 
 
 @functools.lru_cache(maxsize=4096)
 def _fee_schedule(municipality: SyntheticMunicipality) -> tuple[FeeEntry, ...]:
     return municipality.fee_schedule()
-
-
-@functools.lru_cache(maxsize=1024)
-def _quote(per_copy_yen: int, copies: int, schedule_from: date) -> FeeQuote:
-    return FeeQuote(
-        per_copy_yen=per_copy_yen,
-        copies=copies,
-        total_yen=per_copy_yen * copies,
-        schedule_from=schedule_from,
-    )
 
 
 # --- recorded traffic: the log as the issuer leaves it -----------------------------------------

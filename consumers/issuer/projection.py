@@ -35,7 +35,6 @@ from consumers.issuer.rules import (
     Registration,
     Rejection,
     ResidentFacts,
-    fee_quote,
     refusal,
     signing_key,
 )
@@ -68,6 +67,7 @@ from schemas.events.issuance import (
     IssuanceRequested,
 )
 from schemas.events.municipalities import MunicipalityProfile
+from schemas.fees import fee_quote
 from schemas.ids import derived_event_id
 
 log = logging.getLogger("bcl.issuer")
@@ -383,7 +383,7 @@ class IssuerProcessor:
             signature=base64.b64encode(signature).decode(),
             seal_key_id=seal_key.key_id,
             pages=front_pages(content),
-            fee=fee_quote(profile, request.certificate_type, request.copies, at),
+            fee=fee_quote(profile.fees, request.certificate_type, request.copies, at),
             outside_counter_hours=outside,
             content=seal_personal(
                 facts.data_keys[holder], orjson.loads(raw), _content_aad(document_id)

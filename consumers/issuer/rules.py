@@ -20,16 +20,14 @@ request always gets the same, most basic, reason:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
-from types import MappingProxyType
 
 from schemas.calendar import JST, is_year_end_closure
 from schemas.events.issuance import (
     TAX_CERTIFICATE_TYPES,
     CertificateType,
-    FeeQuote,
     IssuanceRequested,
     RejectionReason,
 )
@@ -40,26 +38,6 @@ from schemas.events.municipalities import (
 )
 
 MINIMUM_AGE = 15  # DOMAIN §2: residents under 15 cannot use the service
-
-# The resident fee when a municipality set none for a type (assumption: the common amounts,
-# 300 yen, 450 yen for a family register). Disaster certificates cost 10 yen at the store on top
-# of any municipal fee (DOMAIN §6).
-STANDARD_FEES: Mapping[CertificateType, int] = MappingProxyType(
-    {
-        CertificateType.JUMINHYO: 300,
-        CertificateType.JUMINHYO_KISAI: 300,
-        CertificateType.INKAN: 300,
-        CertificateType.TAX_INCOME: 300,
-        CertificateType.TAX_ASSESSMENT: 300,
-        CertificateType.TAX_PAYMENT: 300,
-        CertificateType.KOSEKI: 450,
-        CertificateType.KOSEKI_FUHYO: 300,
-        CertificateType.RISAI: 0,
-        CertificateType.HISAI: 0,
-    }
-)
-DISASTER_STORE_FEE = 10
-DISASTER_TYPES = frozenset({CertificateType.RISAI, CertificateType.HISAI})
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,29 +322,3 @@ def signing_key(
         and (key.revoked_at is None or key.revoked_at > at)
     ]
     return max(usable, key=lambda key: key.added_at, default=None)
-
-
-# --------------------------------------------------------------------------------------- the fee
-
-
-def fee_quote(
-    profile: MunicipalityProfile, certificate_type: CertificateType, copies: int, at: datetime
-) -> FeeQuote:
-    """The resident fee at the instant of the request: the municipality's schedule entry in force
-    that day (Japan time), else the standard fee; disaster certificates add the 10-yen store fee.
-    """
-    day = local_time(at).date()
-    entries = [
-        e
-        for e in profile.fees
-        if e.certificate_type is certificate_type and e.effective_from <= day
-    ]
-    entry = max(entries, key=lambda e: e.effective_from, default=None)
-    municipal = entry.fee_yen if entry is not None else STANDARD_FEES[certificate_type]
-    per_copy = municipal + (DISASTER_STORE_FEE if certificate_type in DISASTER_TYPES else 0)
-    return FeeQuote(
-        per_copy_yen=per_copy,
-        copies=copies,
-        total_yen=per_copy * copies,
-        schedule_from=entry.effective_from if entry is not None else None,
-    )

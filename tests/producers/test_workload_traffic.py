@@ -14,7 +14,6 @@ from datetime import date, timedelta
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from consumers.issuer.rules import fee_quote
 from pipeline.seals import load_seal_public_key, seal_holds
 from producers.workload import (
     CERTIFICATE_MIX,
@@ -29,6 +28,7 @@ from producers.workload import (
 )
 from schemas.codes import is_valid_municipality_code
 from schemas.events.municipalities import MunicipalityClass
+from schemas.fees import fee_quote
 
 MARCH = date(2024, 3, 1)
 
@@ -137,7 +137,7 @@ def test_recorded_decisions_are_the_ones_the_issuer_rules_make(nation: list, mon
         )
         if visit.rejection is None:
             expected = fee_quote(
-                profile, visit.request.certificate_type, visit.request.copies, visit.at
+                profile.fees, visit.request.certificate_type, visit.request.copies, visit.at
             )
             assert visit.fee == expected
 
