@@ -38,6 +38,7 @@ def _sub_apps() -> None:
     from pipeline.commands import (
         center,
         certificates,
+        fees,
         municipality,
         push,
         residents,
@@ -56,6 +57,9 @@ def _sub_apps() -> None:
     app.add_typer(center.app, name="center")
     app.command(name="verify")(center.verify)
     app.add_typer(usage.app, name="usage")
+    app.add_typer(
+        fees.app, name="fees", help="Fee statements: store settlement and yearly charges."
+    )
 
 
 _sub_apps()

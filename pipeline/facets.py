@@ -16,12 +16,21 @@ hold the same cells.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 from pipeline.database import Connection, stage_rows
 from pipeline.projection import ConsumedEvent
+from schemas.events.issuance import (
+    IssuanceCancelled,
+    IssuanceDelivered,
+    IssuanceIssued,
+    IssuanceRejected,
+    IssuanceRequested,
+)
 
 Row = tuple[object, ...]
 Cells = dict[tuple[object, ...], list[int]]
@@ -90,6 +99,33 @@ class Cubes:
                     for position, value in enumerate(measured):
                         cell[position] += sign * value
         return cubes
+
+
+class RequestFacet(Protocol):
+    def __call__(
+        self, event_id: UUID, payload: IssuanceRequested, *, at: datetime, center: str
+    ) -> FacetValue: ...
+
+
+def kiosk_request_facets(
+    events: Iterable[ConsumedEvent],
+    *,
+    request: RequestFacet,
+    outcome: Callable[[UUID, IssuanceIssued | IssuanceRejected], FacetValue],
+    notice: Callable[[UUID, IssuanceDelivered | IssuanceCancelled], FacetValue],
+) -> Iterator[FacetValue]:
+    """The facets of kiosk requests in a batch: the center's request (at the instant and center
+    it entered), the issuer's decision and the kiosk's notice."""
+    for event in events:
+        payload, envelope = event.payload, event.envelope
+        if isinstance(payload, IssuanceRequested):
+            yield request(
+                envelope.event_id, payload, at=envelope.occurred_at, center=envelope.origin
+            )
+        elif isinstance(payload, IssuanceIssued | IssuanceRejected):
+            yield outcome(envelope.event_id, payload)
+        elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
+            yield notice(envelope.event_id, payload)
 
 
 class FacetedProjection:

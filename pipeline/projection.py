@@ -91,6 +91,7 @@ PROJECTION_MODULES: dict[str, str] = {
     "revocations": "consumers.certificates.revoker",
     "issuer": "consumers.issuer.projection",
     "usage": "consumers.usage.projection",
+    "fees": "consumers.fees.projection",
 }
 
 

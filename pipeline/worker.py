@@ -42,6 +42,7 @@ AGENT_MODULES: dict[str, str] = {
     "certificates": "consumers.certificates.agent",
     "issuer": "consumers.issuer.agent",
     "usage": "consumers.usage.agent",
+    "fees": "consumers.fees.agent",
 }
 
 

@@ -434,6 +434,7 @@ class SyntheticMunicipality:
     outside_share: float
     other_store_share: float
     campaign_from: date | None  # a 200-yen campaign for 住民票 and 印鑑 from that day
+    disaster_system_since: date | None = None  # the cloud disaster victim support system
 
     @classmethod
     def registered(cls, code: str, profile: MunicipalityProfile) -> SyntheticMunicipality:
@@ -451,6 +452,7 @@ class SyntheticMunicipality:
             outside_share=OUTSIDE_COUNTER_HOURS_SHARE,
             other_store_share=OTHER_MUNICIPALITY_STORE_SHARE,
             campaign_from=None,
+            disaster_system_since=profile.disaster_system_since,
         )
 
     def fee_schedule(self) -> tuple[FeeEntry, ...]:
@@ -481,6 +483,7 @@ class SyntheticMunicipality:
             offered_types=self.offered_types,
             holidays=tuple(holidays),
             fees=self.fee_schedule(),
+            disaster_system_since=self.disaster_system_since,
             seal_keys=(seal_key,) if seal_key else (),
         )
 
@@ -538,9 +541,19 @@ def synthetic_nation(
                 outside_share=draft.outside if draft.outside is not None else outside,
                 other_store_share=draft.other if draft.other is not None else other,
                 campaign_from=date(2023, 10, 1) if rng.random() < 0.08 else None,
+                disaster_system_since=_disaster_system_since(draft.code, seed),
             )
         )
     return nation
+
+
+def _disaster_system_since(code: str, seed: int) -> date | None:
+    """A quarter of municipalities introduced the cloud disaster system, in FY2022–FY2024 (its
+    own generator, so the rest of the nation does not depend on it)."""
+    rng = random.Random(f"disaster-system:{seed}:{code}")
+    if rng.random() >= 0.25:
+        return None
+    return date(2022, 4, 1) + timedelta(days=rng.randrange(3 * 365))
 
 
 def _free_code(rng: random.Random, digit: str, kind: MunicipalityClass, taken: set[str]) -> str:
@@ -716,6 +729,7 @@ class Visit:
     outside_counter_hours: bool
     rejection: RejectionReason | None
     fee: FeeQuote | None  # quoted when issued
+    through_bcl: bool  # decided from the BCL replica, else relayed from the municipality's server
     notice: Literal["delivered", "cancelled"] | None
     notice_at: datetime | None
 
@@ -841,6 +855,7 @@ class Traffic:
             outside_counter_hours=outside,
             rejection=rejection,
             fee=None if rejection else _fee(municipality, kind, request.copies, at),
+            through_bcl=municipality.uses_bcl,
             notice=notice,
             notice_at=at + timedelta(seconds=rng.randint(20, 180)) if notice else None,
         )
@@ -1086,6 +1101,7 @@ def _recorded_document(
         pages=1,
         fee=visit.fee,
         outside_counter_hours=visit.outside_counter_hours,
+        through_bcl=visit.through_bcl,
         content=Sealed(
             key_id=uuid.UUID(bytes=hashlib.sha256(f"shredded:{seed}".encode()).digest()[:16]),
             nonce=base64.b64encode(nonce).decode(),

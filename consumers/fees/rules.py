@@ -11,15 +11,34 @@ Effective-dated tables and the arithmetic the fees projection and its statements
 
 Bounds are "at least" (以上) and "less than" (未満). Proration counts the joining (introduction)
 month: floor(annual / 12) × months.
+
+The fees projection keeps one row per kiosk request, assembled from its facets (the request, the
+issuer's decision, the kiosk's notice: ``pipeline.facets``), and a cube by municipality, month,
+certificate type, store operator and center. A request is charged once it was issued and the
+kiosk reported it delivered; cancelled and rejected requests are counted, never charged; the row
+is keyed by request id, so a redelivery, a mirrored copy or a replay never charges twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from uuid import UUID
 
+from pipeline.facets import Cubes, FacetedRows, FacetValue
 from schemas.calendar import JST
+from schemas.events.issuance import (
+    CertificateType,
+    IssuanceCancelled,
+    IssuanceDelivered,
+    IssuanceIssued,
+    IssuanceRejected,
+    IssuanceRequested,
+    StoreOperator,
+)
 from schemas.events.municipalities import MunicipalityClass
+from schemas.fees import DISASTER_TYPES
 
 BCL_ISSUANCE_FEE = 180  # yen per certificate issued through BCL, settled at fiscal-year end
 DISASTER_SYSTEM_BASE = 185_000
@@ -61,14 +80,126 @@ class Settlement:
         return self.fee_yen - self.commission_yen - self.bcl_fee_yen
 
 
-def settle(fee_paid_yen: int, copies: int, day: date, *, through_bcl: bool) -> Settlement:
-    """Settle a delivered request of ``copies`` certificates: commission and BCL fee are per
-    certificate; the fee is what the kiosk collected."""
+def settle(
+    fee_paid_yen: int,
+    copies: int,
+    day: date,
+    *,
+    through_bcl: bool,
+    store_operator: StoreOperator,
+    certificate_type: CertificateType,
+) -> Settlement:
+    """Settle a delivered request of ``copies`` certificates; the fee is what the kiosk collected.
+
+    The commission is per certificate and owed to a store operator: a municipality's own kiosk
+    (自治体設置端末) has none. The BCL fee is per certificate issued from the BCL replica;
+    disaster certificates come from the cloud disaster system, paid for by its yearly fee.
+    """
+    owes_commission = store_operator is not StoreOperator.MUNICIPAL_KIOSK
+    owes_bcl_fee = through_bcl and certificate_type not in DISASTER_TYPES
     return Settlement(
         fee_yen=fee_paid_yen,
-        commission_yen=commission(day) * copies,
-        bcl_fee_yen=BCL_ISSUANCE_FEE * copies if through_bcl else 0,
+        commission_yen=commission(day) * copies if owes_commission else 0,
+        bcl_fee_yen=BCL_ISSUANCE_FEE * copies if owes_bcl_fee else 0,
     )
+
+
+# ------------------------------------------------------------- requests, and the monthly cube
+
+FACET_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "request": (
+        "day", "municipality", "certificate_type", "store_operator", "center", "copies",
+    ),
+    "outcome": ("outcome", "through_bcl", "fee_quoted_yen"),
+    "notice": ("notice", "fee_paid_yen"),
+}  # fmt: skip
+ROWS = FacetedRows("request_id", FACET_COLUMNS)
+
+MONTHLY_KEY = ("month", "municipality", "certificate_type", "store_operator", "center")
+MEASURES = (
+    "requests",
+    "issued",
+    "rejected",
+    "delivered",
+    "cancelled",
+    "certificates",
+    "fees_collected_yen",
+    "commission_yen",
+    "bcl_fee_yen",
+)
+
+
+def request_facet(
+    event_id: UUID, payload: IssuanceRequested, *, at: datetime, center: str
+) -> FacetValue:
+    """The request's Japan day settles it: the service window closes at 23:00, so a certificate
+    prints the day it was asked for."""
+    values = (
+        japan_day(at),
+        payload.resident_municipality,
+        payload.certificate_type.value,
+        payload.store_operator.value,
+        center,
+        payload.copies,
+    )
+    return FacetValue(payload.request_id, "request", event_id, values)
+
+
+def outcome_facet(event_id: UUID, payload: IssuanceIssued | IssuanceRejected) -> FacetValue:
+    if isinstance(payload, IssuanceIssued):
+        values: tuple[object, ...] = ("issued", payload.through_bcl, payload.fee.total_yen)
+    else:
+        values = ("rejected", None, None)
+    return FacetValue(payload.request_id, "outcome", event_id, values)
+
+
+def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled) -> FacetValue:
+    if isinstance(payload, IssuanceDelivered):
+        values: tuple[object, ...] = ("delivered", payload.fee_paid_yen)
+    else:
+        values = ("cancelled", None)
+    return FacetValue(payload.request_id, "notice", event_id, values)
+
+
+def measures(row: tuple[object, ...]) -> tuple[int, ...] | None:
+    """The row's counts and yen, or None while its request is unknown (it counts nowhere yet).
+    Only an issued request the kiosk delivered is charged."""
+    if ROWS.get(row, "request_event") is None:
+        return None
+    outcome, notice = ROWS.get(row, "outcome"), ROWS.get(row, "notice")
+    charged = outcome == "issued" and notice == "delivered"
+    money = (0, 0, 0, 0)
+    if charged:
+        copies = int(ROWS.get(row, "copies"))  # type: ignore[call-overload]
+        settlement = settle(
+            int(ROWS.get(row, "fee_paid_yen")),  # type: ignore[call-overload]
+            copies,
+            ROWS.get(row, "day"),  # type: ignore[arg-type]
+            through_bcl=bool(ROWS.get(row, "through_bcl")),
+            store_operator=StoreOperator(str(ROWS.get(row, "store_operator"))),
+            certificate_type=CertificateType(str(ROWS.get(row, "certificate_type"))),
+        )
+        money = (
+            copies, settlement.fee_yen, settlement.commission_yen, settlement.bcl_fee_yen
+        )  # fmt: skip
+    return (
+        1,
+        int(outcome == "issued"),
+        int(outcome == "rejected"),
+        int(charged),
+        int(notice == "cancelled"),
+        *money,
+    )
+
+
+def cells(row: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
+    """The row's cell: "month" is the first day of its Japan month."""
+    day = ROWS.get(row, "day")
+    month = day.replace(day=1)  # type: ignore[attr-defined]
+    return (tuple(month if c == "month" else ROWS.get(row, c) for c in MONTHLY_KEY),)
+
+
+CUBES = Cubes({"monthly": MONTHLY_KEY}, MEASURES, measures, cells)
 
 
 # ----------------------------------------------------------- the annual operating contribution
@@ -141,3 +272,83 @@ def disaster_system_fee(population: int, *, introduced_on: date, year: int) -> i
     floor(annual / 12) × the months left when introduced in the middle of the year."""
     annual = DISASTER_SYSTEM_BASE + DISASTER_SYSTEM_PER_RESIDENT * population
     return prorated(annual, introduced_on, year)
+
+
+# ---------------------------------------------------------------------- the year's statement
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A municipality as the registry describes it, for its yearly charges."""
+
+    code: str
+    name: str
+    municipality_class: MunicipalityClass
+    population: int
+    uses_bcl: bool
+    joined_on: date | None
+    disaster_system_since: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTotals:
+    """The year's (or month's) delivered certificates and their money, summed from the cube."""
+
+    certificates: int = 0
+    fees_collected_yen: int = 0
+    commission_yen: int = 0
+    bcl_fee_yen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class YearStatement:
+    """What a municipality collected and owes for fiscal year ``year``."""
+
+    year: int
+    contribution_months: int
+    contribution_yen: int
+    bcl_fee_yen: int
+    disaster_system_fee_yen: int
+    store: StoreTotals
+
+    @property
+    def owed_yen(self) -> int:
+        """Owed to J-LIS at the year's end: contribution, BCL fee and disaster system fee."""
+        return self.contribution_yen + self.bcl_fee_yen + self.disaster_system_fee_yen
+
+    @property
+    def net_yen(self) -> int:
+        """Fees collected, less the stores' commission and everything owed."""
+        return self.store.fees_collected_yen - self.store.commission_yen - self.owed_yen
+
+
+def year_statement(member: Member, year: int, store: StoreTotals) -> YearStatement:
+    """The year's statement: the contribution from the joining date (none before it), the BCL
+    fee on the certificates issued through BCL, the disaster system fee from its introduction."""
+    months = months_from(member.joined_on, year) if member.joined_on else 0
+    contributed = (
+        contribution(
+            member.municipality_class,
+            member.population,
+            uses_bcl=member.uses_bcl,
+            joined_on=member.joined_on,
+            year=year,
+        )
+        if member.joined_on
+        else 0
+    )
+    disaster = (
+        disaster_system_fee(
+            member.population, introduced_on=member.disaster_system_since, year=year
+        )
+        if member.disaster_system_since
+        else 0
+    )
+    return YearStatement(
+        year=year,
+        contribution_months=months,
+        contribution_yen=contributed,
+        bcl_fee_yen=store.bcl_fee_yen,
+        disaster_system_fee_yen=disaster,
+        store=store,
+    )

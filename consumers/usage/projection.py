@@ -6,17 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from consumers.usage.rules import CUBES, ROWS, notice_facet, outcome_facet, request_facet
-from pipeline.facets import FacetedProjection, FacetValue
+from pipeline.facets import FacetedProjection, FacetValue, kiosk_request_facets
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
-from schemas.events.issuance import (
-    IssuanceCancelled,
-    IssuanceDelivered,
-    IssuanceIssued,
-    IssuanceRejected,
-    IssuanceRequested,
-)
 
 
 class UsageProjection(FacetedProjection):
@@ -27,16 +20,9 @@ class UsageProjection(FacetedProjection):
     cubes = CUBES
 
     def facets_of(self, events: Iterable[ConsumedEvent]) -> Iterator[FacetValue]:
-        for event in events:
-            payload, envelope = event.payload, event.envelope
-            if isinstance(payload, IssuanceRequested):
-                yield request_facet(
-                    envelope.event_id, payload, at=envelope.occurred_at, center=envelope.origin
-                )
-            elif isinstance(payload, IssuanceIssued | IssuanceRejected):
-                yield outcome_facet(envelope.event_id, payload)
-            elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
-                yield notice_facet(envelope.event_id, payload)
+        return kiosk_request_facets(
+            events, request=request_facet, outcome=outcome_facet, notice=notice_facet
+        )
 
 
 def make(settings: Settings) -> UsageProjection:

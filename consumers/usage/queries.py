@@ -7,7 +7,6 @@ the catalogs below and nothing else, so no input can change what a query does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -73,7 +72,6 @@ COLUMN_KINDS: Mapping[str, ColumnKind] = {
 CENTERS = ("east", "west")
 OUTCOMES = ("issued", "rejected", "undecided")
 
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _MUNICIPALITY_CODE: TypeAdapter[str] = TypeAdapter(MunicipalityCode)
 
 
@@ -119,16 +117,6 @@ def _check_known(what: str, given: Iterable[str], known: Iterable[str]) -> None:
     for value in given:
         if value not in allowed:
             raise ValueError(f"unknown {what} {value!r}; known: {', '.join(allowed)}")
-
-
-def month_days(month: str) -> tuple[date, date]:
-    """The first and last day of a month written YYYY-MM."""
-    match = _MONTH.fullmatch(month)
-    if match is None or not 1 <= int(match[2]) <= 12:
-        raise ValueError(f"month {month!r} must be YYYY-MM with a month 01..12, e.g. 2024-03")
-    first = date(int(match[1]), int(match[2]), 1)
-    following = (first + timedelta(days=31)).replace(day=1)
-    return first, following - timedelta(days=1)
 
 
 def dimensions(names: Iterable[str]) -> tuple[str, ...]:

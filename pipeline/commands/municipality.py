@@ -94,12 +94,15 @@ def _changes(
     fees: list[str] | None,
     public_key: Path | None,
     mayor: str | None,
+    disaster_system: str | None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
     if mayor is not None:
         changes["mayor"] = mayor
+    if disaster_system is not None:
+        changes["disaster_system_since"] = disaster_system
     if own_server is not None:
         changes["uses_bcl"] = not own_server
     if municipality_class is not None:
@@ -171,6 +174,13 @@ Mayor = Annotated[
     str | None,
     typer.Option(help="The mayor as printed on certificates, e.g. 千代田区長 樋口 高顕."),
 ]
+DisasterSystem = Annotated[
+    str | None,
+    typer.Option(
+        help="The day it introduced the cloud disaster victim support system, YYYY-MM-DD "
+        "(for its yearly fee)."
+    ),
+]
 
 
 @app.command()
@@ -192,6 +202,7 @@ def add(
     fee: Fees = None,
     public_key: PublicKey = None,
     mayor: Mayor = None,
+    disaster_system: DisasterSystem = None,
 ) -> None:
     """Register a municipality joining the service.
 
@@ -221,6 +232,7 @@ def add(
         fees=fee,
         public_key=public_key,
         mayor=mayor,
+        disaster_system=disaster_system,
     )
     changes.setdefault("uses_bcl", True)
     if run_async(registered_profile(current, code, refresh_first=True)) is not None:
@@ -268,6 +280,7 @@ def update(
     fee: Fees = None,
     public_key: PublicKey = None,
     mayor: Mayor = None,
+    disaster_system: DisasterSystem = None,
 ) -> None:
     """Change a registered municipality's profile; unnamed fields keep their value.
 
@@ -291,6 +304,7 @@ def update(
         fees=fee,
         public_key=public_key,
         mayor=mayor,
+        disaster_system=disaster_system,
     )
     if not changes:
         raise CommandError("nothing to change: give at least one option (see --help)")

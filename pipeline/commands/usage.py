@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping, Sequence
 from datetime import date
 from enum import StrEnum
@@ -12,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.measure import Measurement
 from rich.table import Table
 
 from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.output import cell, csv_text, json_text, print_table
 from pipeline.commands.usage_charts import CHART_GROUPS, ChartKind
 
 if TYPE_CHECKING:
@@ -24,7 +21,7 @@ if TYPE_CHECKING:
 app = typer.Typer(invoke_without_command=True)
 
 
-class OutputFormat(StrEnum):
+class UsageFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
@@ -98,7 +95,8 @@ def _filter(
     outside_hours: bool | None,
     other_municipality: bool | None,
 ) -> UsageFilter:
-    from consumers.usage.queries import UsageFilter, month_days
+    from consumers.usage.queries import UsageFilter
+    from schemas.calendar import month_days
 
     first_day, last_day = _day(first, "--from"), _day(last, "--to")
     if month is not None:
@@ -151,7 +149,7 @@ def _fetch(usage: UsageFilter, group_by: Sequence[str]) -> tuple[UsageReport, di
 
 def _describe(usage: UsageFilter, names: Mapping[str, str]) -> str:
     """The filter in a line, for titles."""
-    from consumers.usage.queries import month_days
+    from schemas.calendar import month_days
 
     parts = [
         ", ".join(f"{names[c]} ({c})" if c in names else c for c in usage.municipalities),
@@ -178,20 +176,6 @@ def _describe(usage: UsageFilter, names: Mapping[str, str]) -> str:
     return " · ".join(part for part in parts if part) or "all requests"
 
 
-def _cell(column: str, value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if column == "month" and isinstance(value, date):
-        return f"{value:%Y-%m}"
-    return str(value)
-
-
 # Shorter headers for the terminal, where width is scarce; files keep the catalog names.
 HEADERS = {
     "certificate_type": "type",
@@ -213,7 +197,7 @@ def _show_table(report: UsageReport, title: str) -> None:
             HEADERS.get(column, column.replace("_", " ")), justify="right" if numeric else "left"
         )
     for row in report.rows:
-        table.add_row(*(_cell(c, v) for c, v in zip(report.columns, row, strict=True)))
+        table.add_row(*(cell(c, v) for c, v in zip(report.columns, row, strict=True)))
     if len(report.rows) > 1:
         records = report.records()
         totals: dict[str, object] = {
@@ -223,38 +207,11 @@ def _show_table(report: UsageReport, title: str) -> None:
         table.add_section()
         table.add_row(
             *(
-                _cell(c, totals[c]) if c in totals else ("total" if i == 0 else "")
+                cell(c, totals[c]) if c in totals else ("total" if i == 0 else "")
                 for i, c in enumerate(report.columns)
             )
         )
-    # Wider than the terminal, the table keeps its natural width (the terminal wraps the lines)
-    # rather than cutting digits short.
-    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    if natural > console.width:
-        table.width = natural
-    console.print(table, crop=False)
-
-
-def _csv(report: UsageReport) -> str:
-    def text(value: object) -> object:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return "" if value is None else value
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(report.columns)
-    writer.writerows([text(v) for v in row] for row in report.rows)
-    return buffer.getvalue()
-
-
-def _json(report: UsageReport) -> str:
-    def plain(value: object) -> str:
-        if isinstance(value, date):
-            return value.isoformat()
-        raise TypeError(f"{type(value).__name__} is not JSON")
-
-    return json.dumps(report.records(), ensure_ascii=False, indent=2, default=plain) + "\n"
+    print_table(table)
 
 
 def _write_parquet(report: UsageReport, path: Path) -> None:
@@ -298,8 +255,8 @@ def usage(
         ),
     ] = None,
     output: Annotated[
-        OutputFormat, typer.Option("--format", help="table, csv, json or parquet.")
-    ] = OutputFormat.TABLE,
+        UsageFormat, typer.Option("--format", help="table, csv, json or parquet.")
+    ] = UsageFormat.TABLE,
     out: Annotated[
         Path | None,
         typer.Option(help="Write CSV, JSON or Parquet here (required for parquet)."),
@@ -332,22 +289,32 @@ def usage(
         municipality, month, first, last, certificate_type, operator, center, outcome, reason,
         outside_hours, other_municipality,
     )  # fmt: skip
-    if output is OutputFormat.PARQUET and out is None:
+    if output is UsageFormat.PARQUET and out is None:
         raise CommandError("--format parquet writes a file: give it with --out FILE.parquet")
-    if output is OutputFormat.TABLE and out is not None:
+    if output is UsageFormat.TABLE and out is not None:
         raise CommandError("--out is for --format csv, json or parquet; a table prints here")
     report, names = _fetch(chosen, keys)
-    if output is OutputFormat.TABLE:
+    if output is UsageFormat.TABLE:
         by_text = f" · by {', '.join(keys)}" if keys else ""
         _show_table(report, f"usage: {_describe(chosen, names)}{by_text}")
         return
     if out is None:  # CSV or JSON: parquet without a file was refused above
-        typer.echo(_csv(report) if output is OutputFormat.CSV else _json(report), nl=False)
+        typer.echo(
+            csv_text(report.columns, report.rows)
+            if output is UsageFormat.CSV
+            else json_text(report.records()),
+            nl=False,
+        )
         return
-    if output is OutputFormat.PARQUET:
+    if output is UsageFormat.PARQUET:
         _write_parquet(report, out)
     else:
-        out.write_text(_csv(report) if output is OutputFormat.CSV else _json(report), "utf-8")
+        out.write_text(
+            csv_text(report.columns, report.rows)
+            if output is UsageFormat.CSV
+            else json_text(report.records()),
+            "utf-8",
+        )
     console.print(f"wrote {len(report.rows):,} rows to {out}")
 
 

@@ -173,6 +173,12 @@ class IssuanceIssued(BaseModel):
         description="The request came while the municipality's counter was closed (None: the "
         "municipality is not registered). Stamped at decision time, so replays count it alike.",
     )
+    through_bcl: bool = Field(
+        default=True,
+        description="Issued from the BCL replica, so the BCL issuance fee (180 yen per "
+        "certificate) is owed; false for a decision relayed from a municipality's own server. "
+        "The issuer here decides only for municipalities on BCL.",
+    )
     content: Sealed = Field(
         description="The signed content, sealed with the resident's data key, so the document "
         "can be rebuilt from the log and is shredded with the resident's key."

@@ -155,6 +155,11 @@ class MunicipalityProfile(BaseModel):
         description="The mayor's title and name as printed under the certifying sentence "
         "(e.g. 千代田区長 樋口 高顕); defaults to the municipality's name + 長.",
     )
+    disaster_system_since: date | None = Field(
+        default=None,
+        description="The day it introduced the cloud disaster victim support system (クラウド型"
+        "被災者支援システム); its yearly fee is owed from that month.",
+    )
     seal_keys: tuple[SealKey, ...] = Field(
         default=(), description="Electronic seal keys, oldest first; the newest unrevoked seals."
     )

@@ -22,6 +22,7 @@ from consumers.fees.rules import (
     settle,
 )
 from schemas.calendar import fiscal_year
+from schemas.events.issuance import CertificateType, StoreOperator
 from schemas.events.municipalities import MunicipalityClass as Class
 
 CITY, WARD, DESIGNATED = Class.CITY, Class.SPECIAL_WARD, Class.DESIGNATED_CITY
@@ -137,14 +138,42 @@ def test_fiscal_years_start_on_1_april_japan_time() -> None:
     assert fiscal_year(japan_day(datetime(2024, 3, 31, 14, 59, 59, tzinfo=UTC))) == 2023
 
 
+SEVEN, KIOSK = StoreOperator.SEVEN_ELEVEN, StoreOperator.MUNICIPAL_KIOSK
+JUMINHYO, RISAI = CertificateType.JUMINHYO, CertificateType.RISAI
+
+
 def test_settlement_per_certificate() -> None:
-    through_bcl = settle(600, 2, date(2024, 3, 1), through_bcl=True)
+    through_bcl = settle(
+        600, 2, date(2024, 3, 1), through_bcl=True, store_operator=SEVEN, certificate_type=JUMINHYO
+    )
     assert (through_bcl.commission_yen, through_bcl.bcl_fee_yen) == (234, 2 * BCL_ISSUANCE_FEE)
     assert through_bcl.net_yen == 600 - 234 - 360
-    own_server = settle(300, 1, date(2017, 3, 31), through_bcl=False)
+    own_server = settle(
+        300,
+        1,
+        date(2017, 3, 31),
+        through_bcl=False,
+        store_operator=SEVEN,
+        certificate_type=JUMINHYO,
+    )
     assert (own_server.commission_yen, own_server.bcl_fee_yen, own_server.net_yen) == (123, 0, 177)
-    # A disaster certificate at 10 yen costs the municipality more than it brings.
-    assert settle(10, 1, date(2024, 3, 1), through_bcl=True).net_yen == 10 - 117 - 180
+
+
+def test_a_municipal_kiosk_owes_no_commission() -> None:
+    """The commission is the store operator's; the town hall's own terminal has none."""
+    own = settle(
+        300, 1, date(2024, 3, 1), through_bcl=True, store_operator=KIOSK, certificate_type=JUMINHYO
+    )
+    assert (own.commission_yen, own.bcl_fee_yen, own.net_yen) == (0, 180, 120)
+
+
+def test_a_disaster_certificate_owes_commission_but_no_bcl_fee() -> None:
+    """10 yen at the store; the store keeps its commission, and the cloud disaster system is
+    paid for by its yearly fee rather than per certificate."""
+    risai = settle(
+        10, 1, date(2024, 3, 1), through_bcl=True, store_operator=SEVEN, certificate_type=RISAI
+    )
+    assert (risai.commission_yen, risai.bcl_fee_yen, risai.net_yen) == (117, 0, 10 - 117)
 
 
 @given(

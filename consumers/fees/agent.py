@@ -1,0 +1,10 @@
+"""Faust wiring of fees: one batching agent over the requests, the outcomes and the registry."""
+
+from __future__ import annotations
+
+from consumers.fees.projection import make
+from pipeline.worker import Worker
+
+
+def install(worker: Worker) -> None:
+    worker.add_projection(make(worker.settings))
