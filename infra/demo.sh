@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tour of the system: what an operator types, in order. It starts everything, onboards two
 # municipalities, pushes their registers, issues cards and a CRL, runs a day of kiosk traffic
-# through both centers, then shows usage and writes the artifacts (CSV, JSON, Parquet, PNG, PDF)
+# through both centers, then shows usage and fee statements and writes the artifacts (CSV, JSON,
+# Parquet, PNG, PDF)
 # into one folder named at the end. Whatever happens, everything the tour started is stopped by
 # PID on the way out (`bcl down`).
 set -euo pipefail
@@ -23,17 +24,18 @@ finish() {
 trap finish EXIT
 
 # The traffic's day: the next working day in Japan (the counters open, so the day shows
-# requests inside and outside their hours), and the fiscal year its tax certificates are for.
-read -r day tax_year < <(python -c '
+# requests inside and outside their hours), the fiscal year its tax certificates are for, and
+# its own fiscal year (April–March), for the fee statements.
+read -r day tax_year fiscal_year < <(python -c '
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 import jpholiday
 from producers.workload import tax_year
-from schemas.calendar import is_year_end_closure
+from schemas.calendar import fiscal_year, is_year_end_closure
 day = datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=1)
 while day.weekday() >= 5 or jpholiday.is_holiday(day) or is_year_end_closure(day):
     day += timedelta(days=1)
-print(day, tax_year(day))')
+print(day, tax_year(day), fiscal_year(day))')
 # Counters close on national holidays (祝日): this year and next go into each profile.
 mapfile -t holidays < <(python -c '
 import datetime, jpholiday
@@ -49,7 +51,8 @@ bcl worker --detach
 step "onboarding 文京区 and 奥多摩町 on BCL, each with an electronic seal key"
 bcl municipality add 131032 --name 文京区 --class special_ward --population 240000 --bcl \
     --offers juminhyo,inkan,tax_income,tax_assessment,tax_payment \
-    --fee juminhyo=300@2022-01-04 --mayor "文京区長 成澤 廣修" "${holidays[@]}"
+    --fee juminhyo=300@2022-01-04 --mayor "文京区長 成澤 廣修" --disaster-system 2024-10-01 \
+    "${holidays[@]}"
 bcl municipality add 133086 --name 奥多摩町 --class town --population 4700 --bcl \
     --offers juminhyo,inkan --fee juminhyo=200@2023-04-01 --fee inkan=200@2023-04-01 \
     --mayor "奥多摩町長 師岡 伸公" "${holidays[@]}"
@@ -97,10 +100,22 @@ bcl usage chart operators --out "${out}/operators.png"
 bcl usage chart hours --out "${out}/hours.png"
 bcl usage chart monthly --out "${out}/monthly.png"
 
-step "usage rebuilt from the log: the digest before and after is the same"
+step "fees: the month's store settlement and the fiscal year's charges, in yen"
+bcl wait fees --timeout 300
+month="${day:0:7}"
+bcl fees statement 131032 --month "${month}"
+bcl fees statement 131032 --fiscal-year "${fiscal_year}"
+bcl fees statement 133086 --fiscal-year "${fiscal_year}"
+bcl fees report --month "${month}" --format csv --out "${out}/fees-${month}.csv"
+bcl fees report --fiscal-year "${fiscal_year}" --format json --out "${out}/fees-FY${fiscal_year}.json"
+
+step "usage and fees rebuilt from the log: the digests before and after are the same"
 bcl digest usage
+bcl digest fees
 bcl replay usage
+bcl replay fees
 bcl digest usage
+bcl digest fees
 
 step "status"
 bcl status

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,3 +65,12 @@ async def wait_for_journal(settings: Settings, expected: int, timeout: float) ->
             await asyncio.sleep(0.5)
     finally:
         await connection.close()
+
+
+async def wait_for_log_line(path: Path, text: str, timeout: float = 120) -> None:
+    """Until ``text`` appears in the log at ``path``."""
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in {path} after {timeout}s")
+        await asyncio.sleep(0.1)

@@ -37,19 +37,20 @@ from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
 from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
 from tests.bench.certificates import bench_certificates
+from tests.bench.fees import bench_fees
 from tests.bench.issuance import bench_issuance
 from tests.bench.replica import bench_replica
 from tests.bench.usage import bench_usage
-from tests.helpers import start_worker
+from tests.helpers import start_worker, wait_for_log_line
 
 console = Console()
 EVENTS = int(os.environ.get("BCL_BENCH_EVENTS", "100000"))
 RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
-SECTIONS = os.environ.get("BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage").split(
-    ","
-)
+SECTIONS = os.environ.get(
+    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees"
+).split(",")
 
 
 @dataclass
@@ -74,14 +75,6 @@ async def wait_for_rows(settings: Settings, expected: int, timeout: float = 900)
             await asyncio.sleep(0.05)
     finally:
         await connection.close()
-
-
-async def wait_for_log_line(path: Path, text: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in (path.read_text(errors="replace") if path.exists() else ""):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{text!r} not in {path} after {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 async def bench_platform(settings: Settings, figures: Figures) -> tuple[float, float]:
@@ -184,6 +177,9 @@ async def main() -> None:
         if "usage" in SECTIONS:
             console.print("[bold]usage[/bold]: national traffic, live, replay, a month of queries")
             add_all(await bench_usage(settings))
+        if "fees" in SECTIONS:
+            console.print("[bold]fees[/bold]: live, replay, a fiscal year of 200 municipalities")
+            add_all(await bench_fees(settings))
     finally:
         down(settings)
 

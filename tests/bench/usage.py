@@ -27,9 +27,8 @@ from consumers.usage.rules import (
     outcome_facet,
     request_facet,
 )
-from pipeline.catchup import refresh
 from pipeline.database import Connection, connect
-from pipeline.facets import Cells, FacetValue
+from pipeline.facets import Cells
 from pipeline.kafka import producer
 from pipeline.projection import Projection, load_projection
 from pipeline.publish import publish_many
@@ -38,20 +37,13 @@ from pipeline.settings import Settings
 from pipeline.status import projection_lag
 from producers.workload import (
     Traffic,
-    Visit,
     national_traffic,
     recorded_traffic,
     registry_events,
     synthetic_nation,
 )
-from schemas.events.issuance import (
-    IssuanceCancelled,
-    IssuanceDelivered,
-    IssuanceIssued,
-    IssuanceRejected,
-)
-from schemas.ids import derived_event_id
-from tests.helpers import start_worker
+from tests.bench.kiosk_facets import visit_facets
+from tests.helpers import start_worker, wait_for_log_line
 
 MARCH = date(2024, 3, 1)
 STREAM_DAYS = int(os.environ.get("BCL_BENCH_USAGE_DAYS", "7"))
@@ -78,7 +70,7 @@ async def bench_usage(settings: Settings) -> Sequence[tuple[str, float, str]]:
     worker = start_worker(settings, log, agents="usage")
     usage = load_projection("usage", settings)
     try:
-        await refresh(settings, usage)  # the worker's start is not part of the figure
+        await wait_for_log_line(log, "caught up from the log")  # its start is not in the figure
         started = time.perf_counter()
         async with producer(settings) as client:
             await publish_many(settings, client, events)
@@ -112,46 +104,19 @@ async def caught_up(settings: Settings, projection: Projection) -> None:
 def month_day(day: date) -> tuple[list[tuple[object, ...]], tuple[Cells, ...]]:
     """One day of the national month as usage rows and cube cells, by the projection's rules."""
     traffic = Traffic(synthetic_nation(), scale=MONTH_SCALE)
-    rows = [ROWS.merged(None, visit_facets(visit)) for visit in traffic.day(day)]
-    return rows, CUBES.deltas((None, row) for row in rows)
-
-
-def visit_facets(visit: Visit) -> list[FacetValue]:
-    request = visit.request
-    key = str(request.request_id)
-    facets: list[FacetValue] = [
-        request_facet(
-            derived_event_id(visit.at, "request", key), request, at=visit.at, center=visit.center
+    rows = [
+        ROWS.merged(
+            None,
+            visit_facets(
+                visit,
+                request_facet=request_facet,
+                outcome_facet=outcome_facet,
+                notice_facet=notice_facet,
+            ),
         )
+        for visit in traffic.day(day)
     ]
-    decided_at = visit.at + timedelta(seconds=2)
-    outcome_id = derived_event_id(decided_at, "outcome", key)
-    # The facet reads the decision's kind, stamp and quote; the sealed document is left out.
-    decision = (
-        IssuanceRejected.model_construct(
-            request_id=request.request_id,
-            reason=visit.rejection,
-            outside_counter_hours=visit.outside_counter_hours,
-        )
-        if visit.rejection
-        else IssuanceIssued.model_construct(
-            request_id=request.request_id,
-            fee=visit.fee,
-            outside_counter_hours=visit.outside_counter_hours,
-        )
-    )
-    facets.append(outcome_facet(outcome_id, decision))
-    if visit.notice and visit.notice_at:
-        notice = (
-            IssuanceDelivered.model_construct(
-                request_id=request.request_id,
-                fee_paid_yen=visit.fee.total_yen if visit.fee else 0,
-            )
-            if visit.notice == "delivered"
-            else IssuanceCancelled.model_construct(request_id=request.request_id)
-        )
-        facets.append(notice_facet(derived_event_id(visit.notice_at, visit.notice, key), notice))
-    return facets
+    return rows, CUBES.deltas((None, row) for row in rows)
 
 
 async def load_month(settings: Settings) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -29,15 +30,23 @@ def test_the_demo_tour_runs_against_external_services(platform: Settings, tmp_pa
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    digests = [line for line in result.stdout.splitlines() if line.startswith("usage ")]
-    assert len(digests) == 2, output
-    assert digests[0] == digests[1]
+    for projection in ("usage", "fees"):
+        digests = [line for line in result.stdout.splitlines() if line.startswith(f"{projection} ")]
+        assert len(digests) == 2, output
+        assert digests[0] == digests[1]
+    assert "owed to J-LIS" in result.stdout
     assert "valid" in result.stdout
     artifacts = tmp_path / "artifacts"
     assert f"artifacts: {artifacts}" in result.stdout
     for name in ("usage-by-type.csv", "usage-by-hour.json", "usage.parquet", "operators.png",
                  "hours.png", "monthly.png", "certificate-sample.pdf"):  # fmt: skip
         assert (artifacts / name).stat().st_size > 0, name
+    [month_fees] = artifacts.glob("fees-2*.csv")
+    assert month_fees.read_text().startswith("municipality,name,requests,")
+    [year_fees] = artifacts.glob("fees-FY*.json")
+    assert {row["municipality"] for row in json.loads(year_fees.read_text())} == {
+        "131032", "133086",
+    }  # fmt: skip
     # The tour stopped the worker it started; the external services were left alone.
     started = re.search(r"worker started \(pid (\d+)\)", result.stdout)
     assert started, output
