@@ -2,6 +2,6 @@
 in ``schemas.registry.REGISTRY``.
 """
 
-from schemas.events import certificates, issuance, municipalities, residents
+from schemas.events import certificates, disaster, issuance, municipalities, residents
 
-__all__ = ["certificates", "issuance", "municipalities", "residents"]
+__all__ = ["certificates", "disaster", "issuance", "municipalities", "residents"]

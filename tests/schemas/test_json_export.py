@@ -31,11 +31,11 @@ def test_one_file_per_registered_model_and_the_envelope(tmp_path: Path) -> None:
 
 def test_export_is_deterministic_and_removes_only_its_stale_files(tmp_path: Path) -> None:
     first = {path.name: path.read_bytes() for path in export_json_schemas(tmp_path)}
-    (tmp_path / "shelter.opened.v1.json").write_text("{}\n")
+    (tmp_path / "victim.teleported.v1.json").write_text("{}\n")
     (tmp_path / "README.md").write_text("kept\n")
     (tmp_path / "notes.json").write_text("{}\n")
     second = {path.name: path.read_bytes() for path in export_json_schemas(tmp_path)}
     assert first == second
-    assert not (tmp_path / "shelter.opened.v1.json").exists()
+    assert not (tmp_path / "victim.teleported.v1.json").exists()
     assert (tmp_path / "README.md").exists()
     assert (tmp_path / "notes.json").exists()

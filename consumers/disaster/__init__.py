@@ -1,0 +1,1 @@
+"""Cloud disaster victim support: victim ledger, shelters, applications, damage."""
