@@ -92,6 +92,7 @@ PROJECTION_MODULES: dict[str, str] = {
     "issuer": "consumers.issuer.projection",
     "usage": "consumers.usage.projection",
     "fees": "consumers.fees.projection",
+    "disaster": "consumers.disaster.projection",
 }
 
 

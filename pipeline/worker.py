@@ -43,6 +43,7 @@ AGENT_MODULES: dict[str, str] = {
     "issuer": "consumers.issuer.agent",
     "usage": "consumers.usage.agent",
     "fees": "consumers.fees.agent",
+    "disaster": "consumers.disaster.agent",
 }
 
 

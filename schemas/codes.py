@@ -82,11 +82,11 @@ Origin = Literal["east", "west"]
 
 _SOURCE_FORMS = (
     "municipality:<6-digit municipality code>, center:east, center:west, jpki, staff:<id>, "
-    "registry, issuer, generator:<name>, retention"
+    "registry, issuer, disaster, shelter:<id>, portal, generator:<name>, retention"
 )
 _SOURCE = re.compile(
     r"municipality:(?P<municipality>[0-9]{6})|center:(?:east|west)|jpki|staff:\S+|registry"
-    r"|issuer|generator:\S+|retention"
+    r"|issuer|disaster|shelter:\S+|portal|generator:\S+|retention"
 )
 
 
@@ -113,7 +113,7 @@ Source = Annotated[
         {
             "type": "string",
             "pattern": "^(municipality:[0-9]{6}|center:(east|west)|jpki|staff:\\S+|registry"
-            "|issuer|generator:\\S+|retention)$",
+            "|issuer|disaster|shelter:\\S+|portal|generator:\\S+|retention)$",
             "description": f"Who sent the event: {_SOURCE_FORMS}.",
         }
     ),

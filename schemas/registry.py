@@ -148,6 +148,13 @@ class EventRegistry:
             raise UnknownEventType(type)
         return family
 
+    def type_of(self, model: type[BaseModel]) -> str:
+        """The event type whose current version ``model`` is."""
+        for name, family in self._families.items():
+            if family.models and family.models[max(family.models)] is model:
+                return name
+        raise UnknownEventType(model.__qualname__)
+
     def known(self, type: str) -> bool:
         family = self._families.get(type)
         return family is not None and bool(family.models)

@@ -70,13 +70,14 @@ def in_affected_area(location: Point | None, area: Area | None) -> bool:
 def same_address(first: str, second: str) -> bool:
     """Addresses compared as written on forms: full- and half-width alike (NFKC), spaces and
     the hyphen variants ignored."""
-    return _address_key(first) == _address_key(second)
+    return address_key(first) == address_key(second)
 
 
 _DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−ー－"})
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
+    """The address as compared on forms."""
     folded = unicodedata.normalize("NFKC", address).translate(_DASHES)
     return "".join(folded.split())
 

@@ -1,0 +1,256 @@
+"""A whole disaster through the real broker and Postgres: the declaration seeds the victim ledger
+from the replica; evacuees of this and another municipality tap in at a shelter; applications are
+matched, refused as duplicates or from outside the affected area, accepted, assessed and made
+ready, each step notified; `bcl replay disaster` rebuilds the same digest."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from consumers.disaster.rules import inside
+from pipeline.catchup import refresh
+from pipeline.commands.workload import write_rows
+from pipeline.database import connect
+from pipeline.digest import projection_digest
+from pipeline.projection import load_projection
+from pipeline.replay import replay
+from pipeline.settings import Settings
+from producers.disaster import DisasterDesk, located
+from producers.jpki import issue_cards, residents_to_issue
+from producers.workload import resident_register
+from schemas.events.certificates import CertificateKind
+from schemas.events.disaster import (
+    ApplicationAccepted,
+    ApplicationKind,
+    ApplicationReady,
+    ApplicationSubmitted,
+    Area,
+    DamageAssessed,
+    DamageAssessedInArea,
+    DamageCategory,
+    DisasterDeclared,
+    DisasterKind,
+    DwellingLocated,
+    Point,
+    ShelterOpened,
+    ShelterTapped,
+    SupportNeedsRegistered,
+)
+from tests.consumers.test_issuer_pipeline import ICHIRO, chiyoda_with_cards, project
+from tests.producers.push_helpers import CHIYODA, YOKOHAMA, register, signed_push
+
+pytestmark = pytest.mark.integration
+
+DISASTER = "131016-2026-flood-1"
+CENTRE = Point(lat=35.694, lon=139.754)  # 千代田区
+STAFF = "千代田区 防災課 佐藤"
+
+
+async def yokohama_with_cards(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """Yokohama with ten residents, each with a card: the wide-area evacuees."""
+    key = await register(settings, YOKOHAMA)
+    path = tmp_path / "yokohama.csv"
+    write_rows(resident_register(YOKOHAMA, 10), path, 10)
+    assert (
+        await signed_push(settings, key, path, 1, municipality=YOKOHAMA, full=True)
+    ).outcome == ("accepted")
+    await project(settings, "replica")
+    holders = await residents_to_issue(settings, YOKOHAMA)
+    issued = await issue_cards(
+        settings, "CN=T", holders, issued_at=datetime.now(UTC) - timedelta(days=1)
+    )
+    await project(settings, "certificates")
+    return {
+        c.resident_code: c.serial for c in issued if c.kind is CertificateKind.USER_AUTHENTICATION
+    }
+
+
+def square(around: Point, half: float = 0.0005) -> Area:
+    return Area(
+        vertices=tuple(
+            Point(lat=around.lat + dy, lon=around.lon + dx)
+            for dx, dy in ((-half, -half), (half, -half), (half, half), (-half, half))
+        )
+    )
+
+
+async def test_a_whole_disaster_walks_from_declaration_to_a_ready_certificate(
+    platform: Settings, tmp_path: Path
+) -> None:
+    chiyoda = await chiyoda_with_cards(platform)
+    yokohama = await yokohama_with_cards(platform, tmp_path)
+    disaster = load_projection("disaster", platform)
+    async with connect(platform) as connection:
+        residents = {
+            r["resident_code"]: r["address"]
+            for r in await connection.fetch(
+                "SELECT resident_code, address FROM replica.residents "
+                "WHERE municipality = $1 AND active",
+                CHIYODA,
+            )
+        }
+    home = residents[ICHIRO]
+    at_home = located(home, CENTRE)
+    area = square(at_home)
+    outsider = next(
+        code
+        for code, address in residents.items()
+        if code in chiyoda and address != home and not inside(located(address, CENTRE), area)
+    )
+
+    async with DisasterDesk(platform) as desk:
+        # Peacetime: the GIS locates every dwelling; Ichiro is on the support roster.
+        for address in set(residents.values()):
+            await desk.send(
+                CHIYODA,
+                DwellingLocated(
+                    municipality=CHIYODA, address=address, location=located(address, CENTRE)
+                ),
+            )
+        await desk.send(
+            CHIYODA,
+            SupportNeedsRegistered(
+                municipality=CHIYODA, resident_code=ICHIRO, needs=("wheelchair",),
+                plan="長男が車で避難所へ", supporter="神田 蓮",
+            ),
+        )  # fmt: skip
+        await desk.send(
+            CHIYODA,
+            DisasterDeclared(
+                disaster_id=DISASTER, municipality=CHIYODA, name="令和8年台風第10号",
+                kind=DisasterKind.FLOOD, occurred_on=date(2026, 11, 20), area=area,
+            ),
+        )  # fmt: skip
+    await refresh(platform, disaster)
+    async with connect(platform) as connection:
+        seeded = await connection.fetchrow(
+            "SELECT victims, households, seeded_as_of FROM disaster.disasters"
+        )
+        ledger = await connection.fetch(
+            "SELECT resident_code, auth_serial, personal FROM disaster.victims"
+        )
+    assert seeded["victims"] == len(residents) == len(ledger)
+    assert seeded["seeded_as_of"] is not None
+    by_code = {r["resident_code"]: r for r in ledger}
+    assert by_code[ICHIRO]["auth_serial"] == chiyoda[ICHIRO]
+    assert "my_number" not in str(by_code[ICHIRO]["personal"])  # sealed, never in clear
+
+    wide_area_code, wide_area_serial = next(iter(yokohama.items()))
+    ichiro_application, duplicate, from_outside = uuid4(), uuid4(), uuid4()
+    async with DisasterDesk(platform) as desk:
+        await desk.send(
+            CHIYODA,
+            ShelterOpened(
+                disaster_id=DISASTER, shelter_id="S1", name="千代田区立神田小学校",
+                location=CENTRE, capacity=120,
+            ),
+        )  # fmt: skip
+        for serial, direction in (
+            (chiyoda[ICHIRO], "in"),
+            (wide_area_serial, "in"),
+            ("FFFF0000", "in"),
+            (chiyoda[ICHIRO], "out"),
+        ):
+            await desk.send(
+                CHIYODA,
+                ShelterTapped.model_validate(
+                    {"disaster_id": DISASTER, "shelter_id": "S1", "auth_serial": serial,
+                     "direction": direction}
+                ),
+            )  # fmt: skip
+        for application_id, serial, address in (
+            (ichiro_application, chiyoda[ICHIRO], _full_width(home)),
+            (duplicate, chiyoda[ICHIRO], home),
+            (from_outside, chiyoda[outsider], residents[outsider]),
+        ):
+            await desk.send(
+                CHIYODA,
+                ApplicationSubmitted(
+                    application_id=application_id, disaster_id=DISASTER,
+                    kind=ApplicationKind.RISAI_CERTIFICATE, auth_serial=serial,
+                    dwelling_address=address, attachments=("ab" * 32,),
+                ),
+            )  # fmt: skip
+    await refresh(platform, disaster)
+
+    async with DisasterDesk(platform) as desk:
+        await desk.send(
+            CHIYODA,
+            ApplicationAccepted(
+                application_id=ichiro_application, disaster_id=DISASTER, staff=STAFF
+            ),
+        )
+        await desk.send(
+            CHIYODA,
+            DamageAssessedInArea(
+                disaster_id=DISASTER, area=area, category=DamageCategory.TOTAL, staff=STAFF
+            ),
+        )
+        await desk.send(
+            CHIYODA,
+            DamageAssessed(
+                disaster_id=DISASTER, dwelling_address=home, category=DamageCategory.HALF,
+                staff=STAFF,
+            ),
+        )  # fmt: skip
+        await desk.send(
+            CHIYODA, ApplicationReady(application_id=ichiro_application, disaster_id=DISASTER)
+        )
+    await refresh(platform, disaster)
+
+    async with connect(platform) as connection:
+        taps = await connection.fetch(
+            "SELECT auth_serial, direction, outcome, reason, wide_area FROM disaster.taps "
+            "ORDER BY tapped_at, event_id"
+        )
+        present = await connection.fetch(
+            "SELECT municipality, resident_code, wide_area FROM disaster.evacuees WHERE present"
+        )
+        applications = {
+            r["application_id"]: (r["status"], r["reason"])
+            for r in await connection.fetch("SELECT * FROM disaster.applications")
+        }
+        notified = await connection.fetch(
+            "SELECT application_id, recipient, subject FROM disaster.notifications "
+            "ORDER BY sent_at, event_id"
+        )
+        damage = await connection.fetch(
+            "SELECT category, individual FROM disaster.assessments ORDER BY event_id"
+        )
+        live = await projection_digest(connection, disaster)
+
+    assert [(t["direction"], t["outcome"], t["reason"], t["wide_area"]) for t in taps] == [
+        ("in", "matched", None, False),
+        ("in", "matched", None, True),  # matched in Yokohama's own register
+        ("in", "refused", "certificate_unknown", None),
+        ("out", "matched", None, False),
+    ]
+    assert [tuple(r) for r in present] == [(YOKOHAMA, wide_area_code, True)]
+    assert applications == {
+        ichiro_application: ("ready", None),
+        duplicate: ("refused", "duplicate"),
+        from_outside: ("refused", "not_in_ledger"),
+    }
+    assert [(n["application_id"], n["recipient"]) for n in notified] == [
+        (ichiro_application, "staff"),  # matched: staff review it
+        (duplicate, "applicant"),
+        (from_outside, "applicant"),
+        (ichiro_application, "applicant"),  # accepted
+        (ichiro_application, "applicant"),  # ready: print it at a store
+    ]
+    # The dwelling's own assessment outranks the area's, whatever came first.
+    assert {(d["category"], d["individual"]) for d in damage} >= {("total", False), ("half", True)}
+
+    report = await replay(platform, disaster)
+    assert report.rebuild.events > 0
+    async with connect(platform) as connection:
+        assert await projection_digest(connection, disaster) == live
+
+
+def _full_width(address: str) -> str:
+    """The address as a resident might type it: full-width digits."""
+    return address.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
