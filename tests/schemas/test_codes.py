@@ -98,6 +98,9 @@ def test_check_digit_needs_five_ascii_digits(first5: str) -> None:
         "registry",
         "generator:workload",
         "retention",
+        "disaster",
+        "shelter:S1",
+        "portal",
     ],
 )
 def test_accepted_source_forms(source: str) -> None:
@@ -119,6 +122,7 @@ def test_accepted_source_forms(source: str) -> None:
         "generator:",
         "retention:5y",
         "kiosk:123",
+        "shelter:",
     ],
 )
 def test_rejected_source_lists_the_accepted_forms(source: str) -> None:
@@ -126,7 +130,7 @@ def test_rejected_source_lists_the_accepted_forms(source: str) -> None:
     assert message == (
         f"source {source!r} is not an accepted form; use one of: municipality:<6-digit "
         "municipality code>, center:east, center:west, jpki, staff:<id>, registry, issuer, "
-        "generator:<name>, retention"
+        "disaster, shelter:<id>, portal, generator:<name>, retention"
     )
 
 
