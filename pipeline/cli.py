@@ -38,6 +38,7 @@ def _sub_apps() -> None:
     from pipeline.commands import (
         center,
         certificates,
+        disaster,
         fees,
         municipality,
         push,
@@ -57,6 +58,11 @@ def _sub_apps() -> None:
     app.add_typer(center.app, name="center")
     app.command(name="verify")(center.verify)
     app.add_typer(usage.app, name="usage")
+    app.add_typer(
+        disaster.app,
+        name="disaster",
+        help="Disaster victim support: ledger, shelters, applications.",
+    )
     app.add_typer(
         fees.app, name="fees", help="Fee statements: store settlement and yearly charges."
     )

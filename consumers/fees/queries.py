@@ -4,25 +4,13 @@ fiscal year's charges, and the same for every municipality. Amounts are integer 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from consumers.fees.rules import Member, StoreTotals, YearStatement, year_statement
 from pipeline.database import Connection
+from pipeline.tables import Table
 from schemas.calendar import JST
 from schemas.events.municipalities import MunicipalityClass
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """Rows under named columns, ready for the terminal, CSV or JSON."""
-
-    columns: tuple[str, ...]
-    rows: tuple[tuple[object, ...], ...]
-
-    def records(self) -> list[dict[str, object]]:
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
 
 # A month's store settlement, by store operator and certificate type. Net income is what the
 # municipality keeps of the fees after the stores' commission (DOMAIN §6); the BCL fee accrues

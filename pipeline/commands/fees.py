@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
-from pipeline.commands.output import OutputFormat, cell, csv_text, json_text, print_table
+from pipeline.commands.common import CommandError, clean_errors, run_async, settings
+from pipeline.commands.output import OutputFormat, cell, emit, print_table
 
 if TYPE_CHECKING:
-    from consumers.fees.queries import Table as Rows
     from consumers.fees.rules import Member, YearStatement
     from pipeline.database import Connection
+    from pipeline.tables import Table as Rows
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -80,47 +80,18 @@ def _query(read: Callable[[Connection], Awaitable[T]]) -> T:
 
 
 def _emit(rows: Rows, title: str, output: OutputFormat, out: Path | None) -> None:
-    if output is OutputFormat.TABLE:
-        if out is not None:
-            raise CommandError("--out is for --format csv or json; a table prints here")
-        _show(rows, title)
-        return
-    text = (
-        csv_text(rows.columns, rows.rows)
-        if output is OutputFormat.CSV
-        else json_text(rows.records())
+    emit(
+        rows,
+        title,
+        output,
+        out,
+        headers=HEADERS,
+        text_columns=TEXT_COLUMNS,
+        totals=frozenset(rows.columns)
+        - TEXT_COLUMNS
+        - {"population", "joined_on", "contribution_months"},
+        empty="nothing recorded for this period",
     )
-    if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.write_text(text, "utf-8")
-    console.print(f"wrote {len(rows.rows):,} rows to {out}")
-
-
-def _show(rows: Rows, title: str) -> None:
-    table = Table(title=title)
-    for column in rows.columns:
-        table.add_column(
-            HEADERS.get(column, column.replace("_yen", "").replace("_", " ")),
-            justify="left" if column in TEXT_COLUMNS else "right",
-        )
-    for row in rows.rows:
-        table.add_row(*(cell(c, v) for c, v in zip(rows.columns, row, strict=True)))
-    if len(rows.rows) > 1:
-        table.add_section()
-        table.add_row(
-            *(
-                "total"
-                if i == 0
-                else ""
-                if c in TEXT_COLUMNS or c in ("population", "joined_on", "contribution_months")
-                else cell(c, sum(int(row[i] or 0) for row in rows.rows))  # type: ignore[call-overload]
-                for i, c in enumerate(rows.columns)
-            )
-        )
-    print_table(table)
-    if not rows.rows:
-        console.print("nothing recorded for this period")
 
 
 @app.command()
@@ -168,7 +139,7 @@ def _emit_year(
 
     record = dict(zip(YEAR_COLUMNS, year_row(member, statement), strict=True))
     if output is not OutputFormat.TABLE:
-        from consumers.fees.queries import Table as Rows
+        from pipeline.tables import Table as Rows
 
         _emit(Rows(YEAR_COLUMNS, (tuple(record.values()),)), "", output, out)
         return

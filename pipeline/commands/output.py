@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
+from uuid import UUID
 
+import typer
 from rich.measure import Measurement
 from rich.table import Table
 
-from pipeline.commands.common import console
+from pipeline.commands.common import CommandError, console
+from pipeline.tables import Table as Rows
 
 
 class OutputFormat(StrEnum):
@@ -62,6 +66,60 @@ def json_text(value: Sequence[Mapping[str, object]] | Mapping[str, object]) -> s
     def plain(value: object) -> str:
         if isinstance(value, date):
             return value.isoformat()
+        if isinstance(value, UUID):
+            return str(value)
         raise TypeError(f"{type(value).__name__} is not JSON")
 
     return json.dumps(value, ensure_ascii=False, indent=2, default=plain) + "\n"
+
+
+def emit(
+    rows: Rows,
+    title: str,
+    output: OutputFormat,
+    out: Path | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    text_columns: Set[str] = frozenset(),
+    totals: Set[str] = frozenset(),
+    empty: str = "nothing to show",
+) -> None:
+    """Rows as a terminal table (with a total row summing ``totals``), or CSV or JSON on
+    standard output or into ``out``."""
+    if output is OutputFormat.TABLE:
+        if out is not None:
+            raise CommandError("--out is for --format csv or json; a table prints here")
+        table = Table(title=title)
+        for column in rows.columns:
+            table.add_column(
+                (headers or {}).get(column, column.replace("_yen", "").replace("_", " ")),
+                justify="left" if column in text_columns else "right",
+            )
+        for row in rows.rows:
+            table.add_row(*(cell(c, v) for c, v in zip(rows.columns, row, strict=True)))
+        if len(rows.rows) > 1 and totals:
+            table.add_section()
+            table.add_row(
+                *(
+                    "total"
+                    if i == 0
+                    else cell(c, sum(int(row[i] or 0) for row in rows.rows))  # type: ignore[call-overload]
+                    if c in totals
+                    else ""
+                    for i, c in enumerate(rows.columns)
+                )
+            )
+        print_table(table)
+        if not rows.rows:
+            console.print(empty)
+        return
+    text = (
+        csv_text(rows.columns, rows.rows)
+        if output is OutputFormat.CSV
+        else json_text(rows.records())
+    )
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, "utf-8")
+    console.print(f"wrote {len(rows.rows):,} rows to {out}")

@@ -5,6 +5,7 @@ ready, each step notified; `bcl replay disaster` rebuilds the same digest."""
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -40,6 +41,7 @@ from schemas.events.disaster import (
     ShelterTapped,
     SupportNeedsRegistered,
 )
+from tests.consumers.test_fees_pipeline import bcl, bcl_json
 from tests.consumers.test_issuer_pipeline import ICHIRO, chiyoda_with_cards, project
 from tests.producers.push_helpers import CHIYODA, YOKOHAMA, register, signed_push
 
@@ -249,6 +251,47 @@ async def test_a_whole_disaster_walks_from_declaration_to_a_ready_certificate(
     assert report.rebuild.events > 0
     async with connect(platform) as connection:
         assert await projection_digest(connection, disaster) == live
+
+    # What staff read, through `bcl disaster`.
+    [status] = bcl_json(platform, "disaster", "status", DISASTER)
+    assert (status["victims"], status["sheltered"], status["applications"]) == (
+        len(residents), 1, 3,
+    )  # fmt: skip
+    [shelter] = bcl_json(platform, "disaster", "shelters", DISASTER)
+    assert (shelter["evacuees"], shelter["wide_area"], shelter["vacancy"]) == (1, 1, 119)
+    refused = bcl_json(platform, "disaster", "applications", DISASTER, "--status", "refused")
+    assert {r["reason"] for r in refused} == {"duplicate", "not_in_ledger"}
+    exported = tmp_path / "ledger.csv"
+    done = bcl(platform, "disaster", "ledger", DISASTER, "--format", "csv", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    with exported.open(encoding="utf-8") as handle:
+        rows = {r["resident_code"]: r for r in csv.DictReader(handle)}
+    # Only the affected area: Ichiro's household, not the resident who lives outside it.
+    assert set(rows) == {code for code, address in residents.items() if address == home}
+    assert outsider not in rows
+    assert (rows[ICHIRO]["damage"], rows[ICHIRO]["support_needs"]) == ("半壊", "wheelchair")
+    assert "my_number" not in exported.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("declare", CHIYODA, "x-1", "--name", "n", "--kind", "flood", "--on", "2026-11-20",
+          "--area", "35.7,139.7;35.8"), "--area: give 'lat,lon;lat,lon;lat,lon'"),
+        (("declare", CHIYODA, "x-1", "--name", "n", "--kind", "meteor", "--on", "2026-11-20"),
+         "kind: Input should be"),
+        (("accept", "no-such-disaster", str(uuid4()), "--staff", "s"),
+         "no disaster no-such-disaster is declared"),
+        (("assess", "no-such-disaster", "total", "--staff", "s"), "give either --dwelling"),
+    ],
+)  # fmt: skip
+async def test_bad_staff_input_gets_one_clear_line(
+    platform: Settings, args: tuple[str, ...], message: str
+) -> None:
+    done = bcl(platform, "disaster", *args)
+    assert done.returncode == 2, done.stdout
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def _full_width(address: str) -> str:

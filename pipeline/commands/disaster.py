@@ -1,0 +1,370 @@
+"""`bcl disaster`: declare a disaster, follow it, and record what staff, shelters and applicants
+do — the victim ledger, shelters with live vacancy, applications."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+from uuid import UUID
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.output import OutputFormat, emit
+
+if TYPE_CHECKING:
+    from pipeline.database import Connection
+    from schemas.events.disaster import Area
+
+app = typer.Typer(no_args_is_help=True)
+
+T = TypeVar("T")
+
+DisasterId = Annotated[str, typer.Argument(help="The disaster, e.g. 131032-2026-flood-1.")]
+Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
+Out = Annotated[Path | None, typer.Option(help="Write the CSV or JSON here.")]
+Staff = Annotated[str, typer.Option(help="Who records it, e.g. 'BUNKYO 防災課 佐藤'.")]
+
+TEXT = {
+    "resident_code", "household_number", "relationship", "name", "name_kana", "sex", "address",
+    "damage", "shelter", "support_needs", "care_needs", "contact", "applications",
+    "auth_serial", "shelter_id", "application_id", "kind", "status", "dwelling_address",
+    "reason", "message", "staff", "disaster_id", "municipality", "birth_date", "open",
+    "submitted_at", "occurred_on",
+}  # fmt: skip
+
+
+def _read(read: Callable[[Connection], Awaitable[T]]) -> T:
+    """Bring the disaster projection level with the log, then read it."""
+    from pipeline.catchup import refresh
+    from pipeline.database import connect
+    from pipeline.projection import load_projection
+
+    async def run() -> T:
+        current = settings()
+        await refresh(current, load_projection("disaster", current))
+        async with connect(current) as connection:
+            return await read(connection)
+
+    return run_async(run())
+
+
+def _send(municipality: str, payload: BaseModel) -> None:
+    from producers.disaster import DisasterDesk
+
+    async def send() -> None:
+        async with DisasterDesk(settings()) as desk:
+            envelope = await desk.send(municipality, payload)
+            console.print(f"recorded {envelope.type} ({envelope.event_id})")
+
+    run_async(send())
+
+
+def _payload(model: type[BaseModel], **fields: object) -> BaseModel:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise CommandError(problems) from None
+
+
+def _area(text: str | None) -> Area | None:
+    """``lat,lon;lat,lon;...`` (three points at least), or a GeoJSON file with one Polygon."""
+    from schemas.events.disaster import Area
+
+    if text is None:
+        return None
+    try:
+        if Path(text).is_file():
+            import orjson
+
+            geometry = orjson.loads(Path(text).read_bytes())
+            geometry = geometry.get("geometry", geometry)
+            points = [{"lat": lat, "lon": lon} for lon, lat in geometry["coordinates"][0]]
+        else:
+            points = [
+                {"lat": float(lat), "lon": float(lon)}
+                for lat, lon in (pair.split(",") for pair in text.split(";"))
+            ]
+        return Area.model_validate({"vertices": points})
+    except (ValueError, KeyError, TypeError, ValidationError) as error:
+        raise CommandError(
+            f"--area: give 'lat,lon;lat,lon;lat,lon' (3 points or more, in Japan) or a GeoJSON "
+            f"Polygon file ({error.__class__.__name__})"
+        ) from None
+
+
+async def _municipality_of(disaster_id: str) -> str:
+    from pipeline.database import connect
+
+    async with connect(settings()) as connection:
+        found = await connection.fetchval(
+            "SELECT municipality FROM disaster.disasters WHERE disaster_id = $1", disaster_id
+        )
+    if found is None:
+        raise CommandError(f"no disaster {disaster_id} is declared; see `bcl disaster status`")
+    return str(found)
+
+
+# ----------------------------------------------------------------------------------- staff
+
+
+@app.command()
+@clean_errors
+def declare(
+    municipality: Annotated[str, typer.Argument(help="The affected municipality's code.")],
+    disaster_id: DisasterId,
+    name: Annotated[str, typer.Option(help="e.g. 令和8年台風第10号.")],
+    kind: Annotated[str, typer.Option(help="earthquake, tsunami, flood, landslide, storm, ...")],
+    on: Annotated[str, typer.Option(help="The day it struck, YYYY-MM-DD.")],
+    area: Annotated[
+        str | None,
+        typer.Option(
+            help="The affected area: 'lat,lon;lat,lon;...' or a GeoJSON Polygon file. "
+            "Default: the whole municipality."
+        ),
+    ] = None,
+) -> None:
+    """Declare a disaster: the victim ledger is seeded at once from the BCL replica."""
+    from schemas.events.disaster import DisasterDeclared
+
+    payload = _payload(
+        DisasterDeclared, disaster_id=disaster_id, municipality=municipality, name=name,
+        kind=kind, occurred_on=on, area=_area(area),
+    )  # fmt: skip
+    _send(municipality, payload)
+
+
+@app.command()
+@clean_errors
+def locate(
+    municipality: Annotated[str, typer.Argument(help="The municipality the addresses are in.")],
+    file: Annotated[Path, typer.Argument(help="CSV with columns address, lat, lon (UTF-8).")],
+) -> None:
+    """Load dwelling locations from the municipality's GIS (peacetime)."""
+    from producers.disaster import DisasterDesk
+    from schemas.events.disaster import DwellingLocated
+
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"cannot read {file}: {error}") from None
+    payloads = [
+        _payload(
+            DwellingLocated, municipality=municipality, address=row.get("address"),
+            location={"lat": row.get("lat"), "lon": row.get("lon")},
+        )
+        for row in rows
+    ]  # fmt: skip
+
+    async def send() -> None:
+        async with DisasterDesk(settings()) as desk:
+            for payload in payloads:
+                await desk.send(municipality, payload)
+
+    run_async(send())
+    console.print(f"located {len(payloads):,} dwellings of {municipality}")
+
+
+@app.command("shelter-open")
+@clean_errors
+def shelter_open(
+    disaster_id: DisasterId,
+    shelter_id: Annotated[str, typer.Argument(help="e.g. S1.")],
+    name: Annotated[str, typer.Option(help="e.g. 文京区立第一中学校.")],
+    capacity: Annotated[int, typer.Option(help="How many people it can hold.")],
+    lat: Annotated[float, typer.Option(help="Latitude.")],
+    lon: Annotated[float, typer.Option(help="Longitude.")],
+) -> None:
+    """Open a shelter (避難所)."""
+    from schemas.events.disaster import ShelterOpened
+
+    payload = _payload(
+        ShelterOpened, disaster_id=disaster_id, shelter_id=shelter_id, name=name,
+        location={"lat": lat, "lon": lon}, capacity=capacity,
+    )  # fmt: skip
+    _send(run_async(_municipality_of(disaster_id)), payload)
+
+
+@app.command()
+@clean_errors
+def tap(
+    disaster_id: DisasterId,
+    shelter_id: Annotated[str, typer.Argument(help="The shelter whose reader was tapped.")],
+    serial: Annotated[str, typer.Argument(help="The card's user-authentication serial.")],
+    out: Annotated[bool, typer.Option("--out", help="A check-out (default: check-in).")] = False,
+) -> None:
+    """A card tapped at a shelter's reader (no PIN)."""
+    from schemas.events.disaster import ShelterTapped
+
+    payload = _payload(
+        ShelterTapped, disaster_id=disaster_id, shelter_id=shelter_id, auth_serial=serial,
+        direction="out" if out else "in",
+    )  # fmt: skip
+    _send(run_async(_municipality_of(disaster_id)), payload)
+
+
+@app.command("apply")
+@clean_errors
+def apply_online(
+    disaster_id: DisasterId,
+    serial: Annotated[str, typer.Argument(help="The applicant's card serial.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="risai_certificate, hisai_certificate, livelihood_support, condolence, ..."
+        ),
+    ],
+    dwelling: Annotated[str, typer.Option(help="The damaged dwelling's address.")],
+    attachment: Annotated[
+        list[Path] | None, typer.Option(help="A photo or document (repeatable): its digest.")
+    ] = None,
+) -> None:
+    """An online application made with the card; matched against the ledger at once."""
+    import hashlib
+    import uuid
+
+    from schemas.events.disaster import ApplicationSubmitted
+
+    try:
+        digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in attachment or []]
+    except OSError as error:
+        raise CommandError(f"cannot read an attachment: {error}") from None
+    application_id = uuid.uuid4()
+    payload = _payload(
+        ApplicationSubmitted, application_id=application_id, disaster_id=disaster_id, kind=kind,
+        auth_serial=serial, dwelling_address=dwelling, attachments=digests,
+    )  # fmt: skip
+    _send(run_async(_municipality_of(disaster_id)), payload)
+    console.print(f"application {application_id}")
+
+
+def _step(model_name: str, disaster_id: str, **fields: object) -> None:
+    from schemas.events import disaster as events
+
+    payload = _payload(getattr(events, model_name), disaster_id=disaster_id, **fields)
+    _send(run_async(_municipality_of(disaster_id)), payload)
+
+
+Application = Annotated[UUID, typer.Argument(help="The application id.")]
+
+
+@app.command()
+@clean_errors
+def accept(disaster_id: DisasterId, application: Application, staff: Staff) -> None:
+    """Accept a matched application (受理); the applicant is notified."""
+    _step("ApplicationAccepted", disaster_id, application_id=application, staff=staff)
+
+
+@app.command()
+@clean_errors
+def reject(
+    disaster_id: DisasterId,
+    application: Application,
+    staff: Staff,
+    reason: Annotated[str, typer.Option(help="Why, in words the applicant can act on.")],
+) -> None:
+    """Reject an application; the applicant is notified with the reason."""
+    _step(
+        "ApplicationRejected", disaster_id, application_id=application, staff=staff, reason=reason
+    )
+
+
+@app.command()
+@clean_errors
+def assess(
+    disaster_id: DisasterId,
+    category: Annotated[
+        str,
+        typer.Argument(
+            help="total, large_scale_half, medium_scale_half, half, quasi_half, partial or none."
+        ),
+    ],
+    staff: Staff,
+    dwelling: Annotated[str | None, typer.Option(help="One dwelling's address.")] = None,
+    area: Annotated[
+        str | None, typer.Option(help="Every dwelling in this area (as declare).")
+    ] = None,
+) -> None:
+    """Record damage (住家被害認定): one dwelling, or every located dwelling in an area."""
+    if (dwelling is None) == (area is None):
+        raise CommandError("give either --dwelling ADDRESS or --area AREA")
+    if dwelling is not None:
+        _step("DamageAssessed", disaster_id, dwelling_address=dwelling, category=category,
+              staff=staff)  # fmt: skip
+    else:
+        _step("DamageAssessedInArea", disaster_id, area=_area(area), category=category,
+              staff=staff)  # fmt: skip
+
+
+@app.command()
+@clean_errors
+def ready(disaster_id: DisasterId, application: Application) -> None:
+    """The certificate can be issued, at the counter or any convenience store."""
+    _step("ApplicationReady", disaster_id, application_id=application)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+@app.command()
+@clean_errors
+def status(
+    disaster_id: Annotated[str | None, typer.Argument(help="One disaster (default: all).")] = None,
+    output: Format = OutputFormat.TABLE,
+    out: Out = None,
+) -> None:
+    """Disasters at a glance: victims, sheltered, applications awaiting staff, assessments."""
+    from consumers.disaster.queries import status as read_status
+
+    rows = _read(lambda connection: read_status(connection, disaster_id))
+    emit(rows, "disasters", output, out, text_columns=TEXT, empty="no disaster is declared")
+
+
+@app.command()
+@clean_errors
+def ledger(disaster_id: DisasterId, output: Format = OutputFormat.TABLE, out: Out = None) -> None:
+    """The victim ledger (被災者台帳) of the affected area; CSV with --format csv --out FILE."""
+    from consumers.disaster.queries import ledger as read_ledger
+
+    rows = _read(lambda connection: read_ledger(connection, disaster_id))
+    emit(rows, f"victim ledger: {disaster_id}", output, out, text_columns=TEXT,
+         empty="the ledger is empty (is the disaster declared?)")  # fmt: skip
+
+
+@app.command()
+@clean_errors
+def shelters(disaster_id: DisasterId, output: Format = OutputFormat.TABLE, out: Out = None) -> None:
+    """Shelters with evacuees now, wide-area evacuees among them, and vacancy."""
+    from consumers.disaster.queries import shelters as read_shelters
+
+    rows = _read(lambda connection: read_shelters(connection, disaster_id))
+    emit(rows, f"shelters: {disaster_id}", output, out, text_columns=TEXT,
+         totals=frozenset({"capacity", "evacuees", "wide_area", "vacancy"}),
+         empty="no shelter is open")  # fmt: skip
+
+
+@app.command()
+@clean_errors
+def applications(
+    disaster_id: DisasterId,
+    status_filter: Annotated[
+        str | None,
+        typer.Option("--status", help="submitted, matched, refused, accepted, rejected, ready."),
+    ] = None,
+    output: Format = OutputFormat.TABLE,
+    out: Out = None,
+) -> None:
+    """Applications and where each stands; refused ones with the reason."""
+    from consumers.disaster.queries import applications as read_applications
+
+    rows = _read(lambda connection: read_applications(connection, disaster_id, status_filter))
+    emit(rows, f"applications: {disaster_id}", output, out, text_columns=TEXT,
+         empty="no applications")  # fmt: skip
