@@ -85,8 +85,8 @@ async def shelters(connection: Connection, disaster_id: str) -> Table:
                count(e.resident_code) AS evacuees,
                count(e.resident_code) FILTER (WHERE e.wide_area) AS wide_area
         FROM disaster.shelters s
-        LEFT JOIN disaster.evacuees e ON e.disaster_id = s.disaster_id AND e.shelter_id = s.shelter_id
-            AND e.present
+        LEFT JOIN disaster.evacuees e
+            ON e.disaster_id = s.disaster_id AND e.shelter_id = s.shelter_id AND e.present
         WHERE s.disaster_id = $1
         GROUP BY s.shelter_id, s.name, s.closed_event, s.capacity
         ORDER BY s.shelter_id
