@@ -37,6 +37,7 @@ from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
 from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
 from tests.bench.certificates import bench_certificates
+from tests.bench.disaster import bench_disaster
 from tests.bench.fees import bench_fees
 from tests.bench.issuance import bench_issuance
 from tests.bench.replica import bench_replica
@@ -49,7 +50,7 @@ RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
 SECTIONS = os.environ.get(
-    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees"
+    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees,disaster"
 ).split(",")
 
 
@@ -180,6 +181,9 @@ async def main() -> None:
         if "fees" in SECTIONS:
             console.print("[bold]fees[/bold]: live, replay, a fiscal year of 200 municipalities")
             add_all(await bench_fees(settings))
+        if "disaster" in SECTIONS:
+            console.print("[bold]disaster[/bold]: a 300,000-resident ledger seeded, check-ins")
+            add_all(await bench_disaster(settings))
     finally:
         down(settings)
 
