@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from consumers.disaster.rules import (
+    ADDRESS_KEY_SQL,
     Holder,
     LedgerEntry,
     address_key,
@@ -268,14 +269,17 @@ async def _fill_ledger(connection: Connection, disaster: Any, as_of: datetime) -
     disaster_id, municipality = disaster["disaster_id"], disaster["municipality"]
     if disaster["seeded_as_of"] is not None:
         return disaster["victims"], disaster["households"]
-    rows = await connection.fetch(
-        """
-        SELECT c.*, (
-            SELECT serial FROM certificates.certificates k
-            WHERE k.municipality = c.municipality AND k.resident_code = c.resident_code
-              AND k.kind = 'user_authentication' AND k.not_before <= $3
-            ORDER BY k.not_before DESC, k.serial DESC LIMIT 1
-        ) AS auth_serial
+    columns = ", ".join(VICTIM_COLUMNS)
+    await connection.execute(
+        f"""
+        INSERT INTO victims ({columns})
+        SELECT $5, c.municipality, c.resident_code, c.household_number, c.relationship, c.name,
+               c.name_kana, c.birth_date, c.sex, c.address, {ADDRESS_KEY_SQL.format("c.address")},
+               (SELECT serial FROM certificates.certificates k
+                WHERE k.municipality = c.municipality AND k.resident_code = c.resident_code
+                  AND k.kind = 'user_authentication' AND k.not_before <= $3
+                ORDER BY k.not_before DESC, k.serial DESC LIMIT 1),
+               c.personal
         FROM (
             SELECT DISTINCT ON (resident_code) *
             FROM replica.changes
@@ -288,26 +292,24 @@ async def _fill_ledger(connection: Connection, disaster: Any, as_of: datetime) -
         disaster["occurred_on"],
         as_of,
         [reason.value for reason in REMOVAL_REASONS],
+        disaster_id,
     )
-    victims = [
-        (
-            disaster_id, municipality, r["resident_code"], r["household_number"],
-            r["relationship"], r["name"], r["name_kana"], r["birth_date"], r["sex"], r["address"],
-            address_key(r["address"]), r["auth_serial"], r["personal"],
-        )
-        for r in rows
-    ]  # fmt: skip
-    await connection.copy_records_to_table("victims", records=victims, columns=VICTIM_COLUMNS)
-    households = len({r["household_number"] for r in rows})
+    counted = await connection.fetchrow(
+        "SELECT count(*) AS victims, count(DISTINCT household_number) AS households "
+        "FROM victims WHERE disaster_id = $1",
+        disaster_id,
+    )
+    assert counted is not None  # an aggregate always has its row
+    victims, households = counted["victims"], counted["households"]
     await connection.execute(
         "UPDATE disasters SET seeded_as_of = $2, victims = $3, households = $4 "
         "WHERE disaster_id = $1",
         disaster_id,
         as_of,
-        len(victims),
+        victims,
         households,
     )
-    return len(victims), households
+    return victims, households
 
 
 async def _victim_updated(
