@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -23,12 +26,13 @@ class ProjectionLag:
         return self.log_end - self.applied
 
 
-async def projection_lag(settings: Settings, projection: Projection) -> ProjectionLag:
-    """Events in the log versus events the projection's tracking rows account for."""
-    async with reader(settings) as client:
-        marks = await high_watermarks(
-            client, await partitions_of(client, [settings.topic(t) for t in projection.topics])
-        )
+async def projection_lag(
+    settings: Settings, projection: Projection, marks: dict[TopicPartition, int] | None = None
+) -> ProjectionLag:
+    """Events in the log (as it ends now, or at ``marks``) versus events the projection's
+    tracking rows account for."""
+    if marks is None:
+        marks = await log_ends(settings, projection)
     async with connect(settings) as connection:
         exists = await connection.fetchval(
             "SELECT to_regclass($1)", f"{projection.name}.projection_offsets"
@@ -45,6 +49,30 @@ async def projection_lag(settings: Settings, projection: Projection) -> Projecti
     tracked = {TopicPartition(r["topic"], r["partition"]): r["last_offset"] + 1 for r in rows}
     applied = sum(min(tracked.get(tp, 0), end) for tp, end in marks.items())
     return ProjectionLag(projection.name, applied, sum(marks.values()))
+
+
+async def log_ends(settings: Settings, projection: Projection) -> dict[TopicPartition, int]:
+    """Where each partition the projection reads ends now."""
+    async with reader(settings) as client:
+        return await high_watermarks(
+            client, await partitions_of(client, [settings.topic(t) for t in projection.topics])
+        )
+
+
+async def wait_until_applied(
+    settings: Settings, projections: Sequence[Projection], timeout: float
+) -> bool:
+    """Wait until each projection has applied the log as it ends now (later events need not
+    be); False if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    ends = [(p, await log_ends(settings, p)) for p in projections]
+    while True:
+        lags = [await projection_lag(settings, p, marks) for p, marks in ends]
+        if all(lag.lag <= 0 for lag in lags):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
 
 
 async def dead_letter_counts(settings: Settings) -> list[tuple[str, str, int]]:

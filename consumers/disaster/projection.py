@@ -9,6 +9,7 @@ in: peacetime facts (dwellings, the support roster) travel under other keys than
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +26,10 @@ from consumers.disaster.rules import (
     match_application,
 )
 from pipeline.database import Connection, insert_new_rows, upsert_rows
-from pipeline.projection import ConsumedEvent
+from pipeline.projection import ConsumedEvent, load_projection
 from pipeline.publish import Outgoing
 from pipeline.settings import Settings
+from pipeline.status import wait_until_applied
 from pipeline.topics import DISASTER_EVENTS
 from schemas.envelope import Envelope
 from schemas.events.disaster import (
@@ -59,6 +61,9 @@ from schemas.events.disaster import (
 from schemas.events.residents import REMOVAL_REASONS
 from schemas.ids import derived_event_id
 
+log = logging.getLogger(__name__)
+SOURCES_TIMEOUT = 120.0  # seconds a declaration waits for the replica and the certificates
+
 VICTIM_COLUMNS = (
     "disaster_id", "municipality", "resident_code", "household_number", "relationship", "name",
     "name_kana", "birth_date", "sex", "address", "address_key", "auth_serial", "personal",
@@ -74,6 +79,9 @@ APPLICATION_STEPS: Mapping[type, str] = {
 
 
 class DisasterProcessor:
+    """``settings`` reach the log, to wait for the replica and the certificates to be level with
+    it before a ledger is seeded from them."""
+
     name = "disaster"
     topics: Sequence[str] = (DISASTER_EVENTS.name,)
     digest_order: Mapping[str, str] = {
@@ -90,6 +98,9 @@ class DisasterProcessor:
         "area_assessments": "event_id",
         "notifications": "event_id",
     }
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     # ------------------------------------------------------------------------------ recording
 
@@ -113,6 +124,7 @@ class DisasterProcessor:
             key = event.key.decode() if event.key else f"{envelope.municipality}:"
             made: list[tuple[str, Any]] = []
             if isinstance(payload, DisasterDeclared):
+                await self._sources_level()
                 made.append(("disaster.ledger_seeded", await _seed(connection, payload, envelope)))
             elif isinstance(payload, ShelterTapped):
                 made.append(await _decide_tap(connection, payload, envelope))
@@ -126,6 +138,18 @@ class DisasterProcessor:
                 await _RECORDERS[type(decision)](connection, decision, outgoing.envelope)
                 decided.append(outgoing)
         return decided
+
+    async def _sources_level(self) -> None:
+        """The ledger is seeded from what the replica and the certificates recorded up to the
+        declaration; a replay sees all of it, so the live seeding must too: wait until both
+        have applied the log as it ends now."""
+        sources = [load_projection(name, self.settings) for name in ("replica", "certificates")]
+        if not await wait_until_applied(self.settings, sources, SOURCES_TIMEOUT):
+            log.warning(
+                "the replica or the certificates are still behind after %ss: the ledger is "
+                "seeded from what they hold, and a replay may seed more",
+                SOURCES_TIMEOUT,
+            )
 
 
 def _outgoing(key: str, event_type: str, payload: Any, cause: Envelope, number: int) -> Outgoing:
@@ -665,4 +689,4 @@ def _applicant_notice(
 
 
 def make(settings: Settings) -> DisasterProcessor:
-    return DisasterProcessor()
+    return DisasterProcessor(settings)
