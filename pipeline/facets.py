@@ -107,39 +107,51 @@ class RequestFacet(Protocol):
     ) -> FacetValue: ...
 
 
-def kiosk_request_facets(
-    events: Iterable[ConsumedEvent],
-    *,
-    request: RequestFacet,
-    outcome: Callable[[UUID, IssuanceIssued | IssuanceRejected], FacetValue],
-    notice: Callable[[UUID, IssuanceDelivered | IssuanceCancelled], FacetValue],
-) -> Iterator[FacetValue]:
-    """The facets of kiosk requests in a batch: the center's request (at the instant and center
-    it entered), the issuer's decision and the kiosk's notice."""
-    for event in events:
-        payload, envelope = event.payload, event.envelope
-        if isinstance(payload, IssuanceRequested):
-            yield request(
-                envelope.event_id, payload, at=envelope.occurred_at, center=envelope.origin
-            )
-        elif isinstance(payload, IssuanceIssued | IssuanceRejected):
-            yield outcome(envelope.event_id, payload)
-        elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
-            yield notice(envelope.event_id, payload)
+# The kiosk's notice, as usage and fees both take it.
+NOTICE_COLUMNS = ("notice", "fee_paid_yen")
+
+
+def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled) -> FacetValue:
+    if isinstance(payload, IssuanceDelivered):
+        values: tuple[object, ...] = ("delivered", payload.fee_paid_yen)
+    else:
+        values = ("cancelled", None)
+    return FacetValue(payload.request_id, "notice", event_id, values)
+
+
+@dataclass(frozen=True, slots=True)
+class KioskFacets:
+    """How a projection takes the three sightings of a kiosk request: the center's request (at
+    the instant and center it entered), the issuer's decision and the kiosk's notice."""
+
+    request: RequestFacet
+    outcome: Callable[[UUID, IssuanceIssued | IssuanceRejected], FacetValue]
+    notice: Callable[[UUID, IssuanceDelivered | IssuanceCancelled], FacetValue] = notice_facet
+
+    def of(self, events: Iterable[ConsumedEvent]) -> Iterator[FacetValue]:
+        """The facets of the kiosk requests in a batch."""
+        for event in events:
+            payload, envelope = event.payload, event.envelope
+            if isinstance(payload, IssuanceRequested):
+                yield self.request(
+                    envelope.event_id, payload, at=envelope.occurred_at, center=envelope.origin
+                )
+            elif isinstance(payload, IssuanceIssued | IssuanceRejected):
+                yield self.outcome(envelope.event_id, payload)
+            elif isinstance(payload, IssuanceDelivered | IssuanceCancelled):
+                yield self.notice(envelope.event_id, payload)
 
 
 class FacetedProjection:
     """A projection of faceted rows in ``table`` and their cubes. Subclasses name the projection,
-    its topics and layout, and say which facets a batch's events are."""
+    its topics, its layout and how it takes each facet."""
 
     name: str
     topics: Sequence[str]
     table: str
     rows: FacetedRows
     cubes: Cubes
-
-    def facets_of(self, events: Iterable[ConsumedEvent]) -> Iterable[FacetValue]:
-        raise NotImplementedError
+    facets: KioskFacets
 
     @property
     def digest_order(self) -> Mapping[str, str]:
@@ -155,7 +167,7 @@ class FacetedProjection:
         3. Write the rows that changed, and move their measures in the cubes.
         """
         facets: dict[UUID, list[FacetValue]] = {}
-        for facet in self.facets_of(events):
+        for facet in self.facets.of(events):
             facets.setdefault(facet.key, []).append(facet)
         if not facets:
             return

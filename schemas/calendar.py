@@ -2,10 +2,15 @@
 closure (年末年始) and the fiscal year (年度, April–March)."""
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 JST = ZoneInfo("Asia/Tokyo")
+
+
+def japan_day(at: datetime) -> date:
+    """The Japan date of an instant."""
+    return at.astimezone(JST).date()
 
 
 def is_year_end_closure(day: date) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 
-from schemas.calendar import JST
+from schemas.calendar import japan_day
 from schemas.events.issuance import CertificateType, FeeQuote
 from schemas.events.municipalities import FeeEntry
 
@@ -37,7 +37,7 @@ def fee_quote(
     """The fee at the instant of the request: the schedule's entry for the type in force that
     day (Japan time; a change takes effect at Japan midnight), else the standard fee; disaster
     certificates add the 10-yen store fee."""
-    day = at.astimezone(JST).date()
+    day = japan_day(at)
     entry = max(
         (e for e in schedule if e.certificate_type is certificate_type and e.effective_from <= day),
         key=lambda e: e.effective_from,

@@ -64,6 +64,7 @@ from schemas.ids import derived_event_id
 log = logging.getLogger(__name__)
 SOURCES_TIMEOUT = 120.0  # seconds a declaration waits for the replica and the certificates
 
+ASSESSMENT_COLUMNS = ("disaster_id", "address_key", "event_id", "category", "individual", "staff")
 VICTIM_COLUMNS = (
     "disaster_id", "municipality", "resident_code", "household_number", "relationship", "name",
     "name_kana", "birth_date", "sex", "address", "address_key", "auth_serial", "personal",
@@ -203,7 +204,7 @@ async def _dwelling(connection: Connection, payload: DwellingLocated, envelope: 
             await insert_new_rows(
                 connection,
                 "assessments",
-                ("disaster_id", "address_key", "event_id", "category", "individual", "staff"),
+                ASSESSMENT_COLUMNS,
                 [(row["disaster_id"], key, row["event_id"], row["category"], False, row["staff"])],
             )
 
@@ -258,13 +259,13 @@ async def _declared(connection: Connection, payload: DisasterDeclared, envelope:
 
 
 async def _seeded(connection: Connection, payload: LedgerSeeded, envelope: Envelope) -> None:
-    """On replay (or from another center's log): seed as the live processor did."""
+    """On replay (or from another center's log): seed as the live processor did; live, the
+    ledger is already seeded and nothing changes."""
     disaster = await connection.fetchrow(
         "SELECT * FROM disasters WHERE disaster_id = $1", payload.disaster_id
     )
-    if disaster is None or disaster["seeded_as_of"] is not None:
-        return
-    await _fill_ledger(connection, disaster, payload.as_of)
+    if disaster is not None:
+        await _fill_ledger(connection, disaster, payload.as_of)
 
 
 async def _seed(
@@ -480,7 +481,7 @@ async def _assessed(connection: Connection, payload: DamageAssessed, envelope: E
     await insert_new_rows(
         connection,
         "assessments",
-        ("disaster_id", "address_key", "event_id", "category", "individual", "staff"),
+        ASSESSMENT_COLUMNS,
         [(payload.disaster_id, address_key(payload.dwelling_address), envelope.event_id,
           payload.category.value, True, payload.staff)],
     )  # fmt: skip
@@ -504,7 +505,7 @@ async def _assessed_in_area(
     await insert_new_rows(
         connection,
         "assessments",
-        ("disaster_id", "address_key", "event_id", "category", "individual", "staff"),
+        ASSESSMENT_COLUMNS,
         [
             (payload.disaster_id, r["address_key"], envelope.event_id, payload.category.value,
              False, payload.staff)

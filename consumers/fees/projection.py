@@ -4,11 +4,11 @@ from them (``fees.monthly``), and the registry's versions of each municipality
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from consumers.fees.rules import CUBES, ROWS, notice_facet, outcome_facet, request_facet
+from consumers.fees.rules import CUBES, FACETS, ROWS
 from pipeline.database import Connection, insert_new_rows
-from pipeline.facets import FacetedProjection, FacetValue, kiosk_request_facets
+from pipeline.facets import FacetedProjection
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS, MUNICIPALITIES
@@ -26,6 +26,7 @@ class FeesProjection(FacetedProjection):
     table = "requests"
     rows = ROWS
     cubes = CUBES
+    facets = FACETS
 
     @property
     def digest_order(self) -> Mapping[str, str]:
@@ -55,11 +56,6 @@ class FeesProjection(FacetedProjection):
         await insert_new_rows(connection, "joinings", ("code", "joined_on"), joinings)
         # 2.
         await super().apply(connection, events)
-
-    def facets_of(self, events: Iterable[ConsumedEvent]) -> Iterator[FacetValue]:
-        return kiosk_request_facets(
-            events, request=request_facet, outcome=outcome_facet, notice=notice_facet
-        )
 
 
 def make(settings: Settings) -> FeesProjection:

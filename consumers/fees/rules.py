@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from pipeline.facets import Cubes, FacetedRows, FacetValue
-from schemas.calendar import JST
+from pipeline.facets import NOTICE_COLUMNS, Cubes, FacetedRows, FacetValue, KioskFacets
+from schemas.calendar import japan_day
 from schemas.events.issuance import (
     CertificateType,
-    IssuanceCancelled,
-    IssuanceDelivered,
     IssuanceIssued,
     IssuanceRejected,
     IssuanceRequested,
@@ -51,10 +49,6 @@ COMMISSION_HISTORY: tuple[tuple[date, int], ...] = (
     (date(2017, 4, 1), 115),
     (date(2019, 10, 1), 117),
 )
-
-
-def japan_day(at: datetime) -> date:
-    return at.astimezone(JST).date()
 
 
 def commission(day: date) -> int:
@@ -111,7 +105,7 @@ FACET_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "day", "municipality", "certificate_type", "store_operator", "center", "copies",
     ),
     "outcome": ("outcome", "through_bcl", "fee_quoted_yen"),
-    "notice": ("notice", "fee_paid_yen"),
+    "notice": NOTICE_COLUMNS,
 }  # fmt: skip
 ROWS = FacetedRows("request_id", FACET_COLUMNS)
 
@@ -153,12 +147,7 @@ def outcome_facet(event_id: UUID, payload: IssuanceIssued | IssuanceRejected) ->
     return FacetValue(payload.request_id, "outcome", event_id, values)
 
 
-def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled) -> FacetValue:
-    if isinstance(payload, IssuanceDelivered):
-        values: tuple[object, ...] = ("delivered", payload.fee_paid_yen)
-    else:
-        values = ("cancelled", None)
-    return FacetValue(payload.request_id, "notice", event_id, values)
+FACETS = KioskFacets(request_facet, outcome_facet)
 
 
 def measures(row: tuple[object, ...]) -> tuple[int, ...] | None:

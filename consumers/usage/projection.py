@@ -3,11 +3,8 @@ from them (``usage.hourly``, ``usage.monthly``, ``usage.stores``), for `bcl usag
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
-from consumers.usage.rules import CUBES, ROWS, notice_facet, outcome_facet, request_facet
-from pipeline.facets import FacetedProjection, FacetValue, kiosk_request_facets
-from pipeline.projection import ConsumedEvent
+from consumers.usage.rules import CUBES, FACETS, ROWS
+from pipeline.facets import FacetedProjection
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
 
@@ -18,11 +15,7 @@ class UsageProjection(FacetedProjection):
     table = "requests"
     rows = ROWS
     cubes = CUBES
-
-    def facets_of(self, events: Iterable[ConsumedEvent]) -> Iterator[FacetValue]:
-        return kiosk_request_facets(
-            events, request=request_facet, outcome=outcome_facet, notice=notice_facet
-        )
+    facets = FACETS
 
 
 def make(settings: Settings) -> UsageProjection:

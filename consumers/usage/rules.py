@@ -10,11 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from uuid import UUID
 
-from pipeline.facets import Cubes, FacetedRows, FacetValue
+from pipeline.facets import NOTICE_COLUMNS, Cubes, FacetedRows, FacetValue, KioskFacets
 from schemas.calendar import JST
 from schemas.events.issuance import (
-    IssuanceCancelled,
-    IssuanceDelivered,
     IssuanceIssued,
     IssuanceRejected,
     IssuanceRequested,
@@ -27,7 +25,7 @@ FACET_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "other_municipality", "certificate_type", "store_operator", "center", "copies",
     ),
     "outcome": ("outcome", "reason", "outside_counter_hours", "fee_quoted_yen"),
-    "notice": ("notice", "fee_paid_yen"),
+    "notice": NOTICE_COLUMNS,
 }  # fmt: skip
 ROWS = FacetedRows("request_id", FACET_COLUMNS)
 
@@ -66,12 +64,7 @@ def outcome_facet(event_id: UUID, payload: IssuanceIssued | IssuanceRejected) ->
     return FacetValue(payload.request_id, "outcome", event_id, values)
 
 
-def notice_facet(event_id: UUID, payload: IssuanceDelivered | IssuanceCancelled) -> FacetValue:
-    if isinstance(payload, IssuanceDelivered):
-        values: tuple[object, ...] = ("delivered", payload.fee_paid_yen)
-    else:
-        values = ("cancelled", None)
-    return FacetValue(payload.request_id, "notice", event_id, values)
+FACETS = KioskFacets(request_facet, outcome_facet)
 
 
 # --- the row and its place in the cubes --------------------------------------------------------

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from rich.console import Console
 
 from pipeline.settings import ServicesNotRunning, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.database import Connection
 
 console = Console()
 errors = Console(stderr=True)
@@ -90,3 +93,19 @@ def aware_time(value: str | None, option: str = "--at") -> datetime | None:
     if moment.tzinfo is None:
         raise CommandError(f"{option} {value!r} needs a time zone, like 2026-04-01T09:30+09:00")
     return moment
+
+
+def read_projection(name: str, read: Callable[[Connection], Awaitable[R]]) -> R:
+    """Bring projection ``name`` level with the log, then ``read`` it: a statement or a ledger
+    is never older than the log it is printed from."""
+    from pipeline.catchup import refresh
+    from pipeline.database import connect
+    from pipeline.projection import load_projection
+
+    async def run() -> R:
+        current = settings()
+        await refresh(current, load_projection(name, current))
+        async with connect(current) as connection:
+            return await read(connection)
+
+    return run_async(run())

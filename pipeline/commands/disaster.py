@@ -4,24 +4,27 @@ do — the victim ledger, shelters with live vacancy, applications."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
 from pydantic import BaseModel, ValidationError
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CommandError,
+    clean_errors,
+    console,
+    read_projection,
+    run_async,
+    settings,
+)
 from pipeline.commands.output import OutputFormat, emit
 
 if TYPE_CHECKING:
-    from pipeline.database import Connection
     from schemas.events.disaster import Area
 
 app = typer.Typer(no_args_is_help=True)
-
-T = TypeVar("T")
 
 DisasterId = Annotated[str, typer.Argument(help="The disaster, e.g. 131032-2026-flood-1.")]
 Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
@@ -35,21 +38,6 @@ TEXT = {
     "reason", "message", "staff", "disaster_id", "municipality", "birth_date", "open",
     "submitted_at", "occurred_on",
 }  # fmt: skip
-
-
-def _read(read: Callable[[Connection], Awaitable[T]]) -> T:
-    """Bring the disaster projection level with the log, then read it."""
-    from pipeline.catchup import refresh
-    from pipeline.database import connect
-    from pipeline.projection import load_projection
-
-    async def run() -> T:
-        current = settings()
-        await refresh(current, load_projection("disaster", current))
-        async with connect(current) as connection:
-            return await read(connection)
-
-    return run_async(run())
 
 
 def _send(municipality: str, payload: BaseModel) -> None:
@@ -324,7 +312,7 @@ def status(
     """Disasters at a glance: victims, sheltered, applications awaiting staff, assessments."""
     from consumers.disaster.queries import status as read_status
 
-    rows = _read(lambda connection: read_status(connection, disaster_id))
+    rows = read_projection("disaster", lambda connection: read_status(connection, disaster_id))
     emit(rows, "disasters", output, out, text_columns=TEXT, empty="no disaster is declared")
 
 
@@ -334,7 +322,7 @@ def ledger(disaster_id: DisasterId, output: Format = OutputFormat.TABLE, out: Ou
     """The victim ledger (被災者台帳) of the affected area; CSV with --format csv --out FILE."""
     from consumers.disaster.queries import ledger as read_ledger
 
-    rows = _read(lambda connection: read_ledger(connection, disaster_id))
+    rows = read_projection("disaster", lambda connection: read_ledger(connection, disaster_id))
     emit(rows, f"victim ledger: {disaster_id}", output, out, text_columns=TEXT,
          empty="the ledger is empty (is the disaster declared?)")  # fmt: skip
 
@@ -345,7 +333,7 @@ def shelters(disaster_id: DisasterId, output: Format = OutputFormat.TABLE, out: 
     """Shelters with evacuees now, wide-area evacuees among them, and vacancy."""
     from consumers.disaster.queries import shelters as read_shelters
 
-    rows = _read(lambda connection: read_shelters(connection, disaster_id))
+    rows = read_projection("disaster", lambda connection: read_shelters(connection, disaster_id))
     emit(rows, f"shelters: {disaster_id}", output, out, text_columns=TEXT,
          totals=frozenset({"capacity", "evacuees", "wide_area", "vacancy"}),
          empty="no shelter is open")  # fmt: skip
@@ -365,6 +353,8 @@ def applications(
     """Applications and where each stands; refused ones with the reason."""
     from consumers.disaster.queries import applications as read_applications
 
-    rows = _read(lambda connection: read_applications(connection, disaster_id, status_filter))
+    rows = read_projection(
+        "disaster", lambda connection: read_applications(connection, disaster_id, status_filter)
+    )
     emit(rows, f"applications: {disaster_id}", output, out, text_columns=TEXT,
          empty="no applications")  # fmt: skip

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, run_async, settings
+from pipeline.commands.common import CommandError, clean_errors, read_projection
 from pipeline.commands.output import OutputFormat, cell, emit, print_table
 
 if TYPE_CHECKING:
     from consumers.fees.rules import Member, YearStatement
-    from pipeline.database import Connection
     from pipeline.tables import Table as Rows
 
 app = typer.Typer(no_args_is_help=True)
-
-T = TypeVar("T")
 
 Month = Annotated[
     str | None, typer.Option(help="A Japan month, YYYY-MM: the store settlement of that month.")
@@ -64,21 +60,6 @@ def _period(month: str | None, year: int | None) -> tuple[date | None, int | Non
         raise CommandError(f"--month: {error}") from None
 
 
-def _query(read: Callable[[Connection], Awaitable[T]]) -> T:
-    """Bring the fees projection level with the log, then read it."""
-    from pipeline.catchup import refresh
-    from pipeline.database import connect
-    from pipeline.projection import load_projection
-
-    async def run() -> T:
-        current = settings()
-        await refresh(current, load_projection("fees", current))
-        async with connect(current) as connection:
-            return await read(connection)
-
-    return run_async(run())
-
-
 def _emit(rows: Rows, title: str, output: OutputFormat, out: Path | None) -> None:
     emit(
         rows,
@@ -119,11 +100,15 @@ def statement(
 
     first_day, year = _period(month, fiscal_year)
     if first_day is not None:
-        rows = _query(lambda connection: month_settlement(connection, municipality, first_day))
+        rows = read_projection(
+            "fees", lambda connection: month_settlement(connection, municipality, first_day)
+        )
         _emit(rows, f"fees: {municipality} · store settlement {first_day:%Y-%m}", output, out)
         return
     assert year is not None
-    found = _query(lambda connection: year_statement_of(connection, municipality, year))
+    found = read_projection(
+        "fees", lambda connection: year_statement_of(connection, municipality, year)
+    )
     if found is None:
         raise CommandError(
             f"municipality {municipality} is not in the registry; see `bcl municipality list`"
@@ -137,11 +122,10 @@ def _emit_year(
     from consumers.fees.queries import YEAR_COLUMNS, year_row
     from consumers.fees.rules import BCL_ISSUANCE_FEE
 
-    record = dict(zip(YEAR_COLUMNS, year_row(member, statement), strict=True))
     if output is not OutputFormat.TABLE:
         from pipeline.tables import Table as Rows
 
-        _emit(Rows(YEAR_COLUMNS, (tuple(record.values()),)), "", output, out)
+        _emit(Rows(YEAR_COLUMNS, (year_row(member, statement),)), "", output, out)
         return
     if out is not None:
         raise CommandError("--out is for --format csv or json; a table prints here")
@@ -196,9 +180,9 @@ def report(
 
     first_day, year = _period(month, fiscal_year)
     if first_day is not None:
-        rows = _query(lambda connection: month_report(connection, first_day))
+        rows = read_projection("fees", lambda connection: month_report(connection, first_day))
         _emit(rows, f"fees: every municipality · store settlement {first_day:%Y-%m}", output, out)
         return
     assert year is not None
-    rows = _query(lambda connection: year_report(connection, year))
+    rows = read_projection("fees", lambda connection: year_report(connection, year))
     _emit(rows, f"fees: every municipality · fiscal year {year}", output, out)

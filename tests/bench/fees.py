@@ -20,12 +20,10 @@ from datetime import date, timedelta
 from consumers.fees.queries import month_report, month_settlement, year_report, year_statement_of
 from consumers.fees.rules import (
     CUBES,
+    FACETS,
     MEASURES,
     MONTHLY_KEY,
     ROWS,
-    notice_facet,
-    outcome_facet,
-    request_facet,
 )
 from pipeline.database import connect
 from pipeline.facets import Cells
@@ -41,7 +39,7 @@ from producers.workload import (
     registry_events,
     synthetic_nation,
 )
-from tests.bench.kiosk_facets import visit_facets
+from tests.bench.kiosk_facets import rows_by_rules
 from tests.bench.usage import caught_up
 from tests.helpers import start_worker, wait_for_log_line
 
@@ -97,19 +95,7 @@ def _traffic() -> Traffic:
 
 def year_day(day: date) -> tuple[list[tuple[object, ...]], Cells]:
     """One day of the year as fees rows and monthly cells, by the projection's rules."""
-    rows = [
-        ROWS.merged(
-            None,
-            visit_facets(
-                visit,
-                request_facet=request_facet,
-                outcome_facet=outcome_facet,
-                notice_facet=notice_facet,
-            ),
-        )
-        for visit in _traffic().day(day)
-    ]
-    (cells,) = CUBES.deltas((None, row) for row in rows)
+    rows, (cells,) = rows_by_rules(_traffic().day(day), ROWS, CUBES, FACETS)
     return rows, cells
 
 

@@ -5,11 +5,10 @@ the pipeline again, which the live and replay figures do, and take hours here)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import timedelta
-from uuid import UUID
 
-from pipeline.facets import FacetValue, RequestFacet
+from pipeline.facets import Cells, Cubes, FacetedRows, FacetValue, KioskFacets, Row
 from producers.workload import Visit
 from schemas.events.issuance import (
     IssuanceCancelled,
@@ -20,18 +19,20 @@ from schemas.events.issuance import (
 from schemas.ids import derived_event_id
 
 
-def visit_facets(
-    visit: Visit,
-    *,
-    request_facet: RequestFacet,
-    outcome_facet: Callable[[UUID, IssuanceIssued | IssuanceRejected], FacetValue],
-    notice_facet: Callable[[UUID, IssuanceDelivered | IssuanceCancelled], FacetValue],
-) -> list[FacetValue]:
+def rows_by_rules(
+    visits: Iterable[Visit], rows: FacetedRows, cubes: Cubes, facets: KioskFacets
+) -> tuple[list[Row], tuple[Cells, ...]]:
+    """The visits as a projection's rows and the cube cells they add up to."""
+    made = [rows.merged(None, visit_facets(visit, facets)) for visit in visits]
+    return made, cubes.deltas((None, row) for row in made)
+
+
+def visit_facets(visit: Visit, facets: KioskFacets) -> list[FacetValue]:
     """The visit's facets with the event ids `recorded_traffic` gives its events."""
     request = visit.request
     key = str(request.request_id)
-    facets: list[FacetValue] = [
-        request_facet(
+    taken: list[FacetValue] = [
+        facets.request(
             derived_event_id(visit.at, "request", key), request, at=visit.at, center=visit.center
         )
     ]
@@ -52,7 +53,7 @@ def visit_facets(
             through_bcl=visit.through_bcl,
         )
     )
-    facets.append(outcome_facet(outcome_id, decision))
+    taken.append(facets.outcome(outcome_id, decision))
     if visit.notice and visit.notice_at:
         notice = (
             IssuanceDelivered.model_construct(
@@ -62,5 +63,5 @@ def visit_facets(
             if visit.notice == "delivered"
             else IssuanceCancelled.model_construct(request_id=request.request_id)
         )
-        facets.append(notice_facet(derived_event_id(visit.notice_at, visit.notice, key), notice))
-    return facets
+        taken.append(facets.notice(derived_event_id(visit.notice_at, visit.notice, key), notice))
+    return taken

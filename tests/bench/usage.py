@@ -21,11 +21,9 @@ from consumers.usage.rules import (
     COLUMNS,
     CUBE_KEYS,
     CUBES,
+    FACETS,
     MEASURES,
     ROWS,
-    notice_facet,
-    outcome_facet,
-    request_facet,
 )
 from pipeline.database import Connection, connect
 from pipeline.facets import Cells
@@ -42,7 +40,7 @@ from producers.workload import (
     registry_events,
     synthetic_nation,
 )
-from tests.bench.kiosk_facets import visit_facets
+from tests.bench.kiosk_facets import rows_by_rules
 from tests.helpers import start_worker, wait_for_log_line
 
 MARCH = date(2024, 3, 1)
@@ -104,19 +102,7 @@ async def caught_up(settings: Settings, projection: Projection) -> None:
 def month_day(day: date) -> tuple[list[tuple[object, ...]], tuple[Cells, ...]]:
     """One day of the national month as usage rows and cube cells, by the projection's rules."""
     traffic = Traffic(synthetic_nation(), scale=MONTH_SCALE)
-    rows = [
-        ROWS.merged(
-            None,
-            visit_facets(
-                visit,
-                request_facet=request_facet,
-                outcome_facet=outcome_facet,
-                notice_facet=notice_facet,
-            ),
-        )
-        for visit in traffic.day(day)
-    ]
-    return rows, CUBES.deltas((None, row) for row in rows)
+    return rows_by_rules(traffic.day(day), ROWS, CUBES, FACETS)
 
 
 async def load_month(settings: Settings) -> float:

@@ -16,12 +16,11 @@ from consumers.fees.rules import (
     contribution,
     contribution_row,
     disaster_system_fee,
-    japan_day,
     months_from,
     prorated,
     settle,
 )
-from schemas.calendar import fiscal_year
+from schemas.calendar import fiscal_year, japan_day
 from schemas.events.issuance import CertificateType, StoreOperator
 from schemas.events.municipalities import MunicipalityClass as Class
 

@@ -18,12 +18,11 @@ from consumers.fees.rules import (
     ROWS,
     Member,
     StoreTotals,
-    notice_facet,
     outcome_facet,
     request_facet,
     year_statement,
 )
-from pipeline.facets import FacetValue
+from pipeline.facets import FacetValue, notice_facet
 from schemas.events.issuance import (
     CertificateType,
     FeeQuote,

@@ -16,11 +16,10 @@ from consumers.usage.rules import (
     ROWS,
     counts,
     cube_keys,
-    notice_facet,
     outcome_facet,
     request_facet,
 )
-from pipeline.facets import FacetValue
+from pipeline.facets import FacetValue, notice_facet
 from schemas.events.issuance import (
     IssuanceCancelled,
     IssuanceDelivered,
