@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The tour of the system: what an operator types, in order. It starts everything, onboards two
 # municipalities, pushes their registers, issues cards and a CRL, runs a day of kiosk traffic
-# through both centers, then shows usage and fee statements and writes the artifacts (CSV, JSON,
-# Parquet, PNG, PDF)
-# into one folder named at the end. Whatever happens, everything the tour started is stopped by
+# through both centers, declares a disaster (victim ledger, shelter, an application, a 罹災証明書
+# printed at a store), then shows usage and fee statements and writes the artifacts (CSV, JSON,
+# Parquet, PNG, PDF) into one folder named at the end. Whatever happens, everything the tour started is stopped by
 # PID on the way out (`bcl down`).
 set -euo pipefail
 export COLUMNS="${COLUMNS:-150}"  # wide tables even when the output is not a terminal
@@ -26,16 +26,17 @@ trap finish EXIT
 # The traffic's day: the next working day in Japan (the counters open, so the day shows
 # requests inside and outside their hours), the fiscal year its tax certificates are for, and
 # its own fiscal year (April–March), for the fee statements.
-read -r day tax_year fiscal_year < <(python -c '
+read -r today day tax_year fiscal_year < <(python -c '
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 import jpholiday
 from producers.workload import tax_year
 from schemas.calendar import fiscal_year, is_year_end_closure
-day = datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=1)
+today = datetime.now(ZoneInfo("Asia/Tokyo")).date()
+day = today + timedelta(days=1)
 while day.weekday() >= 5 or jpholiday.is_holiday(day) or is_year_end_closure(day):
     day += timedelta(days=1)
-print(day, tax_year(day), fiscal_year(day))')
+print(today, day, tax_year(day), fiscal_year(day))')
 # Counters close on national holidays (祝日): this year and next go into each profile.
 mapfile -t holidays < <(python -c '
 import datetime, jpholiday
@@ -50,7 +51,7 @@ bcl worker --detach
 
 step "onboarding 文京区 and 奥多摩町 on BCL, each with an electronic seal key"
 bcl municipality add 131032 --name 文京区 --class special_ward --population 240000 --bcl \
-    --offers juminhyo,inkan,tax_income,tax_assessment,tax_payment \
+    --offers juminhyo,inkan,tax_income,tax_assessment,tax_payment,risai,hisai \
     --fee juminhyo=300@2022-01-04 --mayor "文京区長 成澤 廣修" --disaster-system 2024-10-01 \
     "${holidays[@]}"
 bcl municipality add 133086 --name 奥多摩町 --class town --population 4700 --bcl \
@@ -87,6 +88,53 @@ bcl workload day 131032 133086 --on "${day}" --scale "${scale}" \
 step "the sample certificate, checked as anyone holding the paper would"
 bcl verify "${out}/certificate-sample.pdf"
 
+step "a disaster in 文京区: the victim ledger is seeded from the replica at the declaration"
+disaster="131032-${today}-flood"
+bcl disaster declare 131032 "${disaster}" --name "大雨による浸水被害" --kind flood --on "${today}"
+bcl wait disaster --timeout 300
+bcl disaster status "${disaster}"
+# A victim to follow: an adult of the ledger whose card was not revoked by the CRL above.
+IFS=$'\t' read -r victim victim_home neighbour < <(
+    bcl disaster ledger "${disaster}" --format json | REVOKED="${revoked[*]}" python -c '
+import json, os, sys
+revoked = os.environ["REVOKED"]
+adults = [v for v in json.load(sys.stdin)
+          if v["auth_serial"] and v["auth_serial"] not in revoked and v["birth_date"] < "2000"]
+print(adults[0]["auth_serial"], adults[0]["address"], adults[-1]["auth_serial"], sep="\t")')
+revoked_card="$(sed 's/^--revoke=//; s/:.*//' <<<"${revoked[0]}")"
+evacuee="$(bcl certificate list 133086 --kind user_authentication --status active --limit 1 \
+    --serials-only)"
+
+step "a shelter opens; cards are tapped at its reader (a 奥多摩町 evacuee too, a revoked card refused)"
+bcl disaster shelter-open "${disaster}" S1 --name 文京区立第一中学校 --capacity 300 \
+    --lat 35.7081 --lon 139.7525
+for card in "${victim}" "${neighbour}" "${evacuee}" "${revoked_card}"; do
+    bcl disaster tap "${disaster}" S1 "${card}"
+done
+bcl wait disaster --timeout 300
+bcl disaster shelters "${disaster}"
+
+step "an online application for a 罹災証明書: matched, accepted, the dwelling assessed, ready"
+application="$(bcl disaster apply "${disaster}" "${victim}" --kind risai_certificate \
+    --dwelling "${victim_home}" | sed -n 's/^application //p')"
+# The same application sent again: refused as a duplicate, the applicant told why.
+bcl disaster apply "${disaster}" "${victim}" --kind risai_certificate --dwelling "${victim_home}"
+bcl wait disaster --timeout 300
+bcl disaster accept "${disaster}" "${application}" --staff "文京区 防災課 佐藤"
+bcl disaster assess "${disaster}" half --dwelling "${victim_home}" --staff "文京区 防災課 佐藤"
+bcl disaster ready "${disaster}" "${application}"
+bcl wait disaster --timeout 300
+bcl disaster applications "${disaster}"
+
+step "the 罹災証明書 printed at a convenience store: 10 yen, sealed like any certificate"
+risai_request="$(python -c 'import uuid; print(uuid.uuid4())')"
+bcl center submit --municipality 131032 --serial "${victim}" --type risai \
+    --at "${day}T10:00:00+09:00" --request-id "${risai_request}" --save "${out}/risai-sample.pdf"
+bcl center deliver "${risai_request}" --fee-paid 10 --printed-at "${day}T10:01:00+09:00"
+bcl verify "${out}/risai-sample.pdf"
+bcl disaster status "${disaster}"
+bcl disaster ledger "${disaster}" --format csv --out "${out}/victim-ledger.csv"
+
 step "usage: what analysts see"
 bcl wait usage --timeout 300
 bcl usage --by store_operator
@@ -109,13 +157,10 @@ bcl fees statement 133086 --fiscal-year "${fiscal_year}"
 bcl fees report --month "${month}" --format csv --out "${out}/fees-${month}.csv"
 bcl fees report --fiscal-year "${fiscal_year}" --format json --out "${out}/fees-FY${fiscal_year}.json"
 
-step "usage and fees rebuilt from the log: the digests before and after are the same"
-bcl digest usage
-bcl digest fees
-bcl replay usage
-bcl replay fees
-bcl digest usage
-bcl digest fees
+step "usage, fees and the disaster rebuilt from the log: the digests before and after are the same"
+for projection in usage fees disaster; do bcl digest "${projection}"; done
+for projection in usage fees disaster; do bcl replay "${projection}"; done
+for projection in usage fees disaster; do bcl digest "${projection}"; done
 
 step "status"
 bcl status

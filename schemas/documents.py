@@ -14,6 +14,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.codes import MunicipalityCode
+from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import CertificateType
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -76,8 +77,25 @@ class TaxCertificate(BaseModel):
     paid_yen: int
 
 
+class DisasterCertificate(BaseModel):
+    """罹災証明書 / 被災証明書: the assessed damage to a victim's dwelling in a disaster."""
+
+    model_config = _FROZEN
+
+    kind: Literal["disaster"] = "disaster"
+    disaster_id: str
+    disaster_name: str
+    disaster_kind: DisasterKind
+    occurred_on: date = Field(description="災害発生日")
+    name: str
+    birth_date: date
+    address: str = Field(description="被災住家の所在地, as the victim ledger holds it.")
+    damage: DamageCategory = Field(description="住家の被害の程度")
+
+
 CertificateBody = Annotated[
-    ResidentRecordCopy | SealCertificate | TaxCertificate, Field(discriminator="kind")
+    ResidentRecordCopy | SealCertificate | TaxCertificate | DisasterCertificate,
+    Field(discriminator="kind"),
 ]
 
 

@@ -10,6 +10,7 @@ in: peacetime facts (dwellings, the support roster) travel under other keys than
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +18,11 @@ from uuid import UUID
 
 from consumers.disaster.rules import (
     ADDRESS_KEY_SQL,
+    Assessment,
     Holder,
     LedgerEntry,
     address_key,
+    assessed_damage,
     decide_tap,
     in_affected_area,
     inside,
@@ -44,6 +47,7 @@ from schemas.events.disaster import (
     Area,
     DamageAssessed,
     DamageAssessedInArea,
+    DamageCategory,
     DisasterDeclared,
     DwellingLocated,
     LedgerSeeded,
@@ -97,6 +101,7 @@ class DisasterProcessor:
         "applications": "application_id",
         "assessments": "disaster_id, address_key, event_id",
         "area_assessments": "event_id",
+        "dwelling_damage": "disaster_id, address_key",
         "notifications": "event_id",
     }
 
@@ -201,10 +206,8 @@ async def _dwelling(connection: Connection, payload: DwellingLocated, envelope: 
         payload.municipality,
     ):
         if inside(payload.location, Area.model_validate_json(row["area"])):
-            await insert_new_rows(
+            await _record_assessments(
                 connection,
-                "assessments",
-                ASSESSMENT_COLUMNS,
                 [(row["disaster_id"], key, row["event_id"], row["category"], False, row["staff"])],
             )
 
@@ -478,10 +481,8 @@ async def _application_step(connection: Connection, payload: Any, envelope: Enve
 
 
 async def _assessed(connection: Connection, payload: DamageAssessed, envelope: Envelope) -> None:
-    await insert_new_rows(
+    await _record_assessments(
         connection,
-        "assessments",
-        ASSESSMENT_COLUMNS,
         [(payload.disaster_id, address_key(payload.dwelling_address), envelope.event_id,
           payload.category.value, True, payload.staff)],
     )  # fmt: skip
@@ -502,10 +503,8 @@ async def _assessed_in_area(
         "JOIN disasters d ON d.municipality = w.municipality WHERE d.disaster_id = $1",
         payload.disaster_id,
     )
-    await insert_new_rows(
+    await _record_assessments(
         connection,
-        "assessments",
-        ASSESSMENT_COLUMNS,
         [
             (payload.disaster_id, r["address_key"], envelope.event_id, payload.category.value,
              False, payload.staff)
@@ -513,6 +512,36 @@ async def _assessed_in_area(
             if inside(Point(lat=r["lat"], lon=r["lon"]), payload.area)
         ],
     )  # fmt: skip
+
+
+async def _record_assessments(connection: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Record assessments (disaster, address key, event, category, individual, staff) and set
+    each dwelling they touch to the damage that now stands."""
+    await insert_new_rows(connection, "assessments", ASSESSMENT_COLUMNS, rows)
+    touched = sorted({(str(row[0]), str(row[1])) for row in rows})
+    if not touched:
+        return
+    found: dict[tuple[str, str], list[Assessment]] = defaultdict(list)
+    for row in await connection.fetch(
+        "SELECT disaster_id, address_key, event_id, category, individual FROM assessments "
+        "JOIN unnest($1::text[], $2::text[]) AS x(d, k) ON disaster_id = x.d AND address_key = x.k",
+        [d for d, _ in touched],
+        [k for _, k in touched],
+    ):
+        found[(row["disaster_id"], row["address_key"])].append(
+            Assessment(row["event_id"], DamageCategory(row["category"]), row["individual"])
+        )
+    await upsert_rows(
+        connection,
+        "dwelling_damage",
+        ("disaster_id", "address_key", "category"),
+        [
+            (*place, category.value)
+            for place, assessments in found.items()
+            if (category := assessed_damage(assessments)) is not None
+        ],
+        key=("disaster_id", "address_key"),
+    )
 
 
 async def _notified(connection: Connection, payload: NotificationSent, envelope: Envelope) -> None:

@@ -3,7 +3,6 @@ occupancy, applications, and a disaster's status at a glance."""
 
 from __future__ import annotations
 
-from consumers.disaster.rules import Assessment, assessed_damage
 from pipeline.database import Connection
 from pipeline.tables import Table
 from schemas.events.disaster import DAMAGE_LABELS, DamageCategory
@@ -55,20 +54,13 @@ async def ledger(connection: Connection, disaster_id: str) -> Table:
 
 
 async def damage_by_dwelling(connection: Connection, disaster_id: str) -> dict[str, str]:
-    """Each assessed dwelling's damage as it stands (its own assessment over an area's)."""
-    assessments: dict[str, list[Assessment]] = {}
-    for row in await connection.fetch(
-        "SELECT address_key, event_id, category, individual FROM disaster.assessments "
-        "WHERE disaster_id = $1",
-        disaster_id,
-    ):
-        assessments.setdefault(row["address_key"], []).append(
-            Assessment(row["event_id"], DamageCategory(row["category"]), row["individual"])
-        )
+    """Each assessed dwelling's damage as it stands, as printed (全壊, 半壊, …)."""
     return {
-        key: DAMAGE_LABELS[category]
-        for key, found in assessments.items()
-        if (category := assessed_damage(found)) is not None
+        row["address_key"]: DAMAGE_LABELS[DamageCategory(row["category"])]
+        for row in await connection.fetch(
+            "SELECT address_key, category FROM disaster.dwelling_damage WHERE disaster_id = $1",
+            disaster_id,
+        )
     }
 
 

@@ -41,12 +41,14 @@ from reportlab.pdfgen.canvas import Canvas
 
 from schemas.documents import (
     CertificateContent,
+    DisasterCertificate,
     ResidentEntry,
     ResidentRecordCopy,
     SealCertificate,
     TaxCertificate,
     parse_content,
 )
+from schemas.events.disaster import DAMAGE_LABELS, DISASTER_KIND_LABELS
 from schemas.events.issuance import CertificateType
 
 ATTACHED_CONTENT: Final = "certificate.json"
@@ -74,6 +76,13 @@ _TYPES: Final[dict[CertificateType, tuple[str, str]]] = {
     CertificateType.TAX_INCOME: ("所得証明書", "tax"),
     CertificateType.TAX_ASSESSMENT: ("課税(非課税)証明書", "tax"),
     CertificateType.TAX_PAYMENT: ("納税証明書", "tax"),
+    CertificateType.RISAI: ("罹災証明書", "disaster"),
+    CertificateType.HISAI: ("被災証明書", "disaster"),
+}
+# What each disaster certificate certifies.
+_DISASTER_SENTENCES: Final = {
+    CertificateType.RISAI: "上記のとおり、り災したことを証明する。",
+    CertificateType.HISAI: "上記のとおり、被災したことを証明する。",
 }
 _SEX: Final = {"male": "男", "female": "女"}
 
@@ -302,6 +311,8 @@ def _fronts(content: CertificateContent, title: str) -> list[Callable[[Canvas], 
         ]
     if isinstance(body, SealCertificate):
         return [partial(_inkan_front, content, title, body)]
+    if isinstance(body, DisasterCertificate):
+        return [partial(_disaster_front, content, title, body)]
     return [partial(_tax_front, content, title, body)]
 
 
@@ -384,6 +395,24 @@ def _tax_front(
     ):
         x = _cell(canvas, x, top, CONTENT_WIDTH / 3, 40, label, amount, size=13, right=True)[0]
     _certify(canvas, content, "上記のとおり相違ないことを証明する。")
+
+
+def _disaster_front(
+    content: CertificateContent, title: str, body: DisasterCertificate, canvas: Canvas
+) -> None:
+    _title(canvas, title)
+    top = _cell(canvas, MARGIN, _TOP, CONTENT_WIDTH, 34, "災害名", body.disaster_name)[1]
+    occurred = japanese_date(body.occurred_on)
+    x = _cell(canvas, MARGIN, top, CONTENT_WIDTH * 0.6, 34, "災害発生日", occurred)[0]
+    kind = DISASTER_KIND_LABELS[body.disaster_kind]
+    top = _cell(canvas, x, top, CONTENT_WIDTH * 0.4, 34, "災害の種類", kind)[1]
+    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "被災者氏名", body.name, size=13)[1]
+    born = japanese_date(body.birth_date)
+    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "生年月日", born)[1]
+    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "被災住家の所在地", body.address)[1] - 12
+    damage = DAMAGE_LABELS[body.damage]
+    _cell(canvas, MARGIN, top, CONTENT_WIDTH, 44, "住家の被害の程度", damage, size=18)
+    _certify(canvas, content, _DISASTER_SENTENCES[content.certificate_type])
 
 
 def _certify(canvas: Canvas, content: CertificateContent, sentence: str) -> None:

@@ -35,8 +35,10 @@ from consumers.issuer.rules import (
     Registration,
     Rejection,
     ResidentFacts,
+    VictimFacts,
     refusal,
     signing_key,
+    victim_for,
 )
 from pipeline.database import Connection, insert_new_rows
 from pipeline.projection import ConsumedEvent
@@ -49,6 +51,7 @@ from pipeline.vault import seal as seal_personal
 from schemas.documents import (
     CertificateBody,
     CertificateContent,
+    DisasterCertificate,
     ResidentEntry,
     ResidentRecordCopy,
     SealCertificate,
@@ -57,6 +60,7 @@ from schemas.documents import (
     parse_content,
 )
 from schemas.envelope import Envelope
+from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import (
     TAX_CERTIFICATE_TYPES,
     CertificateType,
@@ -67,7 +71,7 @@ from schemas.events.issuance import (
     IssuanceRequested,
 )
 from schemas.events.municipalities import MunicipalityProfile
-from schemas.fees import fee_quote
+from schemas.fees import DISASTER_TYPES, fee_quote
 from schemas.ids import derived_event_id
 
 log = logging.getLogger("bcl.issuer")
@@ -113,6 +117,7 @@ class _Facts:
     households: dict[tuple[str, str], list[Any]]
     seals: dict[Resident, str]  # registration number
     taxes: dict[tuple[str, str, int], Any]
+    victims: dict[Resident, list[VictimFacts]]  # every ledger entry of the holder
     data_keys: dict[Resident, DataKey]
     held_keys: dict[str, set[str]]  # municipality → ids of the seal keys BCL holds for it
 
@@ -334,6 +339,7 @@ class IssuerProcessor:
             else None
         )
         resident = facts.residents.get(holder) if holder else None
+        victim = victim_for(request, facts.victims.get(holder, ()), at) if holder else None
         profile = registration.profile if registration else None
         seal_key = (
             signing_key(profile, decided_at, facts.held_keys[request.resident_municipality])
@@ -349,6 +355,7 @@ class IssuerProcessor:
             registration=registration,
             certificate=certificate,
             resident=resident,
+            victim=victim,
             seal_key=seal_key,
         )
         if rejection is not None:
@@ -368,7 +375,7 @@ class IssuerProcessor:
             mayor=profile.mayor or f"{profile.name}長",
             issued_at=decided_at,
             seal_key_id=seal_key.key_id,
-            body=_body(request, holder, facts),
+            body=_body(request, holder, facts, victim),
         )
         raw = canonical_content(content)
         signature = seal(self._seal_key(request.resident_municipality, seal_key.key_id), raw)
@@ -515,6 +522,7 @@ class IssuerProcessor:
             if holder in data_keys
         }
         households = await self._households(connection, requests, certificates, records)
+        victims = await _victims(connection, requests, certificates, data_keys)
         return _Facts(
             registrations,
             certificates,
@@ -523,6 +531,7 @@ class IssuerProcessor:
             households,
             seals,
             taxes,
+            victims,
             data_keys,
             # Read once a batch: a key created since is used from the next batch on.
             {code: self._held_keys(code) for code in registrations},
@@ -606,6 +615,65 @@ _DOCUMENT_COLUMNS = (
 )  # fmt: skip
 
 
+async def _victims(
+    connection: Connection,
+    requests: Sequence[IssuanceRequested],
+    certificates: Mapping[str, CertificateFacts],
+    data_keys: Mapping[Resident, DataKey],
+) -> dict[Resident, list[VictimFacts]]:
+    """The victim-ledger entries of the holders asking for a disaster certificate, in the
+    affected area (a dwelling located outside it is not in the ledger), with their dwelling's
+    damage as it stands. Found through the card's holder, so a card renewed after the disaster
+    still finds the victim; a purged resident (no data key) has nothing to seal."""
+    wanted = sorted(
+        {
+            (certificate.municipality, certificate.resident_code)
+            for request in requests
+            if request.certificate_type in DISASTER_TYPES
+            and (certificate := certificates.get(request.auth_serial)) is not None
+            and certificate.municipality is not None
+            and certificate.resident_code is not None
+            and (certificate.municipality, certificate.resident_code) in data_keys
+        }
+    )
+    victims: dict[Resident, list[VictimFacts]] = defaultdict(list)
+    if not wanted:
+        return victims
+    for row in await connection.fetch(
+        """
+        SELECT v.disaster_id, d.name AS disaster_name, d.kind, d.occurred_on, d.declared_at,
+               v.municipality, v.resident_code, v.name, v.birth_date, v.address, g.category
+        FROM disaster.victims v
+        JOIN unnest($1::text[], $2::text[]) AS x(m, c)
+            ON v.municipality = x.m AND v.resident_code = x.c
+        JOIN disaster.disasters d USING (disaster_id)
+        LEFT JOIN disaster.area_dwellings p
+            ON p.disaster_id = v.disaster_id AND p.address_key = v.address_key
+        LEFT JOIN disaster.dwelling_damage g
+            ON g.disaster_id = v.disaster_id AND g.address_key = v.address_key
+        WHERE coalesce(p.inside, true)
+        """,
+        [m for m, _ in wanted],
+        [c for _, c in wanted],
+    ):
+        victims[(row["municipality"], row["resident_code"])].append(
+            VictimFacts(
+                disaster_id=row["disaster_id"],
+                disaster_name=row["disaster_name"],
+                disaster_kind=DisasterKind(row["kind"]),
+                occurred_on=row["occurred_on"],
+                declared_at=row["declared_at"],
+                municipality=row["municipality"],
+                resident_code=row["resident_code"],
+                name=row["name"],
+                birth_date=row["birth_date"],
+                address=row["address"],
+                damage=DamageCategory(row["category"]) if row["category"] else None,
+            )
+        )
+    return victims
+
+
 def _whole_household(request: IssuanceRequested) -> bool:
     return (
         request.certificate_type is CertificateType.JUMINHYO
@@ -627,9 +695,24 @@ def _entry(row: Any) -> ResidentEntry:
     )
 
 
-def _body(request: IssuanceRequested, holder: Resident, facts: _Facts) -> CertificateBody:
-    record = facts.records[holder]
+def _body(
+    request: IssuanceRequested, holder: Resident, facts: _Facts, victim: VictimFacts | None
+) -> CertificateBody:
     kind = request.certificate_type
+    if kind in DISASTER_TYPES:
+        assert victim is not None
+        assert victim.damage is not None
+        return DisasterCertificate(
+            disaster_id=victim.disaster_id,
+            disaster_name=victim.disaster_name,
+            disaster_kind=victim.disaster_kind,
+            occurred_on=victim.occurred_on,
+            name=victim.name,
+            birth_date=victim.birth_date,
+            address=victim.address,
+            damage=victim.damage,
+        )
+    record = facts.records[holder]
     if kind is CertificateType.INKAN:
         return SealCertificate(
             registration_number=facts.seals[holder],

@@ -13,18 +13,24 @@ request always gets the same, most basic, reason:
     5. certificate valid at that instant       certificate_unknown, ..._not_for_authentication,
                                                ..._revoked, ..._suspended, ..._expired
     6. resident found and active               resident_not_found, resident_not_active
+       (罹災/被災証明書: in a victim ledger)   not_a_victim
     7. age 15 or over                          under_15
     8. seal registered / tax facts present     seal_not_registered, tax_facts_missing
+       (罹災/被災証明書: damage assessed)      damage_not_assessed, no_damage
     9. an electronic seal to sign with         no_seal_key
+
+A disaster certificate is issued from the victim ledger (被災者台帳), not the replica: it is for
+whoever lived in the affected area on the day, even one who has moved out since.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from schemas.calendar import JST, is_year_end_closure
+from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import (
     TAX_CERTIFICATE_TYPES,
     CertificateType,
@@ -36,6 +42,7 @@ from schemas.events.municipalities import (
     MunicipalityProfile,
     SealKey,
 )
+from schemas.fees import DISASTER_TYPES
 
 MINIMUM_AGE = 15  # DOMAIN §2: residents under 15 cannot use the service
 
@@ -74,6 +81,23 @@ class ResidentFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class VictimFacts:
+    """A person in a disaster's victim ledger, as the disaster projection holds it."""
+
+    disaster_id: str
+    disaster_name: str
+    disaster_kind: DisasterKind
+    occurred_on: date
+    declared_at: datetime
+    municipality: str
+    resident_code: str
+    name: str
+    birth_date: date
+    address: str
+    damage: DamageCategory | None  # the dwelling's assessed damage; None until assessed
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     reason: RejectionReason
     message: str
@@ -95,19 +119,36 @@ def refusal(
     registration: Registration | None,
     certificate: CertificateFacts | None,
     resident: ResidentFacts | None,
+    victim: VictimFacts | None,
     seal_key: SealKey | None,
 ) -> Rejection | None:
-    """Why ``request``, made at ``at``, cannot be issued; None when it can."""
+    """Why ``request``, made at ``at``, cannot be issued; None when it can. ``victim`` is the
+    holder's entry in the victim ledger the request names (``victim_for``)."""
     # Each check runs only if every check before it passed.
     return (
         _sender(origin, source)
         or _participation(request, registration, at)
         or _opening(request, registration, at)
         or _certificate(request, certificate, at)
-        or _resident(request, certificate, resident)
-        or _age(resident, at)
-        or _records(request, resident)
+        or _person(request, certificate, resident, victim, at)
         or (None if seal_key is not None else _no_seal_key(registration))
+    )
+
+
+def victim_for(
+    request: IssuanceRequested, entries: Iterable[VictimFacts], at: datetime
+) -> VictimFacts | None:
+    """The ledger entry a disaster certificate is asked for: of the disaster named in the print
+    options (``disaster_id``), else of the latest disaster declared by ``at``."""
+    wanted = request.print_options.get("disaster_id")
+    return max(
+        (
+            entry
+            for entry in entries
+            if entry.declared_at <= at and wanted in (None, entry.disaster_id)
+        ),
+        key=lambda entry: (entry.declared_at, entry.disaster_id),
+        default=None,
     )
 
 
@@ -149,6 +190,15 @@ def _participation(
         return Rejection(
             RejectionReason.TYPE_NOT_OFFERED,
             f"{profile.name} does not offer {kind.value} at stores (it offers {offered})",
+        )
+    system_since = profile.disaster_system_since
+    if kind in DISASTER_TYPES and (system_since is None or system_since > day):
+        return Rejection(
+            RejectionReason.TYPE_NOT_OFFERED,
+            f"{profile.name} does not use the cloud disaster victim support system "
+            "(クラウド型被災者支援システム)"
+            + (f" before {system_since}" if system_since is not None else "")
+            + f", so its {kind.value} certificates are issued at its counter only",
         )
     return None
 
@@ -238,6 +288,25 @@ def _certificate(
     return None
 
 
+def _person(
+    request: IssuanceRequested,
+    certificate: CertificateFacts | None,
+    resident: ResidentFacts | None,
+    victim: VictimFacts | None,
+    at: datetime,
+) -> Rejection | None:
+    """Checks 6–8: the person the certificate is about, and the records it certifies."""
+    if request.certificate_type in DISASTER_TYPES:
+        if victim is None:
+            return _not_a_victim(request)
+        return _age(victim.birth_date, at) or _damage(victim)
+    rejection = _resident(request, certificate, resident)
+    if rejection is not None:
+        return rejection
+    assert resident is not None
+    return _age(resident.birth_date, at) or _records(request, resident)
+
+
 def _resident(
     request: IssuanceRequested,
     certificate: CertificateFacts | None,
@@ -269,19 +338,17 @@ def fifteenth_birthday(birth_date: date) -> date:
         return date(birth_date.year + MINIMUM_AGE, 3, 1)
 
 
-def _age(resident: ResidentFacts | None, at: datetime) -> Rejection | None:
-    assert resident is not None  # checked by _resident
-    if local_time(at).date() < fifteenth_birthday(resident.birth_date):
+def _age(birth_date: date, at: datetime) -> Rejection | None:
+    if local_time(at).date() < fifteenth_birthday(birth_date):
         return Rejection(
             RejectionReason.UNDER_15,
             f"residents under {MINIMUM_AGE} cannot use the service; the holder may from "
-            f"{fifteenth_birthday(resident.birth_date)}",
+            f"{fifteenth_birthday(birth_date)}",
         )
     return None
 
 
-def _records(request: IssuanceRequested, resident: ResidentFacts | None) -> Rejection | None:
-    assert resident is not None
+def _records(request: IssuanceRequested, resident: ResidentFacts) -> Rejection | None:
     kind = request.certificate_type
     if kind is CertificateType.INKAN and not resident.seal_registered:
         return Rejection(
@@ -293,6 +360,37 @@ def _records(request: IssuanceRequested, resident: ResidentFacts | None) -> Reje
             RejectionReason.TAX_FACTS_MISSING,
             f"the municipality holds no tax facts of fiscal year {request.fiscal_year} for the "
             "resident",
+        )
+    return None
+
+
+def _not_a_victim(request: IssuanceRequested) -> Rejection:
+    wanted = request.print_options.get("disaster_id")
+    ledger = (
+        f"the victim ledger (被災者台帳) of {wanted}"
+        if wanted
+        else f"any victim ledger (被災者台帳) of {request.resident_municipality}"
+    )
+    return Rejection(
+        RejectionReason.NOT_A_VICTIM,
+        f"the holder of certificate {request.auth_serial} is not in {ledger}: "
+        f"{request.certificate_type.value} certificates are issued to residents of a declared "
+        "disaster's affected area",
+    )
+
+
+def _damage(victim: VictimFacts) -> Rejection | None:
+    if victim.damage is None:
+        return Rejection(
+            RejectionReason.DAMAGE_NOT_ASSESSED,
+            f"the damage to the holder's dwelling in {victim.disaster_id} is not assessed yet "
+            "(住家被害認定); the certificate can be printed once the municipality records it",
+        )
+    if victim.damage is DamageCategory.NONE:
+        return Rejection(
+            RejectionReason.NO_DAMAGE,
+            f"the holder's dwelling was assessed as undamaged (被害なし) in {victim.disaster_id}; "
+            "the resident may ask the municipality for a second survey (再調査)",
         )
     return None
 

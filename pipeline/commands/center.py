@@ -142,7 +142,11 @@ def submit(
     copies: Annotated[int, typer.Option(help="Copies, 1 to 10.")] = 1,
     option: Annotated[
         list[str] | None,
-        typer.Option(help="Print option NAME=VALUE, e.g. scope=household (repeatable)."),
+        typer.Option(
+            help="Print option NAME=VALUE (repeatable): scope=household for a whole household's "
+            "住民票; disaster_id=ID for the disaster certificate of one disaster (default: the "
+            "latest declared).",
+        ),
     ] = None,
     request_id: Annotated[
         str | None, typer.Option(help="Reuse a request id (a retry); default: a new one.")

@@ -22,6 +22,8 @@ from pipeline.commands.common import (
 from pipeline.commands.output import OutputFormat, emit
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from schemas.events.disaster import Area
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,6 +32,8 @@ DisasterId = Annotated[str, typer.Argument(help="The disaster, e.g. 131032-2026-
 Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
 Out = Annotated[Path | None, typer.Option(help="Write the CSV or JSON here.")]
 Staff = Annotated[str, typer.Option(help="Who records it, e.g. 'BUNKYO 防災課 佐藤'.")]
+Wait = Annotated[bool, typer.Option(help="Wait for the processor's decision and show it.")]
+DECISION_TIMEOUT = 30.0  # seconds
 
 TEXT = {
     "resident_code", "household_number", "relationship", "name", "name_kana", "sex", "address",
@@ -40,15 +44,44 @@ TEXT = {
 }  # fmt: skip
 
 
-def _send(municipality: str, payload: BaseModel) -> None:
+def _send(municipality: str, payload: BaseModel) -> UUID:
+    """Put the act on the log; returns its event id."""
     from producers.disaster import DisasterDesk
 
-    async def send() -> None:
+    async def send() -> UUID:
         async with DisasterDesk(settings()) as desk:
             envelope = await desk.send(municipality, payload)
             console.print(f"recorded {envelope.type} ({envelope.event_id})")
+            return envelope.event_id
 
-    run_async(send())
+    return run_async(send())
+
+
+def _decision(what: str, query: str, key: UUID, timeout: float = DECISION_TIMEOUT) -> Record:
+    """The disaster processor's decision on an act, once recorded (a shelter reader and the
+    online portal show it at once)."""
+    import asyncio
+    import time
+
+    from pipeline.database import connect
+
+    async def poll() -> Record | None:
+        deadline = time.monotonic() + timeout
+        async with connect(settings()) as connection:
+            while time.monotonic() < deadline:
+                found = await connection.fetchrow(query, key)
+                if found is not None:
+                    return found
+                await asyncio.sleep(0.2)
+        return None
+
+    decided = run_async(poll())
+    if decided is None:
+        raise CommandError(
+            f"no decision on the {what} within {timeout:g}s: is the worker running (`bcl worker`)? "
+            "It is on the log and will be decided; see `bcl disaster status`"
+        )
+    return decided
 
 
 def _payload(model: type[BaseModel], **fields: object) -> BaseModel:
@@ -188,6 +221,7 @@ def tap(
     shelter_id: Annotated[str, typer.Argument(help="The shelter whose reader was tapped.")],
     serial: Annotated[str, typer.Argument(help="The card's user-authentication serial.")],
     out: Annotated[bool, typer.Option("--out", help="A check-out (default: check-in).")] = False,
+    wait: Wait = True,
 ) -> None:
     """A card tapped at a shelter's reader (no PIN)."""
     from schemas.events.disaster import ShelterTapped
@@ -196,7 +230,22 @@ def tap(
         ShelterTapped, disaster_id=disaster_id, shelter_id=shelter_id, auth_serial=serial,
         direction="out" if out else "in",
     )  # fmt: skip
-    _send(run_async(_municipality_of(disaster_id)), payload)
+    event_id = _send(run_async(_municipality_of(disaster_id)), payload)
+    if not wait:
+        return
+    tapped = _decision(
+        "tap",
+        "SELECT * FROM disaster.taps WHERE event_id = $1 AND outcome IS NOT NULL",
+        event_id,
+    )
+    if tapped["outcome"] == "refused":
+        console.print(f"refused: {tapped['reason']} — {tapped['message']}")
+        return
+    where = " (wide-area evacuee)" if tapped["wide_area"] else ""
+    direction = "checked out of" if out else "checked in at"
+    console.print(
+        f"{direction} {shelter_id}: {tapped['municipality']} {tapped['resident_code']}{where}"
+    )
 
 
 @app.command("apply")
@@ -214,6 +263,7 @@ def apply_online(
     attachment: Annotated[
         list[Path] | None, typer.Option(help="A photo or document (repeatable): its digest.")
     ] = None,
+    wait: Wait = True,
 ) -> None:
     """An online application made with the card; matched against the ledger at once."""
     import hashlib
@@ -232,6 +282,20 @@ def apply_online(
     )  # fmt: skip
     _send(run_async(_municipality_of(disaster_id)), payload)
     console.print(f"application {application_id}")
+    if not wait:
+        return
+    matched = _decision(
+        "application",
+        "SELECT * FROM disaster.applications WHERE application_id = $1 AND status <> 'submitted'",
+        application_id,
+    )
+    if matched["status"] == "refused":
+        console.print(f"refused: {matched['reason']} — {matched['message']}")
+    else:
+        console.print(
+            f"{matched['status']}: {matched['municipality']} {matched['resident_code']}, "
+            "waiting for staff to accept it"
+        )
 
 
 def _step(model_name: str, disaster_id: str, **fields: object) -> None:

@@ -29,15 +29,28 @@ DISASTER_ID = r"^[0-9a-z][0-9a-z-]{2,39}$"
 
 
 class DisasterKind(StrEnum):
-    EARTHQUAKE = "earthquake"  # 地震
-    TSUNAMI = "tsunami"  # 津波
-    FLOOD = "flood"  # 洪水・浸水
-    LANDSLIDE = "landslide"  # 土砂災害
-    STORM = "storm"  # 台風・暴風
-    SNOW = "snow"  # 豪雪
-    VOLCANO = "volcano"  # 噴火
-    FIRE = "fire"  # 大規模火災
+    EARTHQUAKE = "earthquake"
+    TSUNAMI = "tsunami"
+    FLOOD = "flood"
+    LANDSLIDE = "landslide"
+    STORM = "storm"
+    SNOW = "snow"
+    VOLCANO = "volcano"
+    FIRE = "fire"
     OTHER = "other"
+
+
+DISASTER_KIND_LABELS: dict[DisasterKind, str] = {
+    DisasterKind.EARTHQUAKE: "地震",
+    DisasterKind.TSUNAMI: "津波",
+    DisasterKind.FLOOD: "洪水・浸水",
+    DisasterKind.LANDSLIDE: "土砂災害",
+    DisasterKind.STORM: "台風・暴風",
+    DisasterKind.SNOW: "豪雪",
+    DisasterKind.VOLCANO: "噴火",
+    DisasterKind.FIRE: "大規模火災",
+    DisasterKind.OTHER: "その他",
+}
 
 
 class DamageCategory(StrEnum):

@@ -130,6 +130,9 @@ class RejectionReason(StrEnum):
     UNDER_15 = "under_15"
     SEAL_NOT_REGISTERED = "seal_not_registered"
     TAX_FACTS_MISSING = "tax_facts_missing"
+    NOT_A_VICTIM = "not_a_victim"  # 罹災/被災証明書: in no victim ledger of the municipality
+    DAMAGE_NOT_ASSESSED = "damage_not_assessed"  # the dwelling's damage is not assessed yet
+    NO_DAMAGE = "no_damage"  # the dwelling was assessed as undamaged (被害なし)
     NO_SEAL_KEY = "no_seal_key"  # the municipality has no electronic seal to sign with here
 
 

@@ -1,16 +1,20 @@
 """A whole disaster through the real broker and Postgres: the declaration seeds the victim ledger
 from the replica; evacuees of this and another municipality tap in at a shelter; applications are
 matched, refused as duplicates or from outside the affected area, accepted, assessed and made
-ready, each step notified; `bcl replay disaster` rebuilds the same digest."""
+ready, each step notified; the disaster certificates print at a store once the dwelling is
+assessed and are charged 10 yen plus the municipal fee; `bcl replay disaster` rebuilds the same
+digest."""
 
 from __future__ import annotations
 
 import csv
-from datetime import UTC, date, datetime, timedelta
+import io
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from pypdf import PdfReader
 
 from consumers.disaster.rules import inside
 from pipeline.catchup import refresh
@@ -20,9 +24,12 @@ from pipeline.digest import projection_digest
 from pipeline.projection import load_projection
 from pipeline.replay import replay
 from pipeline.settings import Settings
+from producers.center import CenterGateway
 from producers.disaster import DisasterDesk, located
 from producers.jpki import issue_cards, residents_to_issue
+from producers.registry import update
 from producers.workload import resident_register
+from schemas.calendar import JST, is_year_end_closure
 from schemas.events.certificates import CertificateKind
 from schemas.events.disaster import (
     ApplicationAccepted,
@@ -41,8 +48,15 @@ from schemas.events.disaster import (
     ShelterTapped,
     SupportNeedsRegistered,
 )
+from schemas.events.issuance import CertificateType, StoreOperator
 from tests.consumers.test_fees_pipeline import bcl, bcl_json
-from tests.consumers.test_issuer_pipeline import ICHIRO, chiyoda_with_cards, project
+from tests.consumers.test_issuer_pipeline import (
+    ICHIRO,
+    YOKO,
+    chiyoda_with_cards,
+    project,
+    request,
+)
 from tests.producers.push_helpers import CHIYODA, YOKOHAMA, register, signed_push
 
 pytestmark = pytest.mark.integration
@@ -50,6 +64,7 @@ pytestmark = pytest.mark.integration
 DISASTER = "131016-2026-flood-1"
 CENTRE = Point(lat=35.694, lon=139.754)  # 千代田区
 STAFF = "千代田区 防災課 佐藤"
+RISAI, HISAI = CertificateType.RISAI, CertificateType.HISAI
 
 
 async def yokohama_with_cards(settings: Settings, tmp_path: Path) -> dict[str, str]:
@@ -84,6 +99,16 @@ async def test_a_whole_disaster_walks_from_declaration_to_a_ready_certificate(
     platform: Settings, tmp_path: Path
 ) -> None:
     chiyoda = await chiyoda_with_cards(platform)
+    await update(
+        platform,
+        CHIYODA,
+        {
+            "offered_types": ["juminhyo", "inkan", "tax_income", "risai", "hisai"],
+            "disaster_system_since": "2024-10-01",
+            "fees": [{"certificate_type": "hisai", "fee_yen": 300, "effective_from": "2024-10-01"}],
+        },
+    )
+    await project(platform, "registry")
     yokohama = await yokohama_with_cards(platform, tmp_path)
     disaster = load_projection("disaster", platform)
     async with connect(platform) as connection:
@@ -186,6 +211,22 @@ async def test_a_whole_disaster_walks_from_declaration_to_a_ready_certificate(
                 application_id=ichiro_application, disaster_id=DISASTER, staff=STAFF
             ),
         )
+    await refresh(platform, disaster)
+    # At a store before the assessment, and for a resident outside the affected area.
+    kiosk_at = next_open_morning()
+    too_early = request(chiyoda[ICHIRO], RISAI)
+    not_a_victim = request(chiyoda[outsider], RISAI)
+    async with CenterGateway(platform) as center:
+        for early in (too_early, not_a_victim):
+            await center.submit(early, at=kiosk_at, wait=False)
+        await project(platform, "issuer")
+        refusals = [await center.outcome(r.request_id) for r in (too_early, not_a_victim)]
+    assert [(r.status, r.reason) for r in refusals if r] == [
+        ("rejected", "damage_not_assessed"),
+        ("rejected", "not_a_victim"),
+    ]
+
+    async with DisasterDesk(platform) as desk:
         await desk.send(
             CHIYODA,
             DamageAssessedInArea(
@@ -271,6 +312,47 @@ async def test_a_whole_disaster_walks_from_declaration_to_a_ready_certificate(
     assert outsider not in rows
     assert (rows[ICHIRO]["damage"], rows[ICHIRO]["support_needs"]) == ("半壊", "wheelchair")
     assert "my_number" not in exported.read_text(encoding="utf-8")
+
+    # Ready: the 罹災証明書 prints at a store for 10 yen; his wife's 被災証明書, two copies, for
+    # Chiyoda's 300 yen plus the 10-yen store fee each. Settled with no BCL issuance fee.
+    risai = request(chiyoda[ICHIRO], RISAI)
+    hisai = request(chiyoda[YOKO], HISAI, copies=2, store_operator=StoreOperator.LAWSON)
+    async with CenterGateway(platform) as center:
+        for ready in (risai, hisai):
+            await center.submit(ready, at=kiosk_at, wait=False)
+        await project(platform, "issuer")
+        printed = kiosk_at + timedelta(minutes=1)
+        await center.deliver(risai.request_id, 10, printed)
+        await center.deliver(hisai.request_id, 620, printed)
+    async with connect(platform) as connection:
+        pdf = await connection.fetchval(
+            "SELECT f.pdf FROM issuer.documents d JOIN issuer.document_files f "
+            "USING (document_id) WHERE d.request_id = $1",
+            risai.request_id,
+        )
+    front = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    for text in ("罹災証明書", "令和8年台風第10号", "洪水・浸水", "神田 一郎", home, "半壊"):
+        assert text in front
+    await project(platform, "fees")
+    month = f"{kiosk_at.astimezone(JST):%Y-%m}"
+    settled = {
+        r["certificate_type"]: (
+            r["delivered"], r["certificates"], r["fees_collected_yen"], r["commission_yen"],
+            r["bcl_fee_yen"],
+        )
+        for r in bcl_json(platform, "fees", "statement", CHIYODA, "--month", month)
+        if r["certificate_type"] in ("risai", "hisai")
+    }  # fmt: skip
+    assert settled == {"risai": (1, 1, 10, 117, 0), "hisai": (1, 2, 620, 2 * 117, 0)}
+
+
+def next_open_morning() -> datetime:
+    """10:00 in Japan on the next weekday outside the year-end closure: after the declaration,
+    inside every service window."""
+    day = datetime.now(JST).date() + timedelta(days=1)
+    while day.weekday() >= 5 or is_year_end_closure(day):
+        day += timedelta(days=1)
+    return datetime.combine(day, time(10, 0), tzinfo=JST)
 
 
 @pytest.mark.parametrize(

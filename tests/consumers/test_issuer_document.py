@@ -49,12 +49,14 @@ from pipeline.seals import generate_seal_key, public_seal_pem, seal, seal_key_id
 from schemas.documents import (
     CertificateBody,
     CertificateContent,
+    DisasterCertificate,
     ResidentEntry,
     ResidentRecordCopy,
     SealCertificate,
     TaxCertificate,
     canonical_content,
 )
+from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import CertificateType
 from schemas.events.municipalities import SealKey
 
@@ -294,6 +296,45 @@ def test_tax_titles_follow_the_certificate_type(
     metadata = PdfReader(io.BytesIO(document.pdf)).metadata
     assert metadata is not None
     assert metadata.title == title
+
+
+@pytest.mark.parametrize(
+    ("certificate_type", "title", "sentence"),
+    [
+        (CertificateType.RISAI, "罹災証明書", "上記のとおり、り災したことを証明する。"),
+        (CertificateType.HISAI, "被災証明書", "上記のとおり、被災したことを証明する。"),
+    ],
+)
+def test_disaster_certificate_front(
+    key: ec.EllipticCurvePrivateKey, certificate_type: CertificateType, title: str, sentence: str
+) -> None:
+    body = DisasterCertificate(
+        disaster_id="2024-noto-quake",
+        disaster_name="令和6年能登半島地震",
+        disaster_kind=DisasterKind.EARTHQUAKE,
+        occurred_on=date(2024, 1, 1),
+        name="山田 太郎",
+        birth_date=date(1975, 6, 15),
+        address=ADDRESS,
+        damage=DamageCategory.LARGE_SCALE_HALF,
+    )
+    document = sealed(key, certificate(key, certificate_type, body))
+    front, back = page_texts(document.pdf)
+    for text in (
+        title,
+        "令和6年能登半島地震",
+        "令和6年1月1日",
+        "地震",
+        "山田 太郎",
+        "昭和50年6月15日",
+        ADDRESS,
+        "大規模半壊",
+        sentence,
+        "令和6年4月1日",
+        MAYOR,
+    ):
+        assert text in front
+    assert "偽造防止情報" in back
 
 
 def test_a_body_of_another_type_is_refused(key: ec.EllipticCurvePrivateKey, tax: Sealed) -> None:

@@ -18,12 +18,15 @@ from consumers.issuer.rules import (
     Registration,
     Rejection,
     ResidentFacts,
+    VictimFacts,
     fifteenth_birthday,
     is_year_end_closure,
     refusal,
     signing_key,
+    victim_for,
 )
 from pipeline.seals import generate_seal_key, public_seal_pem
+from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import (
     CertificateType,
     IssuanceRequested,
@@ -130,6 +133,24 @@ def resident(**overrides: Any) -> ResidentFacts:
     return dataclasses.replace(facts, **overrides)
 
 
+def victim(**overrides: Any) -> VictimFacts:
+    """An adult in the ledger of a storm declared the day before, their dwelling half destroyed."""
+    facts = VictimFacts(
+        disaster_id="2026-storm-10",
+        disaster_name="令和8年台風第10号",
+        disaster_kind=DisasterKind.STORM,
+        occurred_on=date(2026, 6, 9),
+        declared_at=jst(2026, 6, 9, 8, 0),
+        municipality=MUNICIPALITY,
+        resident_code=RESIDENT_CODE,
+        name="千代田 花子",
+        birth_date=date(1990, 4, 2),
+        address="東京都千代田区一番町1-1",
+        damage=DamageCategory.HALF,
+    )
+    return dataclasses.replace(facts, **overrides)
+
+
 KEYS_ADDED_AT = jst(2020, 4, 1, 9, 0)
 
 
@@ -156,6 +177,7 @@ def decide(
     registration: Registration | None = REGISTRATION,
     certificate: CertificateFacts | None = CERTIFICATE,
     resident: ResidentFacts | None = RESIDENT,
+    victim: VictimFacts | None = None,
     seal_key: SealKey | None = SEAL_KEY,
 ) -> Rejection | None:
     """``refusal`` with every fact valid unless overridden."""
@@ -167,6 +189,7 @@ def decide(
         registration=registration,
         certificate=certificate,
         resident=resident,
+        victim=victim,
         seal_key=seal_key,
     )
 
@@ -215,6 +238,14 @@ def test_every_offered_type_is_issued_when_the_records_are_there(req: IssuanceRe
     assert decide(req) is None
 
 
+# A municipality on the cloud disaster system since April 2024, offering the disaster certificates.
+DISASTER_SYSTEM = registration(
+    offered_types=(*OFFERED, CertificateType.RISAI, CertificateType.HISAI),
+    disaster_system_since=date(2024, 4, 1),
+)
+RISAI = request(certificate_type=CertificateType.RISAI)
+HISAI = request(certificate_type=CertificateType.HISAI)
+
 ONE_CASE_PER_CODE: dict[RejectionReason, dict[str, Any]] = {
     RejectionReason.UNAUTHENTICATED_SOURCE: {"source": "center:west"},
     RejectionReason.MUNICIPALITY_NOT_PARTICIPATING: {"registration": None},
@@ -257,6 +288,17 @@ ONE_CASE_PER_CODE: dict[RejectionReason, dict[str, Any]] = {
     },
     RejectionReason.TAX_FACTS_MISSING: {
         "req": request(certificate_type=CertificateType.TAX_INCOME, fiscal_year=2023)
+    },
+    RejectionReason.NOT_A_VICTIM: {"req": RISAI, "registration": DISASTER_SYSTEM},
+    RejectionReason.DAMAGE_NOT_ASSESSED: {
+        "req": RISAI,
+        "registration": DISASTER_SYSTEM,
+        "victim": victim(damage=None),
+    },
+    RejectionReason.NO_DAMAGE: {
+        "req": RISAI,
+        "registration": DISASTER_SYSTEM,
+        "victim": victim(damage=DamageCategory.NONE),
     },
     RejectionReason.NO_SEAL_KEY: {"seal_key": None},
 }
@@ -833,6 +875,100 @@ def test_missing_tax_facts_name_the_fiscal_year() -> None:
     assert "2023" in rejection.message
 
 
+# ------------------------------------------------------------- 6–8. disaster certificates
+
+
+@pytest.mark.parametrize("req", [RISAI, HISAI], ids=["risai", "hisai"])
+@pytest.mark.parametrize(
+    "damage", [c for c in DamageCategory if c is not DamageCategory.NONE], ids=str
+)
+def test_a_disaster_certificate_is_issued_for_any_assessed_damage(
+    req: IssuanceRequested, damage: DamageCategory
+) -> None:
+    assert outcome(req, registration=DISASTER_SYSTEM, victim=victim(damage=damage)) is None
+
+
+@pytest.mark.parametrize(
+    "holder", [None, resident(active=False)], ids=["not-in-replica", "moved-out"]
+)
+def test_a_disaster_certificate_comes_from_the_ledger_not_the_replica(
+    holder: ResidentFacts | None,
+) -> None:
+    """A victim who moved out since the disaster still gets the certificate of it."""
+    assert outcome(RISAI, registration=DISASTER_SYSTEM, victim=victim(), resident=holder) is None
+
+
+def test_a_holder_in_no_ledger_is_not_a_victim_and_is_told_why() -> None:
+    rejection = rejected(RISAI, registration=DISASTER_SYSTEM, victim=None)
+
+    assert rejection.reason is RejectionReason.NOT_A_VICTIM
+    assert MUNICIPALITY in rejection.message
+    named = request(certificate_type=CertificateType.RISAI, print_options={"disaster_id": "x-1"})
+    assert "x-1" in rejected(named, registration=DISASTER_SYSTEM).message
+
+
+def test_a_dwelling_not_yet_assessed_says_the_certificate_follows_the_assessment() -> None:
+    rejection = rejected(RISAI, registration=DISASTER_SYSTEM, victim=victim(damage=None))
+
+    assert rejection.reason is RejectionReason.DAMAGE_NOT_ASSESSED
+    assert "2026-storm-10" in rejection.message
+    assert "東京都" not in rejection.message  # the outcome is not sealed: no address in it
+
+
+def test_an_undamaged_dwelling_gets_no_certificate_and_a_way_to_ask_again() -> None:
+    rejection = rejected(
+        HISAI, registration=DISASTER_SYSTEM, victim=victim(damage=DamageCategory.NONE)
+    )
+
+    assert rejection.reason is RejectionReason.NO_DAMAGE
+    assert "再調査" in rejection.message
+
+
+def test_a_victim_under_15_cannot_use_the_service() -> None:
+    young = victim(birth_date=date(2012, 1, 1), damage=None)
+    assert outcome(RISAI, registration=DISASTER_SYSTEM, victim=young) is RejectionReason.UNDER_15
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        (None, RejectionReason.TYPE_NOT_OFFERED),
+        (date(2026, 6, 11), RejectionReason.TYPE_NOT_OFFERED),
+        (date(2026, 6, 10), None),
+    ],
+    ids=["never", "from-tomorrow", "from-today"],
+)
+def test_disaster_certificates_need_the_cloud_disaster_system_on_that_day(
+    since: date | None, expected: RejectionReason | None
+) -> None:
+    offering = registration(
+        offered_types=DISASTER_SYSTEM.profile.offered_types, disaster_system_since=since
+    )
+    assert outcome(RISAI, registration=offering, victim=victim()) is expected
+
+
+def test_a_disaster_certificate_must_be_offered_like_any_type() -> None:
+    assert outcome(RISAI, victim=victim()) is RejectionReason.TYPE_NOT_OFFERED
+
+
+EARLIER = victim(disaster_id="2025-flood-2", declared_at=jst(2025, 9, 1, 8, 0))
+LATER = victim()
+NEXT = victim(disaster_id="2026-quake-1", declared_at=NOW + SECOND)
+
+
+def test_the_ledger_entry_is_of_the_latest_disaster_declared_by_the_request() -> None:
+    assert victim_for(RISAI, [LATER, EARLIER, NEXT], NOW) == LATER
+    assert victim_for(RISAI, [NEXT], NOW) is None
+
+
+def test_the_print_options_can_name_the_disaster() -> None:
+    named = request(
+        certificate_type=CertificateType.RISAI, print_options={"disaster_id": "2025-flood-2"}
+    )
+    assert victim_for(named, [LATER, EARLIER], NOW) == EARLIER
+    assert victim_for(named, [LATER], NOW) is None
+
+
 # ---------------------------------------------------------------------------- 9. the seal key
 
 
@@ -1004,6 +1140,19 @@ def test_signing_key_of_a_municipality_without_keys_is_none() -> None:
             },
             RejectionReason.TAX_FACTS_MISSING,
         ),
+        (
+            {"req": RISAI, "registration": DISASTER_SYSTEM, "seal_key": None},
+            RejectionReason.NOT_A_VICTIM,
+        ),
+        (
+            {
+                "req": RISAI,
+                "registration": DISASTER_SYSTEM,
+                "victim": victim(damage=None),
+                "seal_key": None,
+            },
+            RejectionReason.DAMAGE_NOT_ASSESSED,
+        ),
     ],
     ids=[
         "source-before-participation",
@@ -1022,6 +1171,8 @@ def test_signing_key_of_a_municipality_without_keys_is_none() -> None:
         "age-before-seal",
         "seal-before-seal-key",
         "tax-before-seal-key",
+        "victim-before-seal-key",
+        "damage-before-seal-key",
     ],
 )
 def test_the_first_failing_check_in_the_documented_order_is_reported(

@@ -30,16 +30,22 @@ def test_the_demo_tour_runs_against_external_services(platform: Settings, tmp_pa
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    for projection in ("usage", "fees"):
+    for projection in ("usage", "fees", "disaster"):
         digests = [line for line in result.stdout.splitlines() if line.startswith(f"{projection} ")]
         assert len(digests) == 2, output
         assert digests[0] == digests[1]
     assert "owed to J-LIS" in result.stdout
     assert "valid" in result.stdout
+    # The disaster: a wide-area evacuee matched, a revoked card refused, a duplicate application
+    # refused, the 罹災証明書 issued at a store for 10 yen.
+    assert "certificate_not_active" in result.stdout
+    assert "duplicate" in result.stdout
+    assert "10 yen paid" in result.stdout
     artifacts = tmp_path / "artifacts"
     assert f"artifacts: {artifacts}" in result.stdout
     for name in ("usage-by-type.csv", "usage-by-hour.json", "usage.parquet", "operators.png",
-                 "hours.png", "monthly.png", "certificate-sample.pdf"):  # fmt: skip
+                 "hours.png", "monthly.png", "certificate-sample.pdf", "risai-sample.pdf",
+                 "victim-ledger.csv"):  # fmt: skip
         assert (artifacts / name).stat().st_size > 0, name
     [month_fees] = artifacts.glob("fees-2*.csv")
     assert month_fees.read_text().startswith("municipality,name,requests,")
