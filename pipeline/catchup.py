@@ -80,9 +80,7 @@ async def catch_up(
     await runner.flush_outbox()
     size = batch_size or settings.replay_batch_size
     async with reader(settings) as client:
-        partitions = await partitions_of(
-            client, [settings.topic(t) for t in runner.projection.topics]
-        )
+        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
         report.targets = await high_watermarks(client, partitions)
         tracked = await runner.tracked_offsets()
         start = {tp: tracked.get(tp, -1) + 1 for tp in partitions}
@@ -174,6 +172,7 @@ async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionR
                     gap_reader=gaps,
                     schema=schema,
                     publisher=publisher if schema is None else None,
+                    is_local=settings.is_local,
                 )
 
             yield runner

@@ -40,6 +40,7 @@ def _sub_apps() -> None:
         certificates,
         disaster,
         fees,
+        mirror,
         municipality,
         push,
         residents,
@@ -65,6 +66,9 @@ def _sub_apps() -> None:
     )
     app.add_typer(
         fees.app, name="fees", help="Fee statements: store settlement and yearly charges."
+    )
+    app.add_typer(
+        mirror.app, name="mirror", help="Copy a center's topics into the other center's cluster."
     )
 
 

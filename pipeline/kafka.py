@@ -116,25 +116,26 @@ async def reader(
 
 
 async def create_topics(settings: Settings, specs: Iterable[TopicSpec] = CATALOG) -> list[str]:
-    """Create the catalog's topics that do not exist yet; returns the names created."""
+    """Create the catalog's topics that do not exist yet, with each peer center's mirrored copy
+    of the source topics; returns the names created."""
+    wanted = {
+        name: spec
+        for spec in specs
+        for name in (settings.subscribed(spec.name) if spec.source else [settings.topic(spec.name)])
+    }
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in specs if settings.topic(spec.name) not in existing]
+        missing = [name for name in wanted if name not in existing]
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(
-                        settings.topic(spec.name),
-                        settings.partitions,
-                        1,
-                        topic_configs=dict(spec.config),
-                    )
-                    for spec in missing
+                    NewTopic(name, settings.partitions, 1, topic_configs=dict(wanted[name].config))
+                    for name in missing
                 ]
             )
-        return [settings.topic(spec.name) for spec in missing]
+        return missing
     finally:
         await admin.close()
 

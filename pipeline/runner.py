@@ -53,10 +53,14 @@ class ProjectionRunner:
         gap_reader: GapReader | None = None,
         schema: str | None = None,
         publisher: Publisher | None = None,
+        is_local: Callable[[str], bool] = lambda topic: True,
     ) -> None:
         """``publisher`` sends a processor's decisions. Without one (a replay into shadow tables,
-        whose decisions are in the log already) the processor only records, never decides."""
+        whose decisions are in the log already) the processor only records, never decides.
+        ``is_local`` tells a topic of this center's own from another center's mirrored copy:
+        what entered at another center is decided there, and its decisions arrive mirrored."""
         self.projection = projection
+        self.is_local = is_local
         self.pool = pool
         self.cluster = cluster
         self.schema = schema or projection.name
@@ -89,8 +93,8 @@ class ProjectionRunner:
         3. Drop items at or below the tracked offset: they were applied before.
         4. Fill any gap between the tracked offset and the batch's first item from the log.
         5. Hand the events to the projection's ``apply``.
-        6. Live, a processor decides; its decisions go to its outbox, in this transaction, so
-           they exist exactly when the batch counts as applied.
+        6. Live, a processor decides what entered at this center; its decisions go to its
+           outbox, in this transaction, so they exist exactly when the batch counts as applied.
         7. Record the dead letters (undecodable or invalid records) and publish them.
         8. Move each tracking row forward to the last offset seen in its partition.
         9. Commit: rows, decisions, dead letters and tracking land together or not at all.
@@ -124,10 +128,11 @@ class ProjectionRunner:
             if events:
                 await self.projection.apply(connection, events)
             # 6.
-            if events and self.deciding:
+            local = [e for e in events if self.is_local(e.topic)]
+            if local and self.deciding:
                 assert isinstance(self.projection, Processor)
                 decided = await _to_outbox(
-                    connection, await self.projection.decide(connection, events)
+                    connection, await self.projection.decide(connection, local)
                 )
             # 7.
             if letters:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Center = Literal["east", "west"]
 
@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         description="The one folder holding embedded services' data, logs and PID files.",
     )
     center: Center = Field(default="east", description="The certificate center this process is.")
+    peers: Annotated[tuple[Center, ...], NoDecode] = Field(
+        default=(),
+        description="The other centers whose mirrored topics this center reads too (BCL_PEERS="
+        "west): MirrorMaker 2 names a copy '<center>.<topic>'. Empty: one center.",
+    )
     kafka_bootstrap: str | None = Field(default=None, description="External Kafka bootstrap.")
     database_url: str | None = Field(default=None, description="External Postgres URL.")
     partitions: int = Field(default=6, ge=1, description="Partitions of each topic created.")
@@ -72,9 +77,30 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the issuer's live batch may wait: a kiosk is waiting for each answer.",
     )
+    answer_window: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a kiosk waits for the answer; a request its center could not answer "
+        "by then (the center was down) is expired, not decided, when the center returns.",
+    )
     render_processes: int = Field(
         default=2, ge=0, description="Processes drawing certificate PDFs (0: in the worker)."
     )
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _not_its_own_peer(self) -> Self:
+        if self.center in self.peers:
+            raise ValueError(
+                f"BCL_PEERS lists {self.center}, the center this process is; list the others"
+            )
+        return self
 
     @property
     def jpki_home(self) -> Path:
@@ -83,6 +109,32 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical name of a catalog topic."""
         return self.topic_prefix + name
+
+    def mirrored(self, center: str, name: str) -> str:
+        """The physical name, in this center's cluster, of ``center``'s copy of a topic."""
+        return self.topic(f"{center}.{name}")
+
+    def subscribed(self, *names: str) -> list[str]:
+        """Catalog topics as this center's consumers read them: each local topic, then each
+        peer's mirrored copy of it."""
+        return [
+            physical
+            for name in names
+            for physical in (self.topic(name), *(self.mirrored(p, name) for p in self.peers))
+        ]
+
+    def is_local(self, topic: str) -> bool:
+        """Whether a physical topic is this center's own, not a peer's mirrored copy."""
+        return not any(topic.startswith(self.mirrored(peer, "")) for peer in self.peers)
+
+    def for_center(self, center: Center) -> Settings:
+        """The same settings as ``center`` sees them: its embedded services, its peers."""
+        others = tuple(c for c in (self.center, *self.peers) if c != center)
+        # Made anew, not copied: a copy would keep the services this center's file cached.
+        return Settings(
+            **{**dict(self), "center": center, "peers": others, "kafka_bootstrap": None,
+               "database_url": None}
+        )  # fmt: skip
 
     @property
     def center_home(self) -> Path:

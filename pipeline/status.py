@@ -55,7 +55,8 @@ async def log_ends(settings: Settings, projection: Projection) -> dict[TopicPart
     """Where each partition the projection reads ends now."""
     async with reader(settings) as client:
         return await high_watermarks(
-            client, await partitions_of(client, [settings.topic(t) for t in projection.topics])
+            client,
+            await partitions_of(client, settings.subscribed(*projection.topics)),
         )
 
 

@@ -72,7 +72,7 @@ class Worker:
         self._projections.append(projection)
         self._locks[projection.name] = asyncio.Lock()
         channel = self.app.topic(
-            *[self.settings.topic(name) for name in projection.topics],
+            *self.settings.subscribed(*projection.topics),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -120,6 +120,7 @@ class Worker:
                 dead_letters=sink,
                 gap_reader=gaps,
                 publisher=partial(publish_many, self.settings, producer),
+                is_local=self.settings.is_local,
             )
             self.runners[projection.name] = runner
             async with self._locks[projection.name]:

@@ -75,6 +75,24 @@ def endpoints() -> Iterator[Endpoints]:
                 stop()
 
 
+@pytest.fixture(scope="session")
+def west_bootstrap(endpoints: Endpoints) -> Iterator[str]:
+    """A second broker, the west center's cluster, for the tests that run two centers (started
+    on first use; BCL_WEST_KAFKA_BOOTSTRAP points at one started elsewhere)."""
+    from infra.broker import start_broker, stop_broker
+
+    external = os.environ.get("BCL_WEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    with scratch_folder() as base:
+        broker = start_broker(base / "west-broker", cluster_id="west")
+        try:
+            yield broker.bootstrap
+        finally:
+            stop_broker(broker.pid)
+
+
 @pytest.fixture
 async def db_dsn(endpoints: Endpoints) -> AsyncIterator[str]:
     """The address of a database of its own, so each test starts with no schema applied."""

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from typing import Any
 from uuid import UUID
@@ -313,7 +313,8 @@ class IssuerProcessor:
     async def _undecided(
         self, connection: Connection, events: Sequence[ConsumedEvent]
     ) -> list[ConsumedEvent]:
-        """The batch's requests that are the first of their id and have no outcome yet."""
+        """The batch's requests that are the first of their id and have no outcome yet (the
+        runner hands over only what entered at this center)."""
         requests = [e for e in events if isinstance(e.payload, IssuanceRequested)]
         if not requests:
             return []
@@ -357,6 +358,8 @@ class IssuerProcessor:
             resident=resident,
             victim=victim,
             seal_key=seal_key,
+            waited=decided_at - event.envelope.recorded_at,
+            answer_window=timedelta(seconds=self.settings.answer_window),
         )
         if rejection is not None:
             return self._rejected(event, rejection, outside, decided_at), None

@@ -5,6 +5,7 @@ the resident's record) and these rules decide. The checks run in the order a cen
 issuing server would make them, and the first that fails is the reason given, so that one
 request always gets the same, most basic, reason:
 
+    0. still awaited: answered in time         request_expired
     1. sent by the center it claims            unauthenticated_source
     2. municipality participates, on BCL       municipality_not_participating, not_on_bcl
     3. offers the type                         type_not_offered
@@ -19,6 +20,10 @@ request always gets the same, most basic, reason:
        (罹災/被災証明書: damage assessed)      damage_not_assessed, no_damage
     9. an electronic seal to sign with         no_seal_key
 
+A request its center accepted but could not answer in time (the center went down with it) is
+never decided afterwards: the kiosk gave up and the resident retried, at the other center if need
+be. When the center returns it is expired, so nothing is issued or charged twice.
+
 A disaster certificate is issued from the victim ledger (被災者台帳), not the replica: it is for
 whoever lived in the affected area on the day, even one who has moved out since.
 """
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from schemas.calendar import JST, is_year_end_closure
 from schemas.events.disaster import DamageCategory, DisasterKind
@@ -45,6 +50,9 @@ from schemas.events.municipalities import (
 from schemas.fees import DISASTER_TYPES
 
 MINIMUM_AGE = 15  # DOMAIN §2: residents under 15 cannot use the service
+# How long a kiosk waits for the answer before it tells the resident to try again (assumption:
+# generous against the few seconds an answer takes, short against a center's outage).
+ANSWER_WINDOW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +129,16 @@ def refusal(
     resident: ResidentFacts | None,
     victim: VictimFacts | None,
     seal_key: SealKey | None,
+    waited: timedelta,
+    answer_window: timedelta,
 ) -> Rejection | None:
     """Why ``request``, made at ``at``, cannot be issued; None when it can. ``victim`` is the
-    holder's entry in the victim ledger the request names (``victim_for``)."""
+    holder's entry in the victim ledger the request names (``victim_for``); ``waited`` is how
+    long it has waited since its center accepted it."""
     # Each check runs only if every check before it passed.
     return (
-        _sender(origin, source)
+        _awaited(waited, answer_window)
+        or _sender(origin, source)
         or _participation(request, registration, at)
         or _opening(request, registration, at)
         or _certificate(request, certificate, at)
@@ -150,6 +162,17 @@ def victim_for(
         key=lambda entry: (entry.declared_at, entry.disaster_id),
         default=None,
     )
+
+
+def _awaited(waited: timedelta, answer_window: timedelta) -> Rejection | None:
+    if waited > answer_window:
+        return Rejection(
+            RejectionReason.REQUEST_EXPIRED,
+            f"the center accepted the request {int(waited.total_seconds())} s ago and could not "
+            f"answer within {int(answer_window.total_seconds())} s; the kiosk has told the "
+            "resident to try again, so it is not issued now (nothing is charged)",
+        )
+    return None
 
 
 def _sender(origin: str, source: str) -> Rejection | None:

@@ -112,6 +112,7 @@ class IssuanceCancelled(BaseModel):
 class RejectionReason(StrEnum):
     """Why the issuer refused a request: stable codes that usage, fees and kiosks rely on."""
 
+    REQUEST_EXPIRED = "request_expired"  # not answered in time (its center was down): retried
     UNAUTHENTICATED_SOURCE = "unauthenticated_source"  # not sent by the center it claims
     MUNICIPALITY_NOT_PARTICIPATING = "municipality_not_participating"
     NOT_ON_BCL = "not_on_bcl"  # issues from its own server, not from the BCL replica

@@ -14,6 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from consumers.issuer.rules import (
+    ANSWER_WINDOW,
     CertificateFacts,
     Registration,
     Rejection,
@@ -179,6 +180,7 @@ def decide(
     resident: ResidentFacts | None = RESIDENT,
     victim: VictimFacts | None = None,
     seal_key: SealKey | None = SEAL_KEY,
+    waited: timedelta = timedelta(seconds=1),
 ) -> Rejection | None:
     """``refusal`` with every fact valid unless overridden."""
     return refusal(
@@ -191,6 +193,8 @@ def decide(
         resident=resident,
         victim=victim,
         seal_key=seal_key,
+        waited=waited,
+        answer_window=ANSWER_WINDOW,
     )
 
 
@@ -247,6 +251,7 @@ RISAI = request(certificate_type=CertificateType.RISAI)
 HISAI = request(certificate_type=CertificateType.HISAI)
 
 ONE_CASE_PER_CODE: dict[RejectionReason, dict[str, Any]] = {
+    RejectionReason.REQUEST_EXPIRED: {"waited": timedelta(minutes=10)},
     RejectionReason.UNAUTHENTICATED_SOURCE: {"source": "center:west"},
     RejectionReason.MUNICIPALITY_NOT_PARTICIPATING: {"registration": None},
     RejectionReason.NOT_ON_BCL: {
@@ -330,6 +335,32 @@ def test_a_request_from_another_center_than_its_origin_is_unauthenticated() -> N
 def test_only_the_exact_center_source_is_accepted(source: str) -> None:
     """DESIGN §7: a center may submit only requests stamped with its own origin."""
     assert outcome(source=source) is RejectionReason.UNAUTHENTICATED_SOURCE
+
+
+# ---------------------------------------------------------------------------- 0. in time
+
+
+@pytest.mark.parametrize(
+    ("waited", "expected"),
+    [
+        (ANSWER_WINDOW, None),
+        (ANSWER_WINDOW + timedelta(milliseconds=1), RejectionReason.REQUEST_EXPIRED),
+    ],
+    ids=["at-the-window", "just-after"],
+)
+def test_a_request_not_answered_within_the_window_is_expired(
+    waited: timedelta, expected: RejectionReason | None
+) -> None:
+    assert outcome(waited=waited) is expected
+
+
+def test_an_expired_request_is_not_judged_at_all() -> None:
+    """A center back from an outage expires what it held, whatever the request was."""
+    assert (
+        outcome(waited=timedelta(hours=1), source="kiosk:east", registration=None)
+        is RejectionReason.REQUEST_EXPIRED
+    )
+    assert "try again" in rejected(waited=timedelta(hours=1)).message
 
 
 # ---------------------------------------------------------------------------- 2. participation
