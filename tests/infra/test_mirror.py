@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -121,9 +120,7 @@ async def test_copies_keep_partition_key_value_headers_and_timestamp(
     }
 
 
-async def test_the_lag_is_what_a_lost_source_would_lose(
-    platform: Settings, west: Settings
-) -> None:
+async def test_the_lag_is_what_a_lost_source_would_lose(platform: Settings, west: Settings) -> None:
     await publish(platform, ISSUANCE_REQUESTS.name, 50, start_ms=1_700_000_000_000)
     await Mirror(platform, west).run(until_end=True)
     await publish(platform, ISSUANCE_REQUESTS.name, 7, start_ms=1_700_000_100_000)
