@@ -22,6 +22,7 @@ from infra.processes import pid_alive, pid_file, read_pid_file, stop_pid
 from pipeline.settings import Settings
 
 WORKER_PID_FILE = "worker.pid"
+MIRROR_PID_FILES = "mirror-from-*.pid"  # written by `bcl mirror run`
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,16 @@ def down(settings: Settings) -> list[str]:
     stopped: list[str] = []
     with _exclusive(settings):
         record = _read_record(settings)
-        # The worker first: it would only log errors while its broker and database go away.
-        worker_file = settings.center_home / WORKER_PID_FILE
-        worker = read_pid_file(worker_file)
-        if worker is not None and worker != os.getpid() and stop_pid(worker):
-            stopped.append(f"worker (pid {worker})")
-        worker_file.unlink(missing_ok=True)
+        # The worker and the mirrors copying into this center first: they would only log
+        # errors while its broker and database go away.
+        for process_file in (
+            settings.center_home / WORKER_PID_FILE,
+            *sorted(settings.center_home.glob(MIRROR_PID_FILES)),
+        ):
+            process = read_pid_file(process_file)
+            if process is not None and process != os.getpid() and stop_pid(process):
+                stopped.append(f"{process_file.stem} (pid {process})")
+            process_file.unlink(missing_ok=True)
         for service in (_BROKER, _POSTGRES):
             for pid in sorted(service.running_pids(settings, record)):
                 if service.stop(pid):
