@@ -8,9 +8,6 @@ so that importing the pipeline never pulls them in.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from typing import Annotated, Any
 
@@ -24,6 +21,7 @@ from pipeline.commands.common import (
     console,
     run_async,
     settings,
+    start_in_background,
 )
 from pipeline.settings import Settings
 
@@ -225,22 +223,10 @@ def worker(
 
 
 def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
-    current.center_home.mkdir(parents=True, exist_ok=True)
     log_path = current.center_home / "worker.log"
     pid_file = current.center_home / "worker.pid"
     pid_file.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pipeline.cli", "worker"]
-    if agents:
-        command += ["--agents", agents]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=os.environ.copy(),
-        )
+    process = start_in_background(["worker", *(["--agents", agents] if agents else [])], log_path)
     deadline = time.monotonic() + 60
     while not pid_file.exists():
         if process.poll() is not None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
@@ -109,3 +113,18 @@ def read_projection(name: str, read: Callable[[Connection], Awaitable[R]]) -> R:
             return await read(connection)
 
     return run_async(run())
+
+
+def start_in_background(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`bcl ARGUMENTS` in a session of its own, its output appended to ``log_path``; it outlives
+    this command and is stopped by PID (`bcl down`)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *arguments],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from typing import Annotated, get_args
 
 import typer
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CommandError,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+    start_in_background,
+)
 from pipeline.commands.output import OutputFormat, emit
 from pipeline.settings import Center, Settings
 from pipeline.tables import Table
@@ -81,21 +86,13 @@ def run(
 
 
 def _start_in_background(source: Settings, target: Settings) -> None:
-    target.center_home.mkdir(parents=True, exist_ok=True)
     log_path = target.center_home / f"mirror-from-{source.center}.log"
-    command = [sys.executable, "-m", "pipeline.cli", "mirror", "run", "--from", source.center,
-               "--to", target.center]  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=os.environ.copy(),
-        )
-    console.print(f"mirror {source.center} → {target.center} started (pid {process.pid}), "
-                  f"log: {log_path}")  # fmt: skip
+    process = start_in_background(
+        ["mirror", "run", "--from", source.center, "--to", target.center], log_path
+    )
+    console.print(
+        f"mirror {source.center} → {target.center} started (pid {process.pid}), log: {log_path}"
+    )
 
 
 @app.command()
