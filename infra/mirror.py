@@ -115,7 +115,7 @@ class Mirror:
         async with reader(self.source) as client:
             # 1.
             sources = await partitions_of(client, [self.source.topic(s.name) for s in self.specs])
-            await self._make_copies(client, sources)
+            await self._make_copies(sources)
             # 2.
             ends = await high_watermarks(client, sources)
             resume = await self._resume_points(sources, ends, report)
@@ -177,9 +177,7 @@ class Mirror:
     def _catalog_name(self, physical: str) -> str:
         return physical.removeprefix(self.source.topic_prefix)
 
-    async def _make_copies(
-        self, client: AIOKafkaConsumer[bytes, bytes], sources: Sequence[TopicPartition]
-    ) -> None:
+    async def _make_copies(self, sources: Sequence[TopicPartition]) -> None:
         counts: dict[str, int] = {}
         for tp in sources:
             counts[self._catalog_name(tp.topic)] = max(

@@ -7,12 +7,27 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from pipeline.settings import Settings
+from schemas.calendar import JST
+
+
+def jst(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    """A moment in Japan time."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=JST)
+
+
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -20,7 +20,7 @@ async def ledger(connection: Connection, disaster_id: str) -> Table:
     entries. My Number is not shown: it stays sealed."""
     rows = await connection.fetch(
         """
-        SELECT v.*, e.shelter_id,
+        SELECT v.*, e.shelter_id, g.category AS damage,
                (SELECT array_to_string(n.needs, ', ') FROM disaster.support_needs n
                 WHERE n.municipality = v.municipality AND n.resident_code = v.resident_code)
                    AS support_needs,
@@ -31,6 +31,8 @@ async def ledger(connection: Connection, disaster_id: str) -> Table:
         FROM disaster.victims v
         LEFT JOIN disaster.area_dwellings p
             ON p.disaster_id = v.disaster_id AND p.address_key = v.address_key
+        LEFT JOIN disaster.dwelling_damage g
+            ON g.disaster_id = v.disaster_id AND g.address_key = v.address_key
         LEFT JOIN disaster.evacuees e ON e.disaster_id = v.disaster_id
             AND e.municipality = v.municipality AND e.resident_code = v.resident_code AND e.present
         WHERE v.disaster_id = $1 AND coalesce(p.inside, true)
@@ -38,30 +40,23 @@ async def ledger(connection: Connection, disaster_id: str) -> Table:
         """,
         disaster_id,
     )
-    damage = await damage_by_dwelling(connection, disaster_id)
     return Table(
         LEDGER_COLUMNS,
         tuple(
             (
                 r["resident_code"], r["household_number"], r["relationship"], r["name"],
                 r["name_kana"], r["birth_date"], r["sex"], r["address"],
-                damage.get(r["address_key"]), r["shelter_id"], r["support_needs"],
-                r["care_needs"], r["contact"], r["applications"], r["auth_serial"],
+                _damage_label(r["damage"]), r["shelter_id"], r["support_needs"], r["care_needs"],
+                r["contact"], r["applications"], r["auth_serial"],
             )
             for r in rows
         ),
     )  # fmt: skip
 
 
-async def damage_by_dwelling(connection: Connection, disaster_id: str) -> dict[str, str]:
-    """Each assessed dwelling's damage as it stands, as printed (全壊, 半壊, …)."""
-    return {
-        row["address_key"]: DAMAGE_LABELS[DamageCategory(row["category"])]
-        for row in await connection.fetch(
-            "SELECT address_key, category FROM disaster.dwelling_damage WHERE disaster_id = $1",
-            disaster_id,
-        )
-    }
+def _damage_label(category: str | None) -> str | None:
+    """As printed: 全壊, 半壊, …; none until assessed."""
+    return DAMAGE_LABELS[DamageCategory(category)] if category else None
 
 
 SHELTER_COLUMNS = (
@@ -137,8 +132,8 @@ async def status(connection: Connection, disaster_id: str | None = None) -> Tabl
                 WHERE a.disaster_id = d.disaster_id) AS applications,
                (SELECT count(*) FROM disaster.applications a
                 WHERE a.disaster_id = d.disaster_id AND a.status = 'matched') AS awaiting_staff,
-               (SELECT count(DISTINCT address_key) FROM disaster.assessments s
-                WHERE s.disaster_id = d.disaster_id) AS assessed_dwellings
+               (SELECT count(*) FROM disaster.dwelling_damage g
+                WHERE g.disaster_id = d.disaster_id) AS assessed_dwellings
         FROM disaster.disasters d
         WHERE $1::text IS NULL OR d.disaster_id = $1
         ORDER BY d.declared_at

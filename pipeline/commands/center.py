@@ -19,6 +19,7 @@ from pipeline.commands.common import (
     console,
     run_async,
     settings,
+    validation_problems,
 )
 
 if TYPE_CHECKING:
@@ -180,9 +181,7 @@ def submit(
             print_options=_options(option),
         )
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in error.errors()
-        )
+        problems = validation_problems(error, "request")
         raise CommandError(f"the request is not valid: {problems}") from None
     except ValueError as error:
         raise CommandError(str(error)) from None

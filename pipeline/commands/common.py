@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from pydantic import ValidationError
 from rich.console import Console
 
 from pipeline.settings import ServicesNotRunning, Settings, load_settings
@@ -31,6 +32,14 @@ R = TypeVar("R")
 
 class CommandError(Exception):
     """An error the user can act on; printed without a traceback."""
+
+
+def validation_problems(error: ValidationError, whole: str) -> str:
+    """Each problem pydantic found as ``field: message``, ``whole`` naming the model itself."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or whole}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )
 
 
 def clean_errors(command: Callable[P, R]) -> Callable[P, R]:

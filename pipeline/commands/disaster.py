@@ -18,8 +18,9 @@ from pipeline.commands.common import (
     read_projection,
     run_async,
     settings,
+    validation_problems,
 )
-from pipeline.commands.output import OutputFormat, emit
+from pipeline.commands.output import Format, Out, OutputFormat, emit
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 DisasterId = Annotated[str, typer.Argument(help="The disaster, e.g. 131032-2026-flood-1.")]
-Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
-Out = Annotated[Path | None, typer.Option(help="Write the CSV or JSON here.")]
 Staff = Annotated[str, typer.Option(help="Who records it, e.g. 'BUNKYO 防災課 佐藤'.")]
 Wait = Annotated[bool, typer.Option(help="Wait for the processor's decision and show it.")]
 DECISION_TIMEOUT = 30.0  # seconds
@@ -88,11 +87,7 @@ def _payload(model: type[BaseModel], **fields: object) -> BaseModel:
     try:
         return model.model_validate(fields)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
-        raise CommandError(problems) from None
+        raise CommandError(validation_problems(error, "")) from None
 
 
 def _area(text: str | None) -> Area | None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from pipeline.commands.common import CommandError, clean_errors, read_projection
-from pipeline.commands.output import OutputFormat, cell, emit, print_table
+from pipeline.commands.output import Format, Out, OutputFormat, cell, emit, print_table
 
 if TYPE_CHECKING:
     from consumers.fees.rules import Member, YearStatement
@@ -28,8 +28,6 @@ FiscalYear = Annotated[
         help="A fiscal year (April–March, named by the year it starts): the yearly charges.",
     ),
 ]
-Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
-Out = Annotated[Path | None, typer.Option(help="Write the CSV or JSON here.")]
 
 HEADERS = {
     "store_operator": "operator",

@@ -17,7 +17,7 @@ from pipeline.commands.common import (
     settings,
     start_in_background,
 )
-from pipeline.commands.output import OutputFormat, emit
+from pipeline.commands.output import Format, OutputFormat, emit
 from pipeline.settings import Center, Settings
 from pipeline.tables import Table
 
@@ -100,9 +100,7 @@ def _start_in_background(source: Settings, target: Settings) -> None:
 def status(
     source: From,
     target: To,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")] = (
-        OutputFormat.TABLE
-    ),
+    output: Format = OutputFormat.TABLE,
 ) -> None:
     """Records of each source topic not yet copied: what a loss of the source would lose now."""
     from infra.mirror import mirror_lag
@@ -125,9 +123,7 @@ def translate(
     group: Annotated[str, typer.Argument(help="A consumer group of the source cluster.")],
     source: From,
     target: To,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")] = (
-        OutputFormat.TABLE
-    ),
+    output: Format = OutputFormat.TABLE,
 ) -> None:
     """A consumer group's committed offsets in the source cluster, as offsets of the copies in
     the target cluster (from the mirror's checkpoints)."""

@@ -18,6 +18,7 @@ from pipeline.commands.common import (
     console,
     run_async,
     settings,
+    validation_problems,
 )
 
 app = typer.Typer(help="The registry of participating municipalities.", no_args_is_help=True)
@@ -134,11 +135,7 @@ def _changes(
 
 
 def _refuse_invalid(error: ValidationError) -> CommandError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'profile'}: {e['msg']}"
-        for e in error.errors(include_url=False)
-    )
-    return CommandError(f"the profile is not valid: {problems}")
+    return CommandError(f"the profile is not valid: {validation_problems(error, 'profile')}")
 
 
 Name = Annotated[str | None, typer.Option(help="Municipality name, e.g. 横浜市.")]

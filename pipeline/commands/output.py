@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence, Set
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 from uuid import UUID
 
 import typer
@@ -23,6 +24,11 @@ class OutputFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
+
+
+# The options of every command that prints rows.
+Format = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
+Out = Annotated[Path | None, typer.Option(help="Write the CSV or JSON here.")]
 
 
 def cell(column: str, value: object) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.codes import CertificateSerial, MunicipalityCode
 from schemas.events.residents import ResidentCode
@@ -25,7 +25,9 @@ from schemas.registry import REGISTRY
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-DISASTER_ID = r"^[0-9a-z][0-9a-z-]{2,39}$"
+DisasterId = Annotated[str, StringConstraints(pattern=r"^[0-9a-z][0-9a-z-]{2,39}$")]
+ShelterId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,40}$")]
+Staff = Annotated[str, StringConstraints(min_length=1, max_length=100)]  # who recorded it
 
 
 class DisasterKind(StrEnum):
@@ -149,7 +151,7 @@ class SupportNeedsRegistered(BaseModel):
 class DisasterDeclared(BaseModel):
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID, description="e.g. 131032-2026-flood-1.")
+    disaster_id: DisasterId = Field(description="e.g. 131032-2026-flood-1.")
     municipality: MunicipalityCode
     name: str = Field(min_length=1, max_length=200, description="e.g. 令和8年台風第10号.")
     kind: DisasterKind
@@ -171,7 +173,7 @@ class LedgerSeeded(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     municipality: MunicipalityCode
     as_of: AwareDatetime = Field(description="The replica's history up to this recording time.")
     victims: int = Field(ge=0)
@@ -184,7 +186,7 @@ class VictimUpdated(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     resident_code: ResidentCode
     contact: str | None = Field(default=None, max_length=200)
     care_needs: str | None = Field(default=None, max_length=2_000)
@@ -195,8 +197,8 @@ class VictimUpdated(BaseModel):
 class ShelterOpened(BaseModel):
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    shelter_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,40}$")
+    disaster_id: DisasterId
+    shelter_id: ShelterId
     name: str = Field(min_length=1, max_length=200)
     location: Point
     capacity: int = Field(ge=1, le=100_000)
@@ -206,8 +208,8 @@ class ShelterOpened(BaseModel):
 class ShelterClosed(BaseModel):
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    shelter_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,40}$")
+    disaster_id: DisasterId
+    shelter_id: ShelterId
 
 
 @REGISTRY.event("shelter.tapped", 1)
@@ -216,8 +218,8 @@ class ShelterTapped(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    shelter_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,40}$")
+    disaster_id: DisasterId
+    shelter_id: ShelterId
     auth_serial: CertificateSerial
     direction: Literal["in", "out"]
 
@@ -237,8 +239,8 @@ class TapMatched(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    shelter_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,40}$")
+    disaster_id: DisasterId
+    shelter_id: ShelterId
     tap_event_id: UUID
     direction: Literal["in", "out"]
     municipality: MunicipalityCode
@@ -250,8 +252,8 @@ class TapMatched(BaseModel):
 class TapRefused(BaseModel):
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    shelter_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,40}$")
+    disaster_id: DisasterId
+    shelter_id: ShelterId
     tap_event_id: UUID
     reason: TapRefusal
     message: str = Field(min_length=1)
@@ -264,7 +266,7 @@ class ApplicationSubmitted(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     kind: ApplicationKind
     auth_serial: CertificateSerial
     dwelling_address: str = Field(min_length=1, max_length=200)
@@ -290,7 +292,7 @@ class ApplicationMatched(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     municipality: MunicipalityCode
     resident_code: ResidentCode
     household_number: str
@@ -301,7 +303,7 @@ class ApplicationRefused(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     reason: ApplicationRefusal
     message: str = Field(min_length=1)
 
@@ -313,8 +315,8 @@ class ApplicationAccepted(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    staff: str = Field(min_length=1, max_length=100)
+    disaster_id: DisasterId
+    staff: Staff
 
 
 @REGISTRY.event("application.rejected", 1)
@@ -322,8 +324,8 @@ class ApplicationRejected(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
-    staff: str = Field(min_length=1, max_length=100)
+    disaster_id: DisasterId
+    staff: Staff
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -333,10 +335,10 @@ class DamageAssessed(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     dwelling_address: str = Field(min_length=1, max_length=200)
     category: DamageCategory
-    staff: str = Field(min_length=1, max_length=100)
+    staff: Staff
 
 
 @REGISTRY.event("damage.assessed_in_area", 1)
@@ -346,10 +348,10 @@ class DamageAssessedInArea(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     area: Area
     category: DamageCategory
-    staff: str = Field(min_length=1, max_length=100)
+    staff: Staff
 
 
 @REGISTRY.event("application.ready", 1)
@@ -359,7 +361,7 @@ class ApplicationReady(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
 
 
 @REGISTRY.event("support.paid", 1)
@@ -367,7 +369,7 @@ class SupportPaid(BaseModel):
     model_config = _FROZEN
 
     application_id: UUID
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     amount_yen: int = Field(ge=1)
     paid_on: date
 
@@ -379,7 +381,7 @@ class NotificationSent(BaseModel):
 
     model_config = _FROZEN
 
-    disaster_id: str = Field(pattern=DISASTER_ID)
+    disaster_id: DisasterId
     application_id: UUID | None = None
     recipient: Literal["staff", "applicant"]
     subject: str = Field(min_length=1, max_length=200)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,9 +26,7 @@ from consumers.fees.rules import (
 )
 from pipeline.database import connect
 from pipeline.facets import Cells
-from pipeline.kafka import producer
 from pipeline.projection import load_projection
-from pipeline.publish import publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from producers.workload import (
@@ -40,8 +37,7 @@ from producers.workload import (
     synthetic_nation,
 )
 from tests.bench.kiosk_facets import rows_by_rules
-from tests.bench.usage import caught_up
-from tests.helpers import start_worker, wait_for_log_line
+from tests.bench.live import live_seconds
 
 MUNICIPALITIES = int(os.environ.get("BCL_BENCH_FEES_MUNICIPALITIES", "200"))
 STREAM_DAYS = int(os.environ.get("BCL_BENCH_FEES_DAYS", "2"))
@@ -56,23 +52,11 @@ async def bench_fees(settings: Settings) -> Sequence[tuple[str, float, str]]:
     # 1. Live: a worker running fees alone, two working days of the 200 municipalities.
     visits = national_traffic(nation, start=date(2023, 4, 3), days=STREAM_DAYS)
     events = [*registry_events(nation), *recorded_traffic(visits)]
-    fees = load_projection("fees", settings)
-    log = settings.center_home / "bench-fees-worker.log"
-    worker = start_worker(settings, log, agents="fees")
-    try:
-        await wait_for_log_line(log, "caught up from the log")  # its start is not in the figure
-        started = time.perf_counter()
-        async with producer(settings) as client:
-            await publish_many(settings, client, events)
-        await caught_up(settings, fees)
-        live = time.perf_counter() - started
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
+    live = await live_seconds(settings, "fees", events)
     figures.append(("fees live (publish → rows, faust worker)", len(events) / live, "events/s"))
 
     # 2. Replay.
-    report = await replay(settings, fees)
+    report = await replay(settings, load_projection("fees", settings))
     figures.append(("replay fees", report.rebuild.events_per_second, "events/s"))
 
     # 3. The fiscal year, then every statement.

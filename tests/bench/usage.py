@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,12 +26,9 @@ from consumers.usage.rules import (
 )
 from pipeline.database import Connection, connect
 from pipeline.facets import Cells
-from pipeline.kafka import producer
-from pipeline.projection import Projection, load_projection
-from pipeline.publish import publish_many
+from pipeline.projection import load_projection
 from pipeline.replay import replay
 from pipeline.settings import Settings
-from pipeline.status import projection_lag
 from producers.workload import (
     Traffic,
     national_traffic,
@@ -41,7 +37,7 @@ from producers.workload import (
     synthetic_nation,
 )
 from tests.bench.kiosk_facets import rows_by_rules
-from tests.helpers import start_worker, wait_for_log_line
+from tests.bench.live import live_seconds
 
 MARCH = date(2024, 3, 1)
 STREAM_DAYS = int(os.environ.get("BCL_BENCH_USAGE_DAYS", "7"))
@@ -64,24 +60,12 @@ async def bench_usage(settings: Settings) -> Sequence[tuple[str, float, str]]:
     figures.append(("generator: recorded events (sealed)", len(events) / event_seconds, "events/s"))
 
     # 2. Live: a worker running usage alone, the stream published to it.
-    log = settings.center_home / "bench-usage-worker.log"
-    worker = start_worker(settings, log, agents="usage")
-    usage = load_projection("usage", settings)
-    try:
-        await wait_for_log_line(log, "caught up from the log")  # its start is not in the figure
-        started = time.perf_counter()
-        async with producer(settings) as client:
-            await publish_many(settings, client, events)
-        await caught_up(settings, usage)
-        live = time.perf_counter() - started
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
+    live = await live_seconds(settings, "usage", events)
     usage_events = sum(1 for e in events if e.topic.startswith("issuance."))
     figures.append(("usage live (publish → rows, faust worker)", usage_events / live, "events/s"))
 
     # 3. Replay.
-    report = await replay(settings, usage)
+    report = await replay(settings, load_projection("usage", settings))
     figures.append(("replay usage", report.rebuild.events_per_second, "events/s"))
 
     # 4. A national month in the table, then the analysts' questions.
@@ -90,13 +74,6 @@ async def bench_usage(settings: Settings) -> Sequence[tuple[str, float, str]]:
     for name, seconds in await time_queries(settings):
         figures.append((f"query: {name}", seconds * 1000, "ms"))
     return figures
-
-
-async def caught_up(settings: Settings, projection: Projection) -> None:
-    while True:
-        if not (await projection_lag(settings, projection)).lag:
-            return
-        await asyncio.sleep(0.1)
 
 
 def month_day(day: date) -> tuple[list[tuple[object, ...]], tuple[Cells, ...]]:

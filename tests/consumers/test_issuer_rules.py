@@ -40,6 +40,7 @@ from schemas.events.municipalities import (
     SealKey,
     TimeWindow,
 )
+from tests.helpers import jst, utc
 
 JST = ZoneInfo("Asia/Tokyo")
 SECOND = timedelta(seconds=1)
@@ -65,18 +66,6 @@ SEAL_PEM = public_seal_pem(generate_seal_key())
 
 
 # ---------------------------------------------------------------------------- builders
-
-
-def jst(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=JST)
-
-
-def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def request(**overrides: Any) -> IssuanceRequested:

@@ -18,7 +18,7 @@ from pipeline.projection import load_projection
 from pipeline.publish import Outgoing, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
-from pipeline.status import projection_lag
+from pipeline.status import wait_until_applied
 from producers.workload import national_traffic, recorded_traffic, synthetic_nation
 from schemas.ids import derived_event_id
 from tests.helpers import start_worker
@@ -28,10 +28,7 @@ START = date(2024, 3, 4)
 
 async def wait_caught_up(settings: Settings, name: str, timeout: float) -> None:
     projection = load_projection(name, settings)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (await projection_lag(settings, projection)).lag:
-        assert asyncio.get_running_loop().time() < deadline, f"{name} still behind"
-        await asyncio.sleep(0.5)
+    assert await wait_until_applied(settings, [projection], timeout), f"{name} still behind"
 
 
 async def wait_for_rows(settings: Settings, timeout: float) -> None:

@@ -1,7 +1,7 @@
 """The resident fee (交付手数料): the schedule entry in force on the Japan day of the request, the
 standard fee without one, the 10-yen store fee on disaster certificates."""
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import pytest
 
@@ -9,20 +9,9 @@ from schemas.calendar import JST
 from schemas.events.issuance import CertificateType, FeeQuote
 from schemas.events.municipalities import FeeEntry
 from schemas.fees import fee_quote
+from tests.helpers import jst, utc
 
 NOW = datetime(2026, 6, 10, 10, 0, tzinfo=JST)
-
-
-def jst(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=JST)
-
-
-def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def fees(*entries: tuple[CertificateType, int, date]) -> tuple[FeeEntry, ...]:
