@@ -17,6 +17,13 @@ keeps the same pairs in its offset-syncs and checkpoints topics). ``translate`` 
 group's committed offsets in the source cluster into offsets of the copy, for consumers outside
 the pipeline that move to the other center.
 
+Residents' data keys travel beside their data: before a batch of ``resident.changes`` is copied,
+the keys of the residents it names are carried from the source center's vault to the target's
+(``copy_data_keys``; wrapped, both centers hold the same KEK), so the other center can open every
+record it receives, and a key destroyed by the retention run (its ``resident.purged`` follows)
+is destroyed there too. On a real deployment the key vault is replicated by its own means (an
+HSM/KMS cluster spanning both centers) and this step goes.
+
 On a real deployment MirrorMaker 2 replaces this module: one ``MirrorSourceConnector`` per
 direction (``east->west.enabled = true``, ``topics = municipalities|resident\\..*|jpki\\..*|
 issuance\\..*|disaster\\..*``, ``sync.group.offsets.enabled = true``) gives the same topic names,
@@ -32,10 +39,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from pipeline.database import create_pool
 from pipeline.kafka import (
     connection_options,
     high_watermarks,
@@ -44,7 +53,8 @@ from pipeline.kafka import (
     start_producer,
 )
 from pipeline.settings import Settings
-from pipeline.topics import CATALOG, UNLIMITED_RETENTION, TopicSpec
+from pipeline.topics import CATALOG, RESIDENT_CHANGES, UNLIMITED_RETENTION, TopicSpec
+from pipeline.vault import Resident, copy_data_keys
 
 log = logging.getLogger("bcl.mirror")
 
@@ -87,6 +97,7 @@ class Mirror:
         self.source = source
         self.target = target
         self.specs = [spec for spec in specs if spec.source]
+        self._vaults: tuple[asyncpg.Pool, asyncpg.Pool] | None = None
 
     def copy_of(self, name: str) -> str:
         return self.target.mirrored(self.source.center, name)
@@ -123,9 +134,14 @@ class Mirror:
             for tp in sources:
                 client.seek(tp, resume[tp])
             producer = await start_producer(self.target, linger_ms=2)
+            if self.source.dsn != self.target.dsn:
+                self._vaults = (
+                    await create_pool(self.source, max_size=1),
+                    await create_pool(self.target, max_size=1),
+                )
             try:
                 while not (stop is not None and stop.is_set()):
-                    if until_end and all(await _positions_reached(client, sources, ends)):
+                    if until_end and all(await positions_reached(client, sources, ends)):
                         break
                     # 3.
                     fetched = await client.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
@@ -142,6 +158,8 @@ class Mirror:
                     # 6.
             finally:
                 await producer.stop()
+                for pool in self._vaults or ():
+                    await pool.close()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -153,6 +171,8 @@ class Mirror:
     ) -> list[Checkpoint]:
         """Copy one partition's records in order; returns where each landed, once all have."""
         name = self._catalog_name(tp.topic)
+        if name == RESIDENT_CHANGES.name:
+            await self._carry_keys(records)
         futures = [
             await producer.send(
                 self.copy_of(name),
@@ -173,6 +193,27 @@ class Mirror:
             Checkpoint(name, tp.partition, record.offset, metadata.offset)
             for record, metadata in zip(records, landed, strict=True)
         ]
+
+    async def _carry_keys(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """The data keys of the residents these records name (key ``municipality:resident``),
+        into the target's vault before the records themselves."""
+        if self._vaults is None:
+            return  # one database serves both centers: one vault
+        residents: list[Resident] = []
+        for record in records:
+            municipality, _, resident = (record.key or b"").decode().partition(":")
+            if resident:
+                residents.append((municipality, resident))
+        source, target = self._vaults
+        async with source.acquire() as reading, target.acquire() as writing:
+            conflicts = await copy_data_keys(reading, writing, residents)
+        for municipality, resident in conflicts:
+            log.error(
+                "resident %s of %s has a different data key in %s than in %s: their data was "
+                "pushed to both centers, and %s cannot open what %s sealed",
+                resident, municipality, self.target.center, self.source.center,
+                self.target.center, self.source.center,
+            )  # fmt: skip
 
     def _catalog_name(self, physical: str) -> str:
         return physical.removeprefix(self.source.topic_prefix)
@@ -206,10 +247,10 @@ class Mirror:
         ends: Mapping[TopicPartition, int],
         report: MirrorReport,
     ) -> dict[TopicPartition, int]:
-        copied = await last_copied(self.target, [self._copy_partition(tp) for tp in sources])
+        copied = await last_copied(self.target, [self.copy_partition(tp) for tp in sources])
         resume: dict[TopicPartition, int] = {}
         for tp in sources:
-            after = copied.get(self._copy_partition(tp))
+            after = copied.get(self.copy_partition(tp))
             start = 0 if after is None else after + 1
             if start > ends[tp]:
                 where = f"{tp.topic}[{tp.partition}]"
@@ -223,7 +264,7 @@ class Mirror:
             resume[tp] = start
         return resume
 
-    def _copy_partition(self, tp: TopicPartition) -> TopicPartition:
+    def copy_partition(self, tp: TopicPartition) -> TopicPartition:
         return TopicPartition(self.copy_of(self._catalog_name(tp.topic)), tp.partition)
 
     async def _checkpoint(
@@ -255,7 +296,7 @@ def _first_and_last(copied: Sequence[Checkpoint]) -> list[Checkpoint]:
     return [c for pair in ends.values() for c in dict.fromkeys(pair)]
 
 
-async def _positions_reached(
+async def positions_reached(
     client: AIOKafkaConsumer[bytes, bytes],
     sources: Sequence[TopicPartition],
     ends: Mapping[TopicPartition, int],
@@ -302,10 +343,10 @@ async def mirror_lag(source: Settings, target: Settings) -> dict[str, int]:
     async with reader(source) as client:
         sources = await partitions_of(client, [source.topic(s.name) for s in mirror.specs])
         ends = await high_watermarks(client, sources)
-    copied = await last_copied(target, [mirror._copy_partition(tp) for tp in sources])
+    copied = await last_copied(target, [mirror.copy_partition(tp) for tp in sources])
     lag: dict[str, int] = {}
     for tp in sources:
-        after = copied.get(mirror._copy_partition(tp))
+        after = copied.get(mirror.copy_partition(tp))
         name = mirror._catalog_name(tp.topic)
         lag[name] = lag.get(name, 0) + max(0, ends[tp] - (0 if after is None else after + 1))
     return lag

@@ -22,7 +22,7 @@ from infra.processes import pid_alive, pid_file, read_pid_file, stop_pid
 from pipeline.settings import Settings
 
 WORKER_PID_FILE = "worker.pid"
-MIRROR_PID_FILES = "mirror-from-*.pid"  # written by `bcl mirror run`
+MIRROR_PID_FILE = "mirror-from-{source}.pid"  # written by `bcl mirror run`
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def down(settings: Settings) -> list[str]:
         # errors while its broker and database go away.
         for process_file in (
             settings.center_home / WORKER_PID_FILE,
-            *sorted(settings.center_home.glob(MIRROR_PID_FILES)),
+            *sorted(settings.center_home.glob(MIRROR_PID_FILE.format(source="*"))),
         ):
             process = read_pid_file(process_file)
             if process is not None and process != os.getpid() and stop_pid(process):

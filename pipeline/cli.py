@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,7 +23,7 @@ from pipeline.commands.common import (
     settings,
     start_in_background,
 )
-from pipeline.settings import Settings
+from pipeline.settings import Center, Settings
 
 app = typer.Typer(
     help="BCL Pipeline: the event-sourced back office of convenience-store certificate issuance.",
@@ -37,6 +37,7 @@ def _sub_apps() -> None:
         center,
         certificates,
         disaster,
+        failover,
         fees,
         mirror,
         municipality,
@@ -66,6 +67,11 @@ def _sub_apps() -> None:
         fees.app, name="fees", help="Fee statements: store settlement and yearly charges."
     )
     app.add_typer(
+        failover.app,
+        name="failover",
+        help="Drills of the two centers: one fails under traffic, the other takes over.",
+    )
+    app.add_typer(
         mirror.app, name="mirror", help="Copy a center's topics into the other center's cluster."
     )
 
@@ -73,22 +79,71 @@ def _sub_apps() -> None:
 _sub_apps()
 
 
+CentersOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated centers to run side by side on this machine (east,west): each "
+        "its own broker, Postgres and worker, reading the others' topics through mirrors."
+    ),
+]
+
+
 @app.command()
 @clean_errors
 def up(
     worker: Annotated[bool, typer.Option(help="Also start the worker in the background.")] = False,
+    centers: CentersOption = None,
 ) -> None:
     """Start the embedded broker and Postgres, migrate, create topics.
 
     With BCL_KAFKA_BOOTSTRAP or BCL_DATABASE_URL set, that service is used instead of starting one.
+    With --centers east,west, both centers start, each with its worker, and a mirror copies each
+    center's topics into the other's cluster.
     """
+    if centers is None:
+        start_center(settings(), worker=worker)
+        return
+    topology = centers_of(centers)
+    for center in topology:
+        console.rule(f"center {center.center}")
+        start_center(center, worker=True)
+    from pipeline.commands.mirror import start_mirror
+
+    for source in topology:
+        for target in topology:
+            if source.center != target.center:
+                start_mirror(source, target)
+
+
+def centers_of(names: str) -> list[Settings]:
+    """The settings of each center named in ``--centers``."""
+    known = get_args(Center)
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in known]
+    if unknown or len(set(wanted)) != len(wanted) or len(wanted) < 2:
+        raise CommandError(
+            f"--centers {names!r}: give two or more distinct centers of {', '.join(known)}, "
+            "e.g. --centers east,west"
+        )
+    current = settings()
+    if current.kafka_bootstrap or current.database_url:
+        raise CommandError(
+            "--centers runs each center on embedded services of its own; unset "
+            "BCL_KAFKA_BOOTSTRAP and BCL_DATABASE_URL (one cluster cannot be two centers)"
+        )
+    return current.topology(wanted)  # type: ignore[arg-type]
+
+
+def start_center(current: Settings, *, worker: bool) -> None:
+    """One center's services up, migrated, its topics created; its worker if asked."""
     from infra.services import up as start_services
     from pipeline.database import connect
     from pipeline.kafka import create_topics
     from pipeline.migrations import migrate_all
 
-    started = start_services(settings())
-    fresh = settings()
+    started = start_services(current)
+    # Made anew: ``current`` may have cached the services file from before they started.
+    fresh = Settings(**dict(current))
     console.print(
         f"kafka    {started.kafka_bootstrap}"
         + (f" (pid {started.broker_pid})" if started.broker_pid else " (external)")
@@ -135,13 +190,14 @@ async def reset_embedded_database(dsn: str) -> None:
 
 @app.command()
 @clean_errors
-def down() -> None:
-    """Stop the worker, broker and Postgres of this center (by their PIDs)."""
+def down(centers: CentersOption = None) -> None:
+    """Stop the worker, mirrors, broker and Postgres of this center (by their PIDs)."""
     from infra.services import down as stop_services
 
-    stopped = stop_services(settings())
-    for line in stopped or ["nothing was running"]:
-        console.print(line)
+    for center in [settings()] if centers is None else centers_of(centers):
+        stopped = stop_services(center)
+        for line in stopped or ["nothing was running"]:
+            console.print(f"{center.center}: {line}" if centers else line)
 
 
 @app.command()
@@ -223,17 +279,15 @@ def worker(
 
 
 def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
+    from infra.services import WORKER_PID_FILE
+
     log_path = current.center_home / "worker.log"
-    pid_file = current.center_home / "worker.pid"
-    pid_file.unlink(missing_ok=True)
-    process = start_in_background(["worker", *(["--agents", agents] if agents else [])], log_path)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists():
-        if process.poll() is not None:
-            raise CommandError(f"the worker exited at start; see {log_path}")
-        if time.monotonic() > deadline:
-            raise CommandError(f"the worker did not start within 60 s; see {log_path}")
-        time.sleep(0.1)
+    process = start_in_background(
+        ["worker", *(["--agents", agents] if agents else [])],
+        log_path,
+        current.center_home / WORKER_PID_FILE,
+        current,
+    )
     console.print(f"worker started (pid {process.pid}), log: {log_path}")
 
 

@@ -108,8 +108,9 @@ async def reader(
     settings: Settings, **overrides: Any
 ) -> AsyncIterator[AIOKafkaConsumer[bytes, bytes]]:
     client = new_reader(settings, **overrides)
-    await client.start()
     try:
+        # Inside the try: a start cancelled or failed half-way still closes its connections.
+        await client.start()
         yield client
     finally:
         await client.stop()

@@ -8,6 +8,7 @@ Setting ``BCL_KAFKA_BOOTSTRAP`` and ``BCL_DATABASE_URL`` points the same code at
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -127,14 +128,20 @@ class Settings(BaseSettings):
         """Whether a physical topic is this center's own, not a peer's mirrored copy."""
         return not any(topic.startswith(self.mirrored(peer, "")) for peer in self.peers)
 
-    def for_center(self, center: Center) -> Settings:
-        """The same settings as ``center`` sees them: its embedded services, its peers."""
-        others = tuple(c for c in (self.center, *self.peers) if c != center)
+    def for_center(self, center: Center, peers: Sequence[Center] | None = None) -> Settings:
+        """The same settings as ``center`` sees them: its embedded services, and as peers
+        ``peers`` (default: every other center this one knows)."""
+        if peers is None:
+            peers = tuple(c for c in (self.center, *self.peers) if c != center)
         # Made anew, not copied: a copy would keep the services this center's file cached.
         return Settings(
-            **{**dict(self), "center": center, "peers": others, "kafka_bootstrap": None,
+            **{**dict(self), "center": center, "peers": tuple(peers), "kafka_bootstrap": None,
                "database_url": None}
         )  # fmt: skip
+
+    def topology(self, centers: Sequence[Center]) -> list[Settings]:
+        """Each of ``centers`` as it sees itself, reading the copies of all the others."""
+        return [self.for_center(c, [o for o in centers if o != c]) for c in centers]
 
     @property
     def center_home(self) -> Path:

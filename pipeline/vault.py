@@ -307,6 +307,51 @@ class Vault:
                 yield conn
 
 
+_MERGE = """
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[], $5::timestamptz[],
+                         $6::timestamptz[])
+        AS g (municipality, resident_code, key_id, wrapped_key, created_at, destroyed_at)
+), added AS (
+    INSERT INTO vault.data_keys AS k
+        (municipality, resident_code, key_id, wrapped_key, created_at, destroyed_at)
+    SELECT * FROM given
+    ON CONFLICT (municipality, resident_code) DO UPDATE
+        SET wrapped_key = NULL, destroyed_at = EXCLUDED.destroyed_at
+        WHERE EXCLUDED.destroyed_at IS NOT NULL AND k.destroyed_at IS NULL
+          AND k.key_id = EXCLUDED.key_id
+    RETURNING k.municipality
+)
+SELECT g.municipality, g.resident_code FROM given g
+JOIN vault.data_keys k USING (municipality, resident_code)
+WHERE k.key_id <> g.key_id
+"""
+
+
+async def copy_data_keys(
+    source: Connection, target: Connection, residents: Sequence[Resident]
+) -> list[Resident]:
+    """Carry residents' data keys from one center's vault to the other's, wrapped as they are
+    (both centers hold the same KEK): a key the target lacks is added, a key destroyed in the
+    source is destroyed in the target too. A destroyed key is never revived.
+
+    Returns the residents whose key differs between the two vaults (each center made its own:
+    their data was pushed to both): the target cannot open what the source sealed for them.
+    """
+    if not residents:
+        return []
+    rows = await source.fetch(
+        "SELECT k.municipality, k.resident_code, k.key_id, k.wrapped_key, k.created_at, "
+        "k.destroyed_at FROM unnest($1::text[], $2::text[]) AS r (municipality, resident_code) "
+        "JOIN vault.data_keys k USING (municipality, resident_code)",
+        *_columns(list(dict.fromkeys(residents))),
+    )
+    if not rows:
+        return []
+    conflicts = await target.fetch(_MERGE, *([row[i] for row in rows] for i in range(6)))
+    return [(row[0], row[1]) for row in conflicts]
+
+
 def batch_vault(settings: Settings) -> Vault:
     """The vault of a projection: it reads data keys on the batch's own connection only, inside
     the batch's transaction, and never creates or destroys one."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
@@ -25,13 +26,15 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from pipeline.database import create_pool
-from pipeline.kafka import high_watermarks, new_reader, partitions_of, start_producer
+from pipeline.kafka import high_watermarks, new_reader, partitions_of, reader, start_producer
 from pipeline.publish import Outgoing, publish
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
 from schemas.codec import EventDecodeError, decode_event
+from schemas.codes import Origin
 from schemas.envelope import Envelope
 from schemas.events.issuance import (
     IssuanceCancelled,
@@ -40,7 +43,7 @@ from schemas.events.issuance import (
     IssuanceRejected,
     IssuanceRequested,
 )
-from schemas.ids import derived_event_id
+from schemas.ids import derived_event_id, new_event_id
 
 _RETRY_CHECK_AFTER = 1.0  # seconds before a request unanswered is looked up as a retry
 
@@ -154,10 +157,19 @@ class CenterGateway:
         self._pool: asyncpg.Pool | None = None
         self._listening: asyncio.Task[None] | None = None
         self._waiting: dict[UUID, asyncio.Future[Outcome]] = {}
+        self._open = asyncio.Event()
+        self._open.set()
+        self._sending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def __aenter__(self) -> Self:
         self._pool = await create_pool(self.settings, max_size=2)
-        self._producer = await start_producer(self.settings)
+        # A request the broker has not taken by the time the kiosk gives up is dropped, never
+        # delivered later to a center that came back.
+        self._producer = await start_producer(
+            self.settings, request_timeout_ms=int(self.answer_timeout * 1000)
+        )
         # A short fetch wait: each outcome is a resident waiting at a kiosk.
         self._outcomes = new_reader(self.settings, fetch_max_wait_ms=5)
         await self._outcomes.start()
@@ -229,9 +241,13 @@ class CenterGateway:
 
     async def outcome(self, request_id: UUID) -> Outcome | None:
         """The recorded decision on ``request_id`` and the kiosk's notices, if decided."""
+        return (await self.outcomes([request_id])).get(request_id)
+
+    async def outcomes(self, request_ids: Sequence[UUID]) -> dict[UUID, Outcome]:
+        """The recorded decisions of those of ``request_ids`` that are decided."""
         assert self._pool is not None
         async with self._pool.acquire() as connection:
-            return await recorded_outcome(connection, request_id)
+            return await recorded_outcomes(connection, request_ids)
 
     async def deliver(
         self, request_id: UUID, fee_paid_yen: int, printed_at: datetime | None = None
@@ -306,9 +322,26 @@ class CenterGateway:
         )
         await self._publish(Outgoing(ISSUANCE_REQUESTS.name, request_id, envelope))
 
+    async def hold(self) -> None:
+        """Send nothing more until ``release``; returns once every send in flight is
+        acknowledged (or given up)."""
+        self._open.clear()
+        await self._idle.wait()
+
+    def release(self) -> None:
+        self._open.set()
+
     async def _publish(self, message: Outgoing) -> None:
         assert self._producer is not None
-        await publish(self.settings, self._producer, message)
+        await self._open.wait()
+        self._sending += 1
+        self._idle.clear()
+        try:
+            await publish(self.settings, self._producer, message)
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()
 
     def _expect(self, request_id: UUID) -> asyncio.Future[Outcome]:
         future = self._waiting.get(request_id)
@@ -335,3 +368,179 @@ class CenterGateway:
         future = self._waiting.get(payload.request_id)
         if future is not None and not future.done():
             future.set_result(outcome_of(payload, event.envelope.occurred_at))
+
+
+async def center_ready(settings: Settings) -> bool:
+    """Whether a center answers kiosks: its broker responds and its issuer has decided every
+    request the center accepted (a center whose issuer is still catching up, or is down, would
+    keep residents waiting)."""
+    async with reader(settings, request_timeout_ms=2000) as client:
+        partitions = await partitions_of(client, [settings.topic(ISSUANCE_REQUESTS.name)])
+        ends = await high_watermarks(client, partitions, timeout=2.0)
+    connection = await asyncpg.connect(settings.dsn, timeout=2.0)
+    try:
+        tracked = {
+            row["partition"]: row["last_offset"]
+            for row in await connection.fetch(
+                "SELECT partition, last_offset FROM issuer.projection_offsets "
+                "WHERE cluster = $1 AND topic = $2",
+                settings.center,
+                settings.topic(ISSUANCE_REQUESTS.name),
+            )
+        }
+    finally:
+        await connection.close()
+    return all(tracked.get(tp.partition, -1) + 1 >= end for tp, end in ends.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a kiosk visit at one center."""
+
+    center: Origin
+    request_id: UUID
+    answered: bool
+
+
+@dataclass
+class Routed:
+    """What became of a kiosk visit: the answer, the center that gave it, and every try."""
+
+    outcome: Outcome | None
+    center: Origin | None
+    attempts: list[Attempt]
+
+
+class CenterRouter:
+    """The kiosks' side of the two active centers (DESIGN §6).
+
+    Each request goes to its store operator's preferred center. A center that does not answer
+    within the kiosk's wait (its broker unreachable, its issuer down) is marked down: the kiosk
+    starts the request again, under a new request id, at the other center, and the operator's
+    kiosks send there until the down center is ready again (``center_ready``, probed every
+    ``probe_every`` seconds). The abandoned request, if its center accepted it, is expired there
+    with ``request_expired`` when the center returns; should it have been issued after all (an
+    answer that arrived after the kiosk gave up), the kiosk cancels it: it printed nothing.
+
+    Use as ``async with CenterRouter({"east": east, "west": west}, kiosk_wait=...) as router``.
+    """
+
+    def __init__(
+        self,
+        centers: Mapping[Origin, Settings],
+        *,
+        kiosk_wait: float,
+        probe_every: float = 1.0,
+    ) -> None:
+        self.centers = dict(centers)
+        self.kiosk_wait = kiosk_wait
+        self.probe_every = probe_every
+        self.gateways: dict[Origin, CenterGateway] = {}
+        # Center → when it was marked down (monotonic), while it is.
+        self.down: dict[Origin, float] = {}
+        self.outages: list[tuple[Origin, float, float]] = []  # center, down at, ready again at
+        self._retired: list[CenterGateway] = []
+        self._probes: dict[Origin, asyncio.Task[None]] = {}
+        self._abandoned: dict[Origin, list[UUID]] = {}
+
+    async def __aenter__(self) -> Self:
+        try:
+            for center, settings in self.centers.items():
+                self.gateways[center] = await CenterGateway(
+                    settings, answer_timeout=self.kiosk_wait
+                ).__aenter__()
+        except BaseException:
+            await self._close_gateways()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        for probe in self._probes.values():
+            probe.cancel()
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        await self._close_gateways()
+
+    async def _close_gateways(self) -> None:
+        for gateway in self.gateways.values():
+            await gateway.__aexit__(None, None, None)
+        for gateway in self._retired:
+            # Its clients still point at the lost broker, and aiokafka's close can fail there;
+            # nothing it holds matters any more.
+            closing = asyncio.create_task(gateway.__aexit__(None, None, None))
+            await asyncio.wait([closing], timeout=self.kiosk_wait + 1.0)
+            if not closing.done():
+                closing.cancel()
+            elif not closing.cancelled():
+                closing.exception()
+
+    async def reconnect(self, center: Origin, settings: Settings) -> None:
+        """A center rebuilt at a new address (its cluster was lost): the kiosks reach it through
+        a new gateway. The old one stays open, unused, until the router closes: by then what it
+        held for the lost broker has expired, never sent anywhere."""
+        self.centers[center] = settings
+        self._retired.append(self.gateways[center])
+        self.gateways[center] = await CenterGateway(
+            settings, answer_timeout=self.kiosk_wait
+        ).__aenter__()
+
+    def route(self, preferred: Origin) -> list[Origin]:
+        """The centers to try, in order: the preferred first unless it is down."""
+        others = [c for c in self.centers if c != preferred]
+        return [*others, preferred] if preferred in self.down else [preferred, *others]
+
+    async def submit(
+        self, request: IssuanceRequested, preferred: Origin, *, at: datetime | None = None
+    ) -> Routed:
+        attempts: list[Attempt] = []
+        for center in self.route(preferred):
+            if attempts:
+                request = request.model_copy(update={"request_id": new_event_id()})
+            try:
+                outcome = await asyncio.wait_for(
+                    self.gateways[center].submit(request, at=at), self.kiosk_wait
+                )
+            except (TimeoutError, KafkaError, OSError):
+                attempts.append(Attempt(center, request.request_id, answered=False))
+                self._abandoned.setdefault(center, []).append(request.request_id)
+                self._mark_down(center)
+                continue
+            attempts.append(Attempt(center, request.request_id, answered=True))
+            return Routed(outcome, center, attempts)
+        return Routed(None, None, attempts)
+
+    async def settle_abandoned(self) -> int:
+        """Cancel what a center issued after its kiosk gave up on it (the resident was served
+        at the other center, or left); returns how many. Run once the centers are back."""
+        cancelled = 0
+        for center, request_ids in self._abandoned.items():
+            gateway = self.gateways[center]
+            for outcome in (await gateway.outcomes(request_ids)).values():
+                if outcome.status == "issued":
+                    await gateway.cancel(outcome.request_id, "kiosk gave up waiting")
+                    cancelled += 1
+        return cancelled
+
+    def _mark_down(self, center: Origin) -> None:
+        if center in self.down:
+            return
+        self.down[center] = time.monotonic()
+        self._probes[center] = asyncio.create_task(self._probe(center))
+
+    async def _probe(self, center: Origin) -> None:
+        while True:
+            await asyncio.sleep(self.probe_every)
+            try:
+                ready = await asyncio.wait_for(
+                    center_ready(self.centers[center]), self.probe_every * 3
+                )
+            except (TimeoutError, KafkaError, OSError, asyncpg.PostgresError):
+                continue
+            if ready:
+                break
+        self.outages.append((center, self.down.pop(center), time.monotonic()))
+        self._probes.pop(center, None)

@@ -8,16 +8,16 @@ issuer decides it, and the kiosk then reports it delivered (the quoted fee paid)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import get_args
 from uuid import UUID
 
 from pipeline.database import connect
 from pipeline.settings import Settings
-from producers.center import CenterGateway, Outcome, recorded_outcomes
+from producers.center import CenterGateway, CenterRouter, Outcome, recorded_outcomes
 from producers.workload import SyntheticMunicipality, Traffic, Visit
 from schemas.codes import Origin
 from schemas.events.municipalities import MunicipalityProfile
@@ -56,44 +56,47 @@ async def run_kiosk_day(
     the kiosks' notices back. Requests are stamped with their hour of the day, so the issuer
     judges hours, closed days and certificates as of then."""
     report = KioskDayReport(day)
-    nation, holders = await _registered(settings, codes, day)
+    nation, holders = await card_holders(settings, codes, day)
     visits = Traffic(nation, scale=scale, seed=seed, holders=holders).day(day)
     report.requests = len(visits)
-    async with contextlib.AsyncExitStack() as stack:
-        centers: dict[Origin, CenterGateway] = {
-            center: await stack.enter_async_context(
-                CenterGateway(settings.model_copy(update={"center": center}))
-            )
-            for center in ("east", "west")
-        }
+    async with CenterRouter(kiosk_centers(settings), kiosk_wait=decision_timeout) as router:
         for done, visit in enumerate(visits, 1):
-            await centers[visit.center].submit(visit.request, at=visit.at, wait=False)
+            await router.gateways[visit.center].submit(visit.request, at=visit.at, wait=False)
             report.by_center[visit.center] += 1
             if progress:
                 progress("requests sent", done, len(visits))
         outcomes = await _decisions(settings, visits, decision_timeout, progress)
         for done, visit in enumerate(visits, 1):
             outcome = outcomes[visit.request.request_id]
-            await _notice(centers[visit.center], visit, outcome, report)
+            await report_notice(router.gateways[visit.center], visit, outcome, report)
             if progress:
                 progress("kiosk notices", done, len(visits))
     return report
 
 
-async def _notice(
+def kiosk_centers(settings: Settings) -> dict[Origin, Settings]:
+    """Where the kiosks send: each center's own cluster when the centers run apart
+    (``BCL_PEERS``), else both centers' gateways on this one cluster."""
+    if settings.peers:
+        return {c.center: c for c in settings.topology([settings.center, *settings.peers])}
+    return {center: settings.model_copy(update={"center": center}) for center in get_args(Origin)}
+
+
+async def report_notice(
     gateway: CenterGateway, visit: Visit, outcome: Outcome, report: KioskDayReport
 ) -> None:
+    """The kiosk tells the center what became of an issued certificate."""
     if not outcome.issued:
         report.rejected[outcome.reason or "unknown"] += 1
         return
     report.issued += 1
     report.first_document = report.first_document or outcome
     if visit.notice == "cancelled":
-        await gateway.cancel(visit.request.request_id, "resident left the kiosk", visit.notice_at)
+        await gateway.cancel(outcome.request_id, "resident left the kiosk", visit.notice_at)
         report.cancelled += 1
     else:
         fee = outcome.fee_total_yen or 0
-        await gateway.deliver(visit.request.request_id, fee, visit.notice_at)
+        await gateway.deliver(outcome.request_id, fee, visit.notice_at)
         report.delivered += 1
         report.fees_paid_yen += fee
 
@@ -121,7 +124,7 @@ async def _decisions(
             await asyncio.sleep(0.5)
 
 
-async def _registered(
+async def card_holders(
     settings: Settings, codes: Sequence[str], day: date
 ) -> tuple[list[SyntheticMunicipality], dict[str, list[str]]]:
     async with connect(settings) as connection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Annotated, get_args
 
 import typer
@@ -53,7 +54,7 @@ def run(
     """Copy the source center's topics into the target's cluster as '<source>.<topic>'."""
     source_settings, target_settings = centers(source, target)
     if detach:
-        _start_in_background(source_settings, target_settings)
+        start_mirror(source_settings, target_settings)
         return
     import asyncio
 
@@ -77,7 +78,7 @@ def run(
         )
 
     target_settings.center_home.mkdir(parents=True, exist_ok=True)
-    marker = target_settings.center_home / f"mirror-from-{source}.pid"
+    marker = mirror_pid_file(source_settings, target_settings)
     marker.write_text(str(os.getpid()))
     try:
         run_async(copy())
@@ -85,10 +86,20 @@ def run(
         marker.unlink(missing_ok=True)
 
 
-def _start_in_background(source: Settings, target: Settings) -> None:
+def mirror_pid_file(source: Settings, target: Settings) -> Path:
+    from infra.services import MIRROR_PID_FILE
+
+    return target.center_home / MIRROR_PID_FILE.format(source=source.center)
+
+
+def start_mirror(source: Settings, target: Settings) -> None:
+    """The mirror from ``source`` into ``target`` in the background (`bcl down` of the target
+    stops it)."""
     log_path = target.center_home / f"mirror-from-{source.center}.log"
     process = start_in_background(
-        ["mirror", "run", "--from", source.center, "--to", target.center], log_path
+        ["mirror", "run", "--from", source.center, "--to", target.center],
+        log_path,
+        mirror_pid_file(source, target),
     )
     console.print(
         f"mirror {source.center} → {target.center} started (pid {process.pid}), log: {log_path}"
