@@ -217,7 +217,11 @@ async def run_drill(
                 raise DrillError(
                     f"a kiosk's notice was refused on the center's return: {error}"
                 ) from None
-        outages = [o for o in router.outages if o[0] == failed]
+        # When the kiosks found the failed center ready again (the router's probe).
+        reopened = min(
+            (ready for center, _, ready in router.outages if center == failed and ready > back_at),
+            default=time.monotonic(),
+        )
     if (report.cancelled_after_giving_up or unsent) and not await _level(centers, level_timeout):
         raise DrillError(f"the centers were not level after {level_timeout:g} s")
     # What the failed center acknowledged before it failed and no longer holds: for an outage,
@@ -226,7 +230,7 @@ async def run_drill(
     before = held if scenario == "lost" else await logged_events(survivor, _copies(down, survivor))
     kept = {e.event_id for e in await logged_events(down, own_topics(down))}
     report.lost = [e for e in before if e.event_id not in kept]
-    _tally(report, done, failed_at, outages[0][2] if outages else time.monotonic())
+    _tally(report, done, failed_at, reopened)
     await _judge(report, centers, done)
     return report
 

@@ -42,6 +42,7 @@ from schemas.events.issuance import (
     IssuanceIssued,
     IssuanceRejected,
     IssuanceRequested,
+    RejectionReason,
 )
 from schemas.ids import derived_event_id, new_event_id
 
@@ -416,7 +417,8 @@ class CenterRouter:
 
     Each request goes to its store operator's preferred center. A center that does not answer
     within the kiosk's wait (its broker unreachable, its issuer down) is marked down: the kiosk
-    starts the request again, under a new request id, at the other center, and the operator's
+    starts the request again, under a new request id, at the other center (as it does when the
+    answer is ``request_expired``: the center answered too late), and the operator's
     kiosks send there until the down center is ready again (``center_ready``, probed every
     ``probe_every`` seconds). The abandoned request, if its center accepted it, is expired there
     with ``request_expired`` when the center returns; should it have been issued after all (an
@@ -507,6 +509,11 @@ class CenterRouter:
             except (TimeoutError, KafkaError, OSError):
                 attempts.append(Attempt(center, request.request_id, answered=False))
                 self._abandoned.setdefault(center, []).append(request.request_id)
+                self._mark_down(center)
+                continue
+            if outcome is not None and outcome.reason == RejectionReason.REQUEST_EXPIRED:
+                # The center answered too late to count (it is catching up): as unanswered.
+                attempts.append(Attempt(center, request.request_id, answered=False))
                 self._mark_down(center)
                 continue
             attempts.append(Attempt(center, request.request_id, answered=True))

@@ -8,11 +8,8 @@ that needs them gets its own database and its own topic prefix, so tests never s
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,25 +20,13 @@ from pipeline.database import connect
 from pipeline.kafka import create_topics
 from pipeline.migrations import migrate_all
 from pipeline.settings import Settings
-from tests.helpers import with_database
+from tests.helpers import scratch_folder, with_database
 
 
 @dataclass(frozen=True)
 class Endpoints:
     bootstrap: str
     dsn: str
-
-
-@contextmanager
-def scratch_folder() -> Iterator[Path]:
-    # Not pytest's tmp_path: every pytest session that starts resets /tmp/pytest-of-<user> to mode
-    # 0700, and under root that locks the unprivileged Postgres account out of a data folder below
-    # it, breaking a server that is starting in another session at that moment.
-    path = Path(tempfile.mkdtemp(prefix="bcl-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

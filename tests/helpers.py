@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -89,3 +93,15 @@ async def wait_for_log_line(path: Path, text: str, timeout: float = 120) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{text!r} not in {path} after {timeout}s")
         await asyncio.sleep(0.1)
+
+
+@contextmanager
+def scratch_folder() -> Iterator[Path]:
+    # Not pytest's tmp_path: every pytest session that starts resets /tmp/pytest-of-<user> to mode
+    # 0700, and under root that locks the unprivileged Postgres account out of a data folder below
+    # it, breaking a server that is starting in another session at that moment.
+    path = Path(tempfile.mkdtemp(prefix="bcl-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
