@@ -26,13 +26,13 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 from uuid import UUID
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra import services
@@ -327,9 +327,11 @@ def own_topics(center: Settings) -> list[str]:
     return [center.topic(spec.name) for spec in Mirror(center, center).specs]
 
 
-async def logged_events(settings: Settings, topics: Sequence[str]) -> list[LoggedEvent]:
-    """Every record of the physical ``topics`` in ``settings``' cluster, as far as they go now."""
-    found: list[LoggedEvent] = []
+async def whole_log(
+    settings: Settings, topics: Sequence[str]
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
+    """The records of the physical ``topics`` from their start to their end as of now, in
+    batches per partition."""
     async with reader(settings) as client:
         partitions = await partitions_of(client, list(topics))
         ends = await high_watermarks(client, partitions)
@@ -339,7 +341,14 @@ async def logged_events(settings: Settings, topics: Sequence[str]) -> list[Logge
             client.seek(tp, 0)
         while not all(await positions_reached(client, holding, ends)):
             for tp, records in (await client.getmany(timeout_ms=1000)).items():
-                found.extend(_logged(tp, r.offset, r.value) for r in records if r.offset < ends[tp])
+                yield tp, [r for r in records if r.offset < ends[tp]]
+
+
+async def logged_events(settings: Settings, topics: Sequence[str]) -> list[LoggedEvent]:
+    """Every record of the physical ``topics`` in ``settings``' cluster, as far as they go now."""
+    found: list[LoggedEvent] = []
+    async for tp, records in whole_log(settings, topics):
+        found.extend(_logged(tp, r.offset, r.value) for r in records)
     return sorted(found, key=lambda e: (e.topic, e.partition, e.offset))
 
 
@@ -389,47 +398,37 @@ async def restore_from_copies(survivor: Settings, rebuilt: Settings) -> int:
     mirror's headers; returns how many."""
     copier = Mirror(rebuilt, survivor)
     restored = 0
-    async with reader(survivor) as client:
-        copies = await partitions_of(client, [copier.copy_of(s.name) for s in copier.specs])
-        ends = await high_watermarks(client, copies)
-        holding = [tp for tp in copies if ends[tp] > 0]
-        client.assign(holding)
-        for tp in holding:
-            client.seek(tp, 0)
-        producer = await start_producer(rebuilt, linger_ms=2)
-        try:
-            while not all(await positions_reached(client, holding, ends)):
-                for tp, records in (await client.getmany(timeout_ms=1000)).items():
-                    target = rebuilt.topic(
-                        tp.topic.removeprefix(survivor.topic(f"{rebuilt.center}."))
+    producer = await start_producer(rebuilt, linger_ms=2)
+    try:
+        copies = [copier.copy_of(s.name) for s in copier.specs]
+        async for tp, records in whole_log(survivor, copies):
+            target = rebuilt.topic(tp.topic.removeprefix(survivor.topic(f"{rebuilt.center}.")))
+            futures = [
+                await producer.send(
+                    target,
+                    record.value,
+                    key=record.key,
+                    partition=tp.partition,
+                    timestamp_ms=record.timestamp,
+                    headers=[
+                        (k, v)
+                        for k, v in record.headers or ()
+                        if k not in (CENTER_HEADER, OFFSET_HEADER)
+                    ],
+                )
+                for record in records
+            ]
+            landed = await asyncio.gather(*futures)
+            for record, metadata in zip(records, landed, strict=True):
+                if metadata.offset != source_offset(record.headers):
+                    raise DrillError(
+                        f"{target}[{tp.partition}]: the copy of offset "
+                        f"{source_offset(record.headers)} landed at {metadata.offset}; "
+                        "the copy is not contiguous from the log's start"
                     )
-                    futures = [
-                        await producer.send(
-                            target,
-                            record.value,
-                            key=record.key,
-                            partition=tp.partition,
-                            timestamp_ms=record.timestamp,
-                            headers=[
-                                (k, v)
-                                for k, v in record.headers or ()
-                                if k not in (CENTER_HEADER, OFFSET_HEADER)
-                            ],
-                        )
-                        for record in records
-                        if record.offset < ends[tp]
-                    ]
-                    landed = await asyncio.gather(*futures)
-                    for record, metadata in zip(records, landed, strict=False):
-                        if metadata.offset != source_offset(record.headers):
-                            raise DrillError(
-                                f"{target}[{tp.partition}]: the copy of offset "
-                                f"{source_offset(record.headers)} landed at {metadata.offset}; "
-                                "the copy is not contiguous from the log's start"
-                            )
-                    restored += len(landed)
-        finally:
-            await producer.stop()
+            restored += len(landed)
+    finally:
+        await producer.stop()
     return restored
 
 
@@ -529,22 +528,13 @@ async def _judge(
 async def outcome_decisions(center: Settings) -> dict[UUID, set[UUID]]:
     """Every request's decisions in a center's log (its own and the mirrored outcomes): request
     id → the distinct decision events. More than one is a request decided twice."""
-    topics = center.subscribed(ISSUANCE_OUTCOMES.name)
     decisions: dict[UUID, set[UUID]] = {}
-    async with reader(center) as client:
-        partitions = await partitions_of(client, topics)
-        ends = await high_watermarks(client, partitions)
-        holding = [tp for tp in partitions if ends[tp] > 0]
-        client.assign(holding)
-        for tp in holding:
-            client.seek(tp, 0)
-        while not all(await positions_reached(client, holding, ends)):
-            for records in (await client.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    with contextlib.suppress(EventDecodeError):
-                        event = decode_event(record.value or b"")
-                        if isinstance(event.payload, IssuanceIssued | IssuanceRejected):
-                            decisions.setdefault(event.payload.request_id, set()).add(
-                                event.envelope.event_id
-                            )
+    async for _, records in whole_log(center, center.subscribed(ISSUANCE_OUTCOMES.name)):
+        for record in records:
+            with contextlib.suppress(EventDecodeError):
+                event = decode_event(record.value or b"")
+                if isinstance(event.payload, IssuanceIssued | IssuanceRejected):
+                    decisions.setdefault(event.payload.request_id, set()).add(
+                        event.envelope.event_id
+                    )
     return decisions

@@ -52,7 +52,7 @@ from pipeline.kafka import (
     reader,
     start_producer,
 )
-from pipeline.settings import Settings
+from pipeline.settings import ServicesNotRunning, Settings
 from pipeline.topics import CATALOG, RESIDENT_CHANGES, UNLIMITED_RETENTION, TopicSpec
 from pipeline.vault import Resident, copy_data_keys
 
@@ -134,7 +134,11 @@ class Mirror:
             for tp in sources:
                 client.seek(tp, resume[tp])
             producer = await start_producer(self.target, linger_ms=2)
-            if self.source.dsn != self.target.dsn:
+            if (
+                _has_vault(self.source)
+                and _has_vault(self.target)
+                and (self.source.dsn != self.target.dsn)
+            ):
                 self._vaults = (
                     await create_pool(self.source, max_size=1),
                     await create_pool(self.target, max_size=1),
@@ -198,7 +202,7 @@ class Mirror:
         """The data keys of the residents these records name (key ``municipality:resident``),
         into the target's vault before the records themselves."""
         if self._vaults is None:
-            return  # one database serves both centers: one vault
+            return  # one database serves both centers (one vault), or the topics go alone
         residents: list[Resident] = []
         for record in records:
             municipality, _, resident = (record.key or b"").decode().partition(":")
@@ -285,6 +289,14 @@ class Mirror:
             for c in checkpoints
         ]  # fmt: skip
         await asyncio.gather(*futures)
+
+
+def _has_vault(center: Settings) -> bool:
+    """Whether the center has a database (a mirror of the topics alone runs without)."""
+    try:
+        return bool(center.dsn)
+    except ServicesNotRunning:
+        return False
 
 
 def _first_and_last(copied: Sequence[Checkpoint]) -> list[Checkpoint]:

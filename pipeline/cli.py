@@ -293,14 +293,37 @@ def start_worker_in_background(current: Settings, agents: str | None = None) -> 
 
 @app.command()
 @clean_errors
-def replay(projection: Annotated[str, typer.Argument(help="The projection to rebuild.")]) -> None:
-    """Rebuild a projection from the log into fresh tables and swap them in."""
+def replay(
+    projections: Annotated[
+        list[str] | None,
+        typer.Argument(help="The projections to rebuild (default with --all: every one)."),
+    ] = None,
+    all_projections: Annotated[
+        bool, typer.Option("--all", help="Rebuild every projection, one after the other.")
+    ] = False,
+) -> None:
+    """Rebuild projections from the log into shadow tables and swap them in.
+
+    The log is this center's topics and, with BCL_PEERS, the other centers' mirrored copies;
+    queries keep reading the live tables until the swap. After a lost center is restored from
+    the other's copies: `bcl replay --all` (with the worker stopped).
+    """
+    from pipeline.projection import PROJECTION_MODULES
+
+    names = list(projections or [])
+    if all_projections == bool(names):
+        raise CommandError("name the projections to rebuild, or give --all (not both)")
+    for name in names or list(PROJECTION_MODULES):
+        _replay_one(name)
+
+
+def _replay_one(name: str) -> None:
     from pipeline.projection import load_projection
     from pipeline.replay import replay as rebuild
 
-    target = load_projection(projection, settings())
+    target = load_projection(name, settings())
     with Progress(
-        TextColumn(f"replay {projection}"),
+        TextColumn(f"replay {name}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -316,7 +339,7 @@ def replay(projection: Annotated[str, typer.Argument(help="The projection to reb
 
         report = run_async(rebuild(settings(), target, progress=progress))
     console.print(
-        f"replayed {report.events:,} events into {projection} in "
+        f"replayed {report.events:,} events into {name} in "
         f"{report.rebuild.seconds:.1f}s ({report.rebuild.events_per_second:,.0f} events/s); "
         f"{report.after_swap.events:,} more applied after the swap"
     )

@@ -105,3 +105,61 @@ def scratch_folder() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _bcl(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"bcl {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@contextmanager
+def two_centers(
+    municipality: str, *, answer_window: float, residents: int = 300
+) -> Iterator[tuple[Settings, Settings]]:
+    """East and west as `bcl up --centers east,west` starts them (each its broker, Postgres,
+    worker and mirror), ``municipality`` (文京区's profile) registered at east with a pushed
+    register of ``residents`` and a card for each, level in both centers; stopped by PID after.
+    """
+    with scratch_folder() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
+        env |= {"BCL_HOME": str(home), "BCL_ANSWER_WINDOW": str(answer_window)}
+        saved = {k: os.environ.get(k) for k in ("BCL_HOME", "BCL_ANSWER_WINDOW")}
+        # The drill restarts workers from this process: they must see the same window.
+        os.environ.update(BCL_HOME=env["BCL_HOME"], BCL_ANSWER_WINDOW=str(answer_window))
+        try:
+            _bcl(env, "up", "--centers", "east,west")
+            _bcl(env, "municipality", "add", municipality, "--name", "文京区", "--class",
+                 "special_ward", "--population", "240000", "--bcl", "--offers",
+                 "juminhyo,inkan", "--fee", "juminhyo=300@2022-01-04", "--mayor",
+                 "文京区長 成澤 廣修")  # fmt: skip
+            _bcl(env, "municipality", "seal-key", "create", municipality)
+            register = home / "register.csv"
+            _bcl(env, "workload", "register", municipality, "--residents", str(residents),
+                 "--seals", "--tax-year", "2025", "--out", str(register))  # fmt: skip
+            _bcl(env, "push", municipality, str(register), "--full")
+            _bcl(env, "wait", "registry", "replica")
+            _bcl(env, "certificate", "ca")
+            _bcl(env, "certificate", "issue", municipality, "--all")
+            _bcl(env, "wait")
+            _bcl(env | {"BCL_CENTER": "west", "BCL_PEERS": "east"}, "wait")
+            east, west = Settings(home=home).topology(["east", "west"])
+            yield east, west
+        finally:
+            subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "down", "--centers", "east,west"],
+                env=env,
+                capture_output=True,
+                timeout=120,
+            )
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

@@ -38,6 +38,7 @@ from producers.workload import platform_sample
 from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
 from tests.bench.certificates import bench_certificates
 from tests.bench.disaster import bench_disaster
+from tests.bench.failover import bench_failover
 from tests.bench.fees import bench_fees
 from tests.bench.issuance import bench_issuance
 from tests.bench.replica import bench_replica
@@ -50,7 +51,7 @@ RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
 SECTIONS = os.environ.get(
-    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees,disaster"
+    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees,disaster,failover"
 ).split(",")
 
 
@@ -184,6 +185,11 @@ async def main() -> None:
         if "disaster" in SECTIONS:
             console.print("[bold]disaster[/bold]: a 300,000-resident ledger seeded, check-ins")
             add_all(await bench_disaster(settings))
+        if "failover" in SECTIONS:
+            console.print(
+                "[bold]failover[/bold]: the drill on two centers of its own, both scenarios"
+            )
+            add_all(await bench_failover())
     finally:
         down(settings)
 

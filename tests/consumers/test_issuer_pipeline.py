@@ -242,12 +242,13 @@ async def test_a_running_worker_answers_the_kiosk(platform: Settings, tmp_path: 
     worker = start_worker(platform, tmp_path / "worker.log")
     try:
         async with CenterGateway(platform, answer_timeout=60) as center:
-            first = await center.submit(request(serials[ICHIRO]))
+            # Asked in the morning: at the wall clock's hour the window may be closed.
+            first = await center.submit(request(serials[ICHIRO]), at=MORNING)
             retried = request(serials[YOKO])
             answers = await asyncio.gather(
-                center.submit(retried),
-                center.submit(retried),
-                center.submit(request(serials[SAKURA])),
+                center.submit(retried, at=MORNING),
+                center.submit(retried, at=MORNING),
+                center.submit(request(serials[SAKURA]), at=MORNING),
             )
     finally:
         worker.send_signal(signal.SIGTERM)

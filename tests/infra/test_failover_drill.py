@@ -5,18 +5,14 @@ request decided twice and no visit charged twice."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from infra.failover import DrillReport, run_drill
 from pipeline.settings import Settings
-from tests.helpers import scratch_folder
+from tests.helpers import two_centers
 
 pytestmark = pytest.mark.integration
 
@@ -26,60 +22,12 @@ OUTAGE_DAY = date(2026, 11, 25)
 LOST_DAY = date(2026, 11, 26)
 
 
-def bcl(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, f"bcl {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def centers() -> Iterator[tuple[Settings, Settings]]:
-    """East and west up with Bunkyo's register pushed at east and a card for every resident,
-    level in both centers. The answer window is short so that an outage outlasts it."""
-    with scratch_folder() as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
-        env |= {"BCL_HOME": str(home), "BCL_ANSWER_WINDOW": "8", "COLUMNS": "200"}
-        saved = {k: os.environ.get(k) for k in ("BCL_HOME", "BCL_ANSWER_WINDOW")}
-        os.environ.update(BCL_HOME=env["BCL_HOME"], BCL_ANSWER_WINDOW="8")
-        try:
-            bcl(env, "up", "--centers", "east,west")
-            seed(env, home)
-            east, west = Settings(home=home).topology(["east", "west"])
-            yield east, west
-        finally:
-            subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "down", "--centers", "east,west"],
-                env=env,
-                capture_output=True,
-                timeout=120,
-            )
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def seed(env: dict[str, str], home: Path) -> None:
-    bcl(env, "municipality", "add", BUNKYO, "--name", "文京区", "--class", "special_ward",
-        "--population", "240000", "--bcl", "--offers", "juminhyo,inkan",
-        "--fee", "juminhyo=300@2022-01-04", "--mayor", "文京区長 成澤 廣修")  # fmt: skip
-    bcl(env, "municipality", "seal-key", "create", BUNKYO)
-    register = home / "register.csv"
-    bcl(env, "workload", "register", BUNKYO, "--residents", "300", "--seals",
-        "--tax-year", "2025", "--out", str(register))  # fmt: skip
-    bcl(env, "push", BUNKYO, str(register), "--full")
-    bcl(env, "wait", "registry", "replica")
-    bcl(env, "certificate", "ca")
-    bcl(env, "certificate", "issue", BUNKYO, "--all")
-    bcl(env, "wait")
-    bcl(env | {"BCL_CENTER": "west", "BCL_PEERS": "east"}, "wait")
+    """East and west up with Bunkyo's cards, level in both. The answer window is short so that
+    an outage outlasts it."""
+    with two_centers(BUNKYO, answer_window=8) as pair:
+        yield pair
 
 
 def assert_level(report: DrillReport) -> None:

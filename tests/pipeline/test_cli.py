@@ -49,3 +49,33 @@ def test_an_unknown_projection_is_named_with_the_known_ones(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "unknown projection 'nonesuch'" in result.output
     assert "journal" in result.output
+
+
+@pytest.mark.parametrize("args", [["replay"], ["replay", "journal", "--all"]])
+def test_replay_wants_projections_or_all_but_not_both(args: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, args, env={"BCL_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "name the projections to rebuild, or give --all" in result.output
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        ({"BCL_PEERS": "north"}, "BCL_PEERS: Input should be 'east' or 'west'"),
+        ({"BCL_CENTER": "west", "BCL_PEERS": "west"}, "BCL_PEERS lists west"),
+    ],
+)
+def test_a_bad_environment_variable_is_named(
+    variables: dict[str, str], said: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["status"], env={"BCL_HOME": str(tmp_path), **variables})
+    assert result.exit_code == 2
+    assert said in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("centers", ["east", "east,east", "east,north"])
+def test_up_centers_needs_two_distinct_known_centers(centers: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["up", "--centers", centers], env={"BCL_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "give two or more distinct centers" in " ".join(result.output.split())
