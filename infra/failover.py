@@ -95,7 +95,7 @@ class DrillReport:
     outage_seconds: float = 0.0
     catch_up_seconds: float = 0.0  # the center back → every projection of both centers level
     catch_up_events: int = 0
-    mirror_lag_at_failure: int = 0
+    mirror_lag_at_failure: int | None = None  # read at a lost center's failure only
     lost: list[LoggedEvent] = field(default_factory=list)
     expired: int = 0  # requests the failed center accepted, answered nobody, expired on return
     cancelled_after_giving_up: int = 0
@@ -181,7 +181,7 @@ async def run_drill(
         # The failure.
         failed_at = time.monotonic()
         if scenario == "outage":
-            _signal(_broker_pid(down), signal.SIGSTOP)
+            os.kill(_broker_pid(down), signal.SIGSTOP)
             _kill_worker(down)
             say(f"{failed}: broker stopped answering (SIGSTOP), worker killed (SIGKILL)")
         else:
@@ -194,7 +194,7 @@ async def run_drill(
         # The return.
         back_at = time.monotonic()
         if scenario == "outage":
-            _signal(_broker_pid(down), signal.SIGCONT)
+            os.kill(_broker_pid(down), signal.SIGCONT)
             say(f"{failed}: broker answering again")
         else:
             down, replayed = await _rebuild(down, survivor, say)
@@ -202,8 +202,11 @@ async def run_drill(
             await router.reconnect(failed, down)
             report.catch_up_events += replayed
         report.catch_up_events += await _behind(down)
-        _start_worker(down)
-        say(f"{failed}: worker started; {report.catch_up_events:,} events to catch up")
+        worker = services.start_worker(down)
+        say(
+            f"{failed}: worker started (pid {worker.pid}); "
+            f"{report.catch_up_events:,} events to catch up"
+        )
         await asyncio.gather(*traffic)
         if not await _level(centers, level_timeout):
             raise DrillError(f"the centers were not level after {level_timeout:g} s")
@@ -257,25 +260,15 @@ def _broker_pid(center: Settings) -> int:
     return pid
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    os.kill(pid, sig)
-
-
 def _kill_worker(center: Settings) -> None:
-    pid = read_pid_file(center.center_home / services.WORKER_PID_FILE)
+    pid = read_pid_file(services.worker_pid_file(center))
     if pid is None:
         raise DrillError(f"{center.center} has no worker running: run `bcl up --centers east,west`")
     stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
 
 
-def _start_worker(center: Settings) -> None:
-    from pipeline.cli import start_worker_in_background
-
-    start_worker_in_background(center)
-
-
 def _mirror_pid(source: Settings, target: Settings) -> int | None:
-    return read_pid_file(target.center_home / services.MIRROR_PID_FILE.format(source=source.center))
+    return read_pid_file(services.mirror_pid_file(source, target))
 
 
 async def _lose(
@@ -298,15 +291,15 @@ async def _lose(
     mirror = _mirror_pid(down, survivor)
     # 0.
     if mirror is not None and mirror_stall > 0:
-        _signal(mirror, signal.SIGSTOP)
+        os.kill(mirror, signal.SIGSTOP)
         await asyncio.sleep(mirror_stall)
     # 1.
     await gateway.hold()
     try:
         # 2.
-        worker = read_pid_file(down.center_home / services.WORKER_PID_FILE)
+        worker = read_pid_file(services.worker_pid_file(down))
         if worker is not None:
-            _signal(worker, signal.SIGSTOP)
+            os.kill(worker, signal.SIGSTOP)
         if mirror is not None:
             stop_pid(mirror, grace_seconds=0, sig=signal.SIGKILL)
         await asyncio.sleep(1.0)
@@ -365,8 +358,6 @@ async def _rebuild(down: Settings, survivor: Settings, say: Progress) -> tuple[S
     """Bring a lost center back: an empty broker, its own topics restored from the survivor's
     copies, the mirrors restarted, every projection replayed (the worker is not running).
     Returns its settings (its new broker) and how many events the projections replayed."""
-    from pipeline.commands.mirror import start_mirror
-
     services.up(down)
     fresh = Settings(**dict(down))  # the new broker's address, from services.json
     async with connect(fresh) as connection:
@@ -378,8 +369,8 @@ async def _rebuild(down: Settings, survivor: Settings, say: Progress) -> tuple[S
     if back_in is not None:
         # It was copying into the broker that died.
         stop_pid(back_in, grace_seconds=2)
-    start_mirror(survivor, fresh)
-    start_mirror(fresh, survivor)
+    services.start_mirror(survivor, fresh)
+    services.start_mirror(fresh, survivor)
     while True:  # the survivor's own topics copied into the rebuilt center before the replay
         if not sum((await mirror_lag(survivor, fresh)).values()):
             break
@@ -480,7 +471,6 @@ def _tally(report: DrillReport, done: list[_Visited], failed_at: float, back_at:
         and v.answered_at >= failed_at
     ]
     report.takeover_seconds = min(takeovers, default=0.0)
-    report.kiosks.requests = len(done)
     report.kiosks.by_center.update(served_by)
 
 

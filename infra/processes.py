@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from pathlib import Path
 from signal import SIGTERM, Signals
 
 import psutil  # type: ignore[import-untyped]
+
+from pipeline.settings import ServicesNotRunning
 
 LOCALHOST = "127.0.0.1"
 
@@ -21,7 +25,7 @@ LOCALHOST = "127.0.0.1"
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class ServiceStartError(RuntimeError):
+class ServiceStartError(ServicesNotRunning):
     """An embedded service exited or never became ready; the message carries its log tail."""
 
 
@@ -87,6 +91,39 @@ def start_process(
     _children[child.pid] = child
     pid_file(data_dir, name).write_text(f"{child.pid}\n")
     return ManagedProcess(name=name, pid=child.pid, log_path=log_path)
+
+
+def start_bcl(
+    arguments: Sequence[str],
+    log_path: Path,
+    pid_file: Path,
+    environment: Mapping[str, str] | None = None,
+    within: float = 60.0,
+) -> ManagedProcess:
+    """`bcl ARGUMENTS` in a session of its own, its output appended to ``log_path``, with
+    ``environment`` over this one's; it outlives the caller and is stopped by PID. Returns once
+    the process has written ``pid_file``, so a `bcl down` right after finds it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.unlink(missing_ok=True)
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *arguments],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ | dict(environment or {}),
+        )
+    _children[child.pid] = child
+    process = ManagedProcess(f"bcl {arguments[0]}", child.pid, log_path)
+    deadline = time.monotonic() + within
+    while not pid_file.exists():
+        if child.poll() is not None:
+            raise process.failure("exited at start")
+        if time.monotonic() > deadline:
+            raise process.failure(f"did not start within {within:g} s")
+        time.sleep(0.1)
+    return process
 
 
 def pid_alive(pid: int, *, name: str | None = None) -> bool:

@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import TypedDict
 
 from infra import broker, postgres
-from infra.processes import pid_alive, pid_file, read_pid_file, stop_pid
+from infra.processes import (
+    ManagedProcess,
+    pid_alive,
+    pid_file,
+    read_pid_file,
+    start_bcl,
+    stop_pid,
+)
 from pipeline.settings import Settings
 
-WORKER_PID_FILE = "worker.pid"
-MIRROR_PID_FILE = "mirror-from-{source}.pid"  # written by `bcl mirror run`
+WORKER_PID_FILE = "worker.pid"  # written by `bcl worker`
+MIRROR_PID_FILE = "mirror-from-{source}.pid"  # written by `bcl mirror run`, in the target's home
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def down(settings: Settings) -> list[str]:
         # The worker and the mirrors copying into this center first: they would only log
         # errors while its broker and database go away.
         for process_file in (
-            settings.center_home / WORKER_PID_FILE,
+            worker_pid_file(settings),
             *sorted(settings.center_home.glob(MIRROR_PID_FILE.format(source="*"))),
         ):
             process = read_pid_file(process_file)
@@ -161,6 +168,46 @@ def down(settings: Settings) -> list[str]:
             pid_file(service.data_dir(settings), service.label).unlink(missing_ok=True)
         settings.services_file.unlink(missing_ok=True)
     return stopped
+
+
+def worker_pid_file(settings: Settings) -> Path:
+    return settings.center_home / WORKER_PID_FILE
+
+
+def mirror_pid_file(source: Settings, target: Settings) -> Path:
+    return target.center_home / MIRROR_PID_FILE.format(source=source.center)
+
+
+def start_worker(settings: Settings, agents: str | None = None) -> ManagedProcess:
+    """The center's `bcl worker` in the background (`bcl down` stops it)."""
+    return start_bcl(
+        ["worker", *(["--agents", agents] if agents else [])],
+        settings.center_home / "worker.log",
+        worker_pid_file(settings),
+        center_environment(settings),
+    )
+
+
+def start_mirror(source: Settings, target: Settings) -> ManagedProcess:
+    """`bcl mirror run` from ``source`` into ``target`` in the background (`bcl down` of the
+    target stops it)."""
+    return start_bcl(
+        ["mirror", "run", "--from", source.center, "--to", target.center],
+        target.center_home / f"mirror-from-{source.center}.log",
+        mirror_pid_file(source, target),
+        center_environment(target),
+    )
+
+
+def center_environment(settings: Settings) -> dict[str, str]:
+    """What makes a process started with this environment that center, with the same home
+    and the same answer window (a worker expires requests by it, the kiosks wait by it)."""
+    return {
+        "BCL_HOME": str(settings.home),
+        "BCL_CENTER": settings.center,
+        "BCL_PEERS": ",".join(settings.peers),
+        "BCL_ANSWER_WINDOW": str(settings.answer_window),
+    }
 
 
 def status(settings: Settings) -> dict[str, ServiceStatus]:
@@ -180,7 +227,7 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
             alive=isinstance(pid, int) and pid_alive(pid, name=service.process_name),
             address=address if isinstance(address, str) else None,
         )
-    worker = read_pid_file(settings.center_home / WORKER_PID_FILE)
+    worker = read_pid_file(worker_pid_file(settings))
     report["worker"] = ServiceStatus(pid=worker, alive=worker is not None, address=None)
     return report
 

@@ -21,7 +21,6 @@ from pipeline.commands.common import (
     console,
     run_async,
     settings,
-    start_in_background,
 )
 from pipeline.settings import Center, Settings
 
@@ -107,12 +106,12 @@ def up(
     for center in topology:
         console.rule(f"center {center.center}")
         start_center(center, worker=True)
-    from pipeline.commands.mirror import start_mirror
+    from pipeline.commands.mirror import start_mirror_in_background
 
     for source in topology:
         for target in topology:
             if source.center != target.center:
-                start_mirror(source, target)
+                start_mirror_in_background(source, target)
 
 
 def centers_of(names: str) -> list[Settings]:
@@ -279,16 +278,10 @@ def worker(
 
 
 def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
-    from infra.services import WORKER_PID_FILE
+    from infra.services import start_worker
 
-    log_path = current.center_home / "worker.log"
-    process = start_in_background(
-        ["worker", *(["--agents", agents] if agents else [])],
-        log_path,
-        current.center_home / WORKER_PID_FILE,
-        current,
-    )
-    console.print(f"worker started (pid {process.pid}), log: {log_path}")
+    process = start_worker(current, agents)
+    console.print(f"worker started (pid {process.pid}), log: {process.log_path}")
 
 
 @app.command()

@@ -130,9 +130,6 @@ def two_centers(
     with scratch_folder() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
         env |= {"BCL_HOME": str(home), "BCL_ANSWER_WINDOW": str(answer_window)}
-        saved = {k: os.environ.get(k) for k in ("BCL_HOME", "BCL_ANSWER_WINDOW")}
-        # The drill restarts workers from this process: they must see the same window.
-        os.environ.update(BCL_HOME=env["BCL_HOME"], BCL_ANSWER_WINDOW=str(answer_window))
         try:
             _bcl(env, "up", "--centers", "east,west")
             _bcl(env, "municipality", "add", municipality, "--name", "文京区", "--class",
@@ -149,7 +146,9 @@ def two_centers(
             _bcl(env, "certificate", "issue", municipality, "--all")
             _bcl(env, "wait")
             _bcl(env | {"BCL_CENTER": "west", "BCL_PEERS": "east"}, "wait")
-            east, west = Settings(home=home).topology(["east", "west"])
+            # The workers the drill restarts get the window from these settings.
+            here = Settings(home=home, answer_window=answer_window)
+            east, west = here.topology(["east", "west"])
             yield east, west
         finally:
             subprocess.run(
@@ -158,8 +157,3 @@ def two_centers(
                 capture_output=True,
                 timeout=120,
             )
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value

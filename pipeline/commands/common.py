@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from enum import StrEnum
 from functools import wraps
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
@@ -90,6 +86,13 @@ def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coroutine)
 
 
+class CenterName(StrEnum):
+    """A certificate center as a command-line choice (``pipeline.settings.Center``)."""
+
+    EAST = "east"
+    WEST = "west"
+
+
 def settings() -> Settings:
     try:
         return load_settings()
@@ -132,42 +135,3 @@ def read_projection(name: str, read: Callable[[Connection], Awaitable[R]]) -> R:
             return await read(connection)
 
     return run_async(run())
-
-
-def start_in_background(
-    arguments: list[str],
-    log_path: Path,
-    pid_file: Path,
-    settings: Settings | None = None,
-    within: float = 60.0,
-) -> subprocess.Popen[bytes]:
-    """`bcl ARGUMENTS` in a session of its own, its output appended to ``log_path``; it outlives
-    this command and is stopped by PID (`bcl down`). Returns once the process has written
-    ``pid_file`` (so a `bcl down` right after finds it). With ``settings``, as that center (its
-    ``BCL_CENTER`` and ``BCL_PEERS``)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.unlink(missing_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", *arguments],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=os.environ | (center_environment(settings) if settings else {}),
-        )
-    deadline = time.monotonic() + within
-    while not pid_file.exists():
-        if process.poll() is not None:
-            raise CommandError(f"bcl {arguments[0]} exited at start; see {log_path}")
-        if time.monotonic() > deadline:
-            raise CommandError(
-                f"bcl {arguments[0]} did not start within {within:g} s; see {log_path}"
-            )
-        time.sleep(0.1)
-    return process
-
-
-def center_environment(settings: Settings) -> dict[str, str]:
-    """What makes a process started with this environment that center."""
-    return {"BCL_CENTER": settings.center, "BCL_PEERS": ",".join(settings.peers)}

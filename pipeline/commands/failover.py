@@ -16,7 +16,14 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CenterName,
+    CommandError,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+)
 
 if TYPE_CHECKING:
     from infra.failover import DrillReport
@@ -29,11 +36,6 @@ JST = ZoneInfo("Asia/Tokyo")
 class ScenarioOption(StrEnum):
     OUTAGE = "outage"
     LOST = "lost"
-
-
-class CenterOption(StrEnum):
-    EAST = "east"
-    WEST = "west"
 
 
 @app.command()
@@ -50,9 +52,7 @@ def drill(
             "rebuilt from the other center's copies, and what the mirror had not copied is lost."
         ),
     ] = ScenarioOption.OUTAGE,
-    fail: Annotated[CenterOption, typer.Option(help="The center that fails.")] = (
-        CenterOption.EAST
-    ),
+    fail: Annotated[CenterName, typer.Option(help="The center that fails.")] = (CenterName.EAST),
     on: Annotated[
         datetime | None,
         typer.Option(
@@ -117,7 +117,10 @@ def drill(
         ),
         ("expired on return (request_expired)", f"{report.expired:,}"),
         ("issued after the kiosk gave up, cancelled", f"{report.cancelled_after_giving_up:,}"),
-        ("mirror lag at the failure", f"{report.mirror_lag_at_failure:,}"),
+        (
+            "mirror lag at the failure",
+            "-" if report.mirror_lag_at_failure is None else f"{report.mirror_lag_at_failure:,}",
+        ),
         ("events lost", f"{len(report.lost):,}"),
         ("duplicate outcomes", f"{report.duplicate_outcomes:,}"),
         ("double charges", f"{len(report.double_charges):,}"),

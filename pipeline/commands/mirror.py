@@ -5,38 +5,33 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated
 
 import typer
 
 from pipeline.commands.common import (
+    CenterName,
     CommandError,
     clean_errors,
     console,
     run_async,
     settings,
-    start_in_background,
 )
 from pipeline.commands.output import Format, OutputFormat, emit
-from pipeline.settings import Center, Settings
+from pipeline.settings import Settings
 from pipeline.tables import Table
 
 app = typer.Typer(no_args_is_help=True)
 
-From = Annotated[str, typer.Option("--from", help="The center copied from: east or west.")]
-To = Annotated[str, typer.Option("--to", help="The center copied into: east or west.")]
+From = Annotated[CenterName, typer.Option("--from", help="The center copied from.")]
+To = Annotated[CenterName, typer.Option("--to", help="The center copied into.")]
 
 
-def centers(source: str, target: str) -> tuple[Settings, Settings]:
-    known = get_args(Center)
-    for name in (source, target):
-        if name not in known:
-            raise CommandError(f"unknown center {name!r}: give one of {', '.join(known)}")
+def centers(source: CenterName, target: CenterName) -> tuple[Settings, Settings]:
     if source == target:
         raise CommandError("--from and --to name the same center; a mirror copies between two")
     current = settings()
-    return current.for_center(source), current.for_center(target)  # type: ignore[arg-type]
+    return current.for_center(source.value), current.for_center(target.value)
 
 
 @app.command()
@@ -54,7 +49,7 @@ def run(
     """Copy the source center's topics into the target's cluster as '<source>.<topic>'."""
     source_settings, target_settings = centers(source, target)
     if detach:
-        start_mirror(source_settings, target_settings)
+        start_mirror_in_background(source_settings, target_settings)
         return
     import asyncio
 
@@ -78,6 +73,8 @@ def run(
         )
 
     target_settings.center_home.mkdir(parents=True, exist_ok=True)
+    from infra.services import mirror_pid_file
+
     marker = mirror_pid_file(source_settings, target_settings)
     marker.write_text(str(os.getpid()))
     try:
@@ -86,23 +83,13 @@ def run(
         marker.unlink(missing_ok=True)
 
 
-def mirror_pid_file(source: Settings, target: Settings) -> Path:
-    from infra.services import MIRROR_PID_FILE
+def start_mirror_in_background(source: Settings, target: Settings) -> None:
+    from infra.services import start_mirror
 
-    return target.center_home / MIRROR_PID_FILE.format(source=source.center)
-
-
-def start_mirror(source: Settings, target: Settings) -> None:
-    """The mirror from ``source`` into ``target`` in the background (`bcl down` of the target
-    stops it)."""
-    log_path = target.center_home / f"mirror-from-{source.center}.log"
-    process = start_in_background(
-        ["mirror", "run", "--from", source.center, "--to", target.center],
-        log_path,
-        mirror_pid_file(source, target),
-    )
+    process = start_mirror(source, target)
     console.print(
-        f"mirror {source.center} → {target.center} started (pid {process.pid}), log: {log_path}"
+        f"mirror {source.center} → {target.center} started (pid {process.pid}), "
+        f"log: {process.log_path}"
     )
 
 

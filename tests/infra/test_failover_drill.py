@@ -52,7 +52,6 @@ async def test_an_outage_loses_nothing_and_the_centers_end_level(
     )
     assert_level(report)
     assert report.lost == []
-    assert report.mirror_lag_at_failure == 0
     # What east took but could not answer before it stopped is expired on its return, never
     # issued: only a visit started again at west can have left such a request behind.
     assert report.expired <= report.rerouted
@@ -66,7 +65,7 @@ async def test_a_lost_center_loses_exactly_what_the_mirror_had_not_copied(
         east, west, [BUNKYO], LOST_DAY, scenario="lost", outage_seconds=12, seed=12
     )
     assert_level(report)
-    assert report.mirror_lag_at_failure > 0, "the stalled mirror left a recovery point"
+    assert report.mirror_lag_at_failure, "the stalled mirror left a recovery point"
     assert len(report.lost) == report.mirror_lag_at_failure
     assert {event.topic for event in report.lost} <= {"issuance.requests", "issuance.outcomes"}
     assert all(event.event_id for event in report.lost)
