@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Annotated, Any, get_args
 
 import typer
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from pipeline.commands.common import (
     CommandError,
+    aware_time,
     clean_errors,
     console,
     run_async,
@@ -294,23 +296,33 @@ def replay(
     all_projections: Annotated[
         bool, typer.Option("--all", help="Rebuild every projection, one after the other.")
     ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the log again from this time (ISO, with its zone) onto a copy of the live "
+            "tables, instead of rebuilding from the beginning."
+        ),
+    ] = None,
 ) -> None:
     """Rebuild projections from the log into shadow tables and swap them in.
 
     The log is this center's topics and, with BCL_PEERS, the other centers' mirrored copies;
-    queries keep reading the live tables until the swap. After a lost center is restored from
-    the other's copies: `bcl replay --all` (with the worker stopped).
+    queries keep reading the live tables until the swap. After an outage, `--since` the moment
+    it began re-reads only what came after: events the tables hold already change nothing, the
+    missing ones are added. After a lost center is restored from the other's copies, rebuild
+    from the beginning: `bcl replay --all` (with the worker stopped).
     """
     from pipeline.projection import PROJECTION_MODULES
 
     names = list(projections or [])
     if all_projections == bool(names):
         raise CommandError("name the projections to rebuild, or give --all (not both)")
+    moment = aware_time(since, "--since")
     for name in names or list(PROJECTION_MODULES):
-        _replay_one(name)
+        _replay_one(name, moment)
 
 
-def _replay_one(name: str) -> None:
+def _replay_one(name: str, since: datetime | None) -> None:
     from pipeline.projection import load_projection
     from pipeline.replay import replay as rebuild
 
@@ -330,9 +342,10 @@ def _replay_one(name: str) -> None:
             rate = done / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} events/s")
 
-        report = run_async(rebuild(settings(), target, progress=progress))
+        report = run_async(rebuild(settings(), target, since=since, progress=progress))
+    start = f" since {since.isoformat()}" if since else ""
     console.print(
-        f"replayed {report.events:,} events into {name} in "
+        f"replayed {report.events:,} events{start} into {name} in "
         f"{report.rebuild.seconds:.1f}s ({report.rebuild.events_per_second:,.0f} events/s); "
         f"{report.after_swap.events:,} more applied after the swap"
     )

@@ -2,16 +2,26 @@
 
 Queries keep reading the live schema for the whole rebuild; the swap is two schema renames in
 one short transaction.
+
+From the beginning, the shadow starts empty. From a time, it starts as a copy of the live tables
+whose tracking is moved back to the first record at or after that time, so the events since are
+read again onto what the live tables hold. Every projection's ``apply`` is idempotent (an event
+applied twice changes nothing), so the events the live tables already hold change nothing and
+those they missed are added. It cannot take out what an event no longer in the log put there:
+after a center's log is lost, replay from the beginning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pipeline.catchup import CatchUpReport, Progress, catch_up, runners
 from pipeline.database import Connection, quote_ident
+from pipeline.kafka import high_watermarks, offsets_at, partitions_of, reader
 from pipeline.migrations import migrate
 from pipeline.projection import Projection
+from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 
 
@@ -27,12 +37,18 @@ class ReplayReport:
 
 
 async def replay(
-    settings: Settings, projection: Projection, *, progress: Progress | None = None
+    settings: Settings,
+    projection: Projection,
+    *,
+    since: datetime | None = None,
+    progress: Progress | None = None,
 ) -> ReplayReport:
-    """Rebuild ``projection`` from the beginning of the log.
+    """Rebuild ``projection`` from the beginning of the log, or read it again ``since`` a time.
 
-    1. Create the shadow schema ``<name>__rebuild`` from the projection's migrations.
-    2. Read every partition from offset 0 to its high watermark into the shadow.
+    1. Create the shadow schema ``<name>__rebuild`` from the projection's migrations; from a
+       time, copy the live tables into it and move its tracking back to ``since``.
+    2. Read every partition from its tracked offset (from the beginning: 0) to its high
+       watermark into the shadow.
     3. Read once more up to the newer watermark, to shrink what the swap must wait for.
     4. Swap: lock the live tracking table (waiting out a live batch in flight), rename the live
        schema away and the shadow into its place, carry the migration records, commit.
@@ -50,6 +66,10 @@ async def replay(
                 "DELETE FROM platform.schema_migrations WHERE target_schema = $1", shadow
             )
             await migrate(connection, projection.name, shadow)
+            if since is not None:
+                await copy_tables(connection, projection.name, shadow)
+        if since is not None:
+            await rewind(building, settings, since)
         # 2.
         rebuild = await catch_up(building, settings, progress=progress)
         # 3.
@@ -63,6 +83,58 @@ async def replay(
         # 6.
         after_swap = await catch_up(runner(projection), settings)
     return ReplayReport(projection.name, rebuild, after_swap)
+
+
+async def copy_tables(connection: Connection, live: str, shadow: str) -> None:
+    """Copy every table of ``live`` into the same table of ``shadow`` as one snapshot, with the
+    sequences where they stood. Nothing to copy when the live schema does not exist yet."""
+    async with connection.transaction(isolation="repeatable_read"):
+        if not await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", live
+        ):
+            return
+        for table in await _relations_in_both(connection, "r", live, shadow):
+            columns = await connection.fetchval(
+                "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+                "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                f"{quote_ident(shadow)}.{table}",
+            )
+            await connection.execute(
+                f"INSERT INTO {quote_ident(shadow)}.{table} ({columns}) "
+                f"SELECT {columns} FROM {quote_ident(live)}.{table}"
+            )
+        for sequence in await _relations_in_both(connection, "S", live, shadow):
+            await connection.execute(
+                "SELECT setval($1::regclass, last_value, is_called) "
+                f"FROM {quote_ident(live)}.{sequence}",
+                f"{quote_ident(shadow)}.{sequence}",
+            )
+
+
+async def _relations_in_both(
+    connection: Connection, kind: str, live: str, shadow: str
+) -> list[str]:
+    """The quoted names of the relations of ``kind`` ('r' tables, 'S' sequences) that both
+    schemas hold."""
+    rows = await connection.fetch(
+        "SELECT quote_ident(s.relname) AS name FROM pg_class s "
+        "JOIN pg_class l USING (relname, relkind) "
+        "WHERE s.relnamespace = $1::regnamespace AND l.relnamespace = $2::regnamespace "
+        "AND s.relkind::text = $3 ORDER BY s.relname",
+        quote_ident(shadow),
+        quote_ident(live),
+        kind,
+    )
+    return [row["name"] for row in rows]
+
+
+async def rewind(runner: ProjectionRunner, settings: Settings, since: datetime) -> None:
+    """Move the runner's tracking back to the first record of each partition at or after
+    ``since``; a partition tracked to an earlier offset stays where it is."""
+    async with reader(settings) as client:
+        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
+        starts = await offsets_at(client, await high_watermarks(client, partitions), since)
+    await runner.track_at_most({tp: start - 1 for tp, start in starts.items()})
 
 
 async def swap_schemas(connection: Connection, live: str, shadow: str) -> None:

@@ -77,6 +77,21 @@ class ProjectionRunner:
             )
         return {TopicPartition(r["topic"], r["partition"]): r["last_offset"] for r in rows}
 
+    async def track_at_most(self, last: Mapping[TopicPartition, int]) -> None:
+        """Move tracking back so that each partition's offsets after ``last`` are read again."""
+        async with self.pool.acquire() as connection:
+            await connection.execute(
+                f"UPDATE {_q(self.schema)}.projection_offsets o "
+                "SET last_offset = x.o, updated_at = now() "
+                "FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o) "
+                "WHERE o.cluster = $1 AND o.topic = x.t AND o.partition = x.p "
+                "AND x.o < o.last_offset",
+                self.cluster,
+                [tp.topic for tp in last],
+                [tp.partition for tp in last],
+                list(last.values()),
+            )
+
     async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
         """Decode and apply one batch; see ``apply_decoded``."""
         return await self.apply_decoded(decode_records(records, self.projection.name))

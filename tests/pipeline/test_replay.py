@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -102,3 +103,53 @@ async def test_replayed_digest_equals_the_live_one(platform: Settings, tmp_path:
     rebuilt_line = [line for line in rebuilt.stdout.splitlines() if line.startswith("journal ")]
     assert live_line
     assert live_line == rebuilt_line
+
+
+async def test_replay_since_a_time_reads_only_what_came_after_onto_the_live_rows(
+    platform: Settings, tmp_path: Path
+) -> None:
+    before, after = list(platform_sample(6_000, seed=5)), list(platform_sample(4_000, seed=6))
+    worker = start_worker(platform, tmp_path / "worker.log", agents="journal")
+    try:
+        async with producer(platform) as client:
+            await publish_many(platform, client, before)
+            await asyncio.sleep(1.5)
+            since = datetime.now(UTC)
+            await asyncio.sleep(1.5)
+            await publish_many(platform, client, after)
+        assert await wait_for_journal(platform, 10_000, timeout=180) == 10_000
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    live = await bcl(platform, "digest", "journal")
+    # Rows gone from the live table on both sides of the time, as a faulty release might lose
+    # them while its tracking moved on.
+    lost_before = [o.envelope.event_id for o in before[::60]]
+    lost_after = [o.envelope.event_id for o in after[::40]]
+    async with connect(platform) as connection:
+        await connection.execute(
+            "DELETE FROM journal.events WHERE event_id = ANY($1::uuid[])", lost_before + lost_after
+        )
+
+    replayed = await bcl(platform, "replay", "journal", "--since", since.isoformat())
+
+    assert replayed.returncode == 0, replayed.stdout
+    assert "replayed 4,000 events since" in replayed.stdout, replayed.stdout
+    async with connect(platform) as connection:
+        back = await connection.fetch(
+            "SELECT event_id FROM journal.events WHERE event_id = ANY($1::uuid[])",
+            lost_before + lost_after,
+        )
+    # What came after the time is whole again; what came before was not read.
+    assert {row["event_id"] for row in back} == set(lost_after)
+    rebuilt = await bcl(platform, "replay", "journal")
+    assert rebuilt.returncode == 0, rebuilt.stdout
+    assert (await bcl(platform, "digest", "journal")).stdout == live.stdout
+
+
+async def test_replay_since_needs_a_time_with_its_zone(platform: Settings) -> None:
+    replayed = await bcl(platform, "replay", "journal", "--since", "2026-11-22T09:00")
+
+    assert replayed.returncode != 0
+    assert "--since '2026-11-22T09:00' needs a time zone" in replayed.stdout, replayed.stdout
+    assert "Traceback" not in replayed.stdout
