@@ -107,7 +107,7 @@ def scratch_folder() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _bcl(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+def bcl_succeeds(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
         env=env,
@@ -131,21 +131,21 @@ def two_centers(
         env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
         env |= {"BCL_HOME": str(home), "BCL_ANSWER_WINDOW": str(answer_window)}
         try:
-            _bcl(env, "up", "--centers", "east,west")
-            _bcl(env, "municipality", "add", municipality, "--name", "文京区", "--class",
+            bcl_succeeds(env, "up", "--centers", "east,west")
+            bcl_succeeds(env, "municipality", "add", municipality, "--name", "文京区", "--class",
                  "special_ward", "--population", "240000", "--bcl", "--offers",
                  "juminhyo,inkan", "--fee", "juminhyo=300@2022-01-04", "--mayor",
                  "文京区長 成澤 廣修")  # fmt: skip
-            _bcl(env, "municipality", "seal-key", "create", municipality)
+            bcl_succeeds(env, "municipality", "seal-key", "create", municipality)
             register = home / "register.csv"
-            _bcl(env, "workload", "register", municipality, "--residents", str(residents),
+            bcl_succeeds(env, "workload", "register", municipality, "--residents", str(residents),
                  "--seals", "--tax-year", "2025", "--out", str(register))  # fmt: skip
-            _bcl(env, "push", municipality, str(register), "--full")
-            _bcl(env, "wait", "registry", "replica")
-            _bcl(env, "certificate", "ca")
-            _bcl(env, "certificate", "issue", municipality, "--all")
-            _bcl(env, "wait")
-            _bcl(env | {"BCL_CENTER": "west", "BCL_PEERS": "east"}, "wait")
+            bcl_succeeds(env, "push", municipality, str(register), "--full")
+            bcl_succeeds(env, "wait", "registry", "replica")
+            bcl_succeeds(env, "certificate", "ca")
+            bcl_succeeds(env, "certificate", "issue", municipality, "--all")
+            bcl_succeeds(env, "wait")
+            bcl_succeeds(env | {"BCL_CENTER": "west", "BCL_PEERS": "east"}, "wait")
             # The workers the drill restarts get the window from these settings.
             here = Settings(home=home, answer_window=answer_window)
             east, west = here.topology(["east", "west"])

@@ -5,14 +5,19 @@ request decided twice and no visit charged twice."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
-from infra.failover import DrillReport, run_drill
+from infra.failover import COMPARED, DrillReport, run_drill
+from infra.services import center_environment
+from pipeline.database import connect
+from pipeline.digest import projection_digest
+from pipeline.projection import load_projection
 from pipeline.settings import Settings
-from tests.helpers import two_centers
+from tests.helpers import bcl_succeeds, two_centers
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +52,7 @@ async def test_an_outage_loses_nothing_and_the_centers_end_level(
     centers: tuple[Settings, Settings],
 ) -> None:
     east, west = centers
+    drill_began = datetime.now(UTC)
     report = await run_drill(
         east, west, [BUNKYO], OUTAGE_DAY, scenario="outage", outage_seconds=12, seed=11
     )
@@ -55,6 +61,18 @@ async def test_an_outage_loses_nothing_and_the_centers_end_level(
     # What east took but could not answer before it stopped is expired on its return, never
     # issued: only a visit started again at west can have left such a request behind.
     assert report.expired <= report.rerouted
+
+    # Operations re-read east's log since the drill began, its own topics and west's copies,
+    # onto copies of its tables: what they hold already changes nothing, the centers stay level.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
+    replayed = bcl_succeeds(
+        env | center_environment(east), "replay", *COMPARED, "--since", drill_began.isoformat()
+    )
+    assert replayed.count(f"since {drill_began.isoformat()}") == len(COMPARED), replayed
+    for name in COMPARED:
+        async with connect(east) as connection:
+            digest = await projection_digest(connection, load_projection(name, east))
+        assert digest.sha256 == report.digests[name]["west"], f"{name} changed by the replay"
 
 
 async def test_a_lost_center_loses_exactly_what_the_mirror_had_not_copied(
