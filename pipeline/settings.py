@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the issuer's live batch may wait: a kiosk is waiting for each answer.",
     )
+    fetch_wait: float = Field(
+        default=0.01,
+        gt=0,
+        le=30,
+        description="Seconds a live consumer's fetch may wait for new records. tansu answers a "
+        "waiting fetch only when the wait is over, so each hop through a live agent can take "
+        "this long; on Kafka, a longer wait only means fewer idle fetches.",
+    )
     answer_window: float = Field(
         default=120.0,
         gt=0,

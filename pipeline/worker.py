@@ -15,11 +15,12 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faust.transport.drivers import aiokafka as faust_kafka
 
 from pipeline.catchup import LogGapReader, catch_up
 from pipeline.database import create_pool
@@ -149,8 +150,9 @@ def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
     """The faust app of this center (its consumer group is ``app_id``, by default the center's)."""
     datadir = Path(settings.center_home) / "worker"
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return _App(
         app_id or f"{settings.topic_prefix}bcl-{settings.center}",
+        fetch_wait=settings.fetch_wait,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -173,6 +175,39 @@ def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
         # projection's tracking row, not faust's commit.
         stream_wait_empty=False,
     )
+
+
+class _App(faust.App):
+    """faust's app with a consumer whose fetches wait ``fetch_wait`` seconds at most.
+
+    faust fixes the wait at 1.5 s. Kafka answers a waiting fetch as soon as records arrive, but
+    tansu only when the wait is over, so a kiosk's request would sit up to 1.5 s in front of the
+    issuer.
+    """
+
+    def __init__(self, id: str, *, fetch_wait: float, **options: Any) -> None:
+        self.fetch_wait = fetch_wait
+        super().__init__(id, **options)
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer[bytes, bytes]:
+        consumer: AIOKafkaConsumer[bytes, bytes] = super()._create_worker_consumer(transport)
+        # Read by the consumer's start(), when it builds its fetcher: set before that.
+        consumer._fetch_max_wait_ms = int(cast(_App, self.app).fetch_wait * 1000)
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
 
 
 def _credentials(settings: Settings) -> Any:

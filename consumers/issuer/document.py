@@ -527,11 +527,10 @@ def _qr_operators(matrix: list[bytes], x: float, y: float, size: float) -> str:
     edges = np.diff(np.pad(dark, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     rows, starts = np.nonzero(edges == 1)
     _, ends = np.nonzero(edges == -1)
-    runs = [
-        f"{start} {count - 1 - row} {end - start} 1 re"
-        for row, start, end in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True)
-    ]
-    return f"q 0 g {module:.4f} 0 0 {module:.4f} {x:.4f} {y:.4f} cm\n" + "\n".join(runs) + "\nf Q"
+    # x, y, width of each run, formatted in one call: one f-string per run cost 2 ms.
+    runs = np.column_stack((starts, count - 1 - rows, ends - starts)).ravel().tolist()
+    drawn = ("%d %d %d 1 re\n" * (len(runs) // 3)) % tuple(runs)
+    return f"q 0 g {module:.4f} 0 0 {module:.4f} {x:.4f} {y:.4f} cm\n{drawn}f Q"
 
 
 # ----------------------------------------------------------------------------------- drawing
