@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         description="Seconds the issuer's live batch may wait: a kiosk is waiting for each answer.",
     )
     fetch_wait: float = Field(
-        default=0.01,
+        default=0.03,
         gt=0,
         le=30,
         description="Seconds a live consumer's fetch may wait for new records. tansu answers a "
