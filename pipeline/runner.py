@@ -80,17 +80,7 @@ class ProjectionRunner:
     async def track_at_most(self, last: Mapping[TopicPartition, int]) -> None:
         """Move tracking back so that each partition's offsets after ``last`` are read again."""
         async with self.pool.acquire() as connection:
-            await connection.execute(
-                f"UPDATE {_q(self.schema)}.projection_offsets o "
-                "SET last_offset = x.o, updated_at = now() "
-                "FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o) "
-                "WHERE o.cluster = $1 AND o.topic = x.t AND o.partition = x.p "
-                "AND x.o < o.last_offset",
-                self.cluster,
-                [tp.topic for tp in last],
-                [tp.partition for tp in last],
-                list(last.values()),
-            )
+            await self._move_tracking(connection, last, back=True)
 
     async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
         """Decode and apply one batch; see ``apply_decoded``."""
@@ -154,7 +144,7 @@ class ProjectionRunner:
                 await self.dead_letters.record(connection, self.cluster, letters)
             # 8.
             result.last_offsets = _last_offsets(batch)
-            await self._advance_tracking(connection, result.last_offsets)
+            await self._move_tracking(connection, result.last_offsets)
         # 9. (leaving the transaction block commits)
         # 10.
         if decided:
@@ -219,13 +209,17 @@ class ProjectionRunner:
         )
         return {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
 
-    async def _advance_tracking(
-        self, connection: Connection, last: Mapping[TopicPartition, int]
+    async def _move_tracking(
+        self, connection: Connection, last: Mapping[TopicPartition, int], *, back: bool = False
     ) -> None:
+        """Set each partition's tracked offset to ``last``: only forward, or only ``back``."""
+        direction = "<" if back else ">"
         await connection.execute(
-            "UPDATE projection_offsets o SET last_offset = x.o, updated_at = now() "
+            f"UPDATE {_q(self.schema)}.projection_offsets o "
+            "SET last_offset = x.o, updated_at = now() "
             "FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o) "
-            "WHERE o.cluster = $1 AND o.topic = x.t AND o.partition = x.p AND x.o > o.last_offset",
+            "WHERE o.cluster = $1 AND o.topic = x.t AND o.partition = x.p "
+            f"AND x.o {direction} o.last_offset",
             self.cluster,
             [tp.topic for tp in last],
             [tp.partition for tp in last],
