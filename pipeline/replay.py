@@ -18,11 +18,12 @@ from datetime import datetime
 
 from pipeline.catchup import CatchUpReport, Progress, catch_up, runners
 from pipeline.database import Connection, quote_ident
-from pipeline.kafka import high_watermarks, offsets_at, partitions_of, reader
+from pipeline.kafka import offsets_at, reader
 from pipeline.migrations import migrate
 from pipeline.projection import Projection
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
+from pipeline.status import log_ends
 
 
 @dataclass
@@ -131,9 +132,9 @@ async def _relations_in_both(
 async def rewind(runner: ProjectionRunner, settings: Settings, since: datetime) -> None:
     """Move the runner's tracking back to the first record of each partition at or after
     ``since``; a partition tracked to an earlier offset stays where it is."""
+    ends = await log_ends(settings, runner.projection)
     async with reader(settings) as client:
-        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
-        starts = await offsets_at(client, await high_watermarks(client, partitions), since)
+        starts = await offsets_at(client, ends, since)
     await runner.track_at_most({tp: start - 1 for tp, start in starts.items()})
 
 

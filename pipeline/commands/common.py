@@ -31,12 +31,25 @@ class CommandError(Exception):
     """An error the user can act on; printed without a traceback."""
 
 
-def validation_problems(error: ValidationError, whole: str) -> str:
-    """Each problem pydantic found as ``field: message``, ``whole`` naming the model itself."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or whole}: {e['msg']}"
-        for e in error.errors(include_url=False)
-    )
+def _dotted(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+def validation_problems(
+    error: ValidationError,
+    whole: str = "",
+    *,
+    field: Callable[[tuple[int | str, ...]], str] = _dotted,
+) -> str:
+    """Each problem pydantic found as ``field: message``: ``field`` names a field from its
+    location as the user spells it, ``whole`` names the model itself (empty: the message alone).
+    """
+    problems = []
+    for found in error.errors(include_url=False):
+        where = field(found["loc"]) if found["loc"] else whole
+        message = str(found["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -97,12 +110,8 @@ def settings() -> Settings:
     try:
         return load_settings()
     except ValidationError as error:
-        # Field names as the environment spells them: what the user set.
-        problems = "; ".join(
-            (f"BCL_{str(e['loc'][0]).upper()}: " if e["loc"] else "")
-            + str(e["msg"]).removeprefix("Value error, ")
-            for e in error.errors(include_url=False)
-        )
+        # Fields named as the environment spells them: what the user set.
+        problems = validation_problems(error, field=lambda location: f"BCL_{location[0]}".upper())
         raise CommandError(f"{problems} (fix the environment)") from None
 
 

@@ -87,7 +87,7 @@ def _payload(model: type[BaseModel], **fields: object) -> BaseModel:
     try:
         return model.model_validate(fields)
     except ValidationError as error:
-        raise CommandError(validation_problems(error, "")) from None
+        raise CommandError(validation_problems(error)) from None
 
 
 def _area(text: str | None) -> Area | None:
