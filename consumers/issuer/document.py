@@ -20,12 +20,11 @@ import base64
 import binascii
 import hashlib
 import importlib.util
-import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Final
 from uuid import UUID
@@ -33,12 +32,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import zxingcpp
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfdoc, pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.pdfgen.canvas import Canvas
 
+from consumers.issuer.pdf import Document, Page, Template, Typeface
 from schemas.documents import (
     CertificateContent,
     DisasterCertificate,
@@ -60,7 +55,8 @@ JST = ZoneInfo("Asia/Tokyo")
 
 FONT: Final = "IPAexGothic"
 MONO: Final = "Courier"  # one of the 14 standard fonts: nothing to embed for the command line
-PAGE_WIDTH, PAGE_HEIGHT = A4
+mm: Final = 72 / 25.4
+PAGE_WIDTH, PAGE_HEIGHT = 210 * mm, 297 * mm  # A4
 MARGIN: Final = 20 * mm
 CONTENT_WIDTH: Final = PAGE_WIDTH - 2 * MARGIN
 SEAL_RED: Final = (0.8, 0.1, 0.1)
@@ -85,6 +81,37 @@ _DISASTER_SENTENCES: Final = {
     CertificateType.HISAI: "上記のとおり、被災したことを証明する。",
 }
 _SEX: Final = {"male": "男", "female": "女"}
+_CERTIFY_HOUSEHOLD: Final = "この写しは、世帯全員の住民票の原本と相違ないことを証明する。"
+_CERTIFY_RESIDENT: Final = "この写しは、住民票の原本と相違ないことを証明する。"
+_CERTIFY_SEAL: Final = "この写しは、登録されている印影と相違ないことを証明する。"
+_CERTIFY_TAX: Final = "上記のとおり相違ないことを証明する。"
+_SEAL_NOTE: Final = (
+    "この証明書には{name}の電子契印（電子署名）が付されています。"
+    "真正性は裏面の偽造防止情報（二次元コード・検証ID）で確かめられます。"
+)
+_BACK_PARAGRAPHS: Final = (
+    "この面は、表面の証明書が{name}により発行され、発行後に書き換えられていないことを"
+    "確かめるための情報です。",
+    "二次元コードには、文書ID、証明内容のSHA-256ダイジェスト、{name}の電子契印"
+    "（ECDSA P-256による電子署名）とその鍵IDが記録されています。電子契印は"
+    "{name}の公開鍵で検証できます。",
+    f"PDFファイルには証明内容（{ATTACHED_CONTENT}）と電子契印（{ATTACHED_SIGNATURE}）が"
+    "添付されています。{name}の公開鍵（鍵ID {key_id}）を seal.pub.pem として"
+    "保存し、次のコマンドを実行して「Verified OK」と表示されれば、証明内容は発行時のままです。",
+)
+_OPENSSL_COMMAND: Final = (
+    f"openssl dgst -sha256 -verify seal.pub.pem -signature {ATTACHED_SIGNATURE} {ATTACHED_CONTENT}"
+)
+_PAPER_CHECK: Final = (
+    "紙の証明書は、検証IDを検証サービスに入力すると、発行された内容と照合できます。"
+)
+# The labels of the forms' boxes and the words around the values.
+_FORM_LABELS: Final = (
+    "住所 世帯主 氏名 生年月日 性別 続柄 住民となった年月日 住所を定めた年月日 届出年月日 "
+    "前住所 から転入 登録番号 年度 中の所得 所得金額 課税額 納付額 非課税 円 災害名 災害発生日 "
+    "災害の種類 被災者氏名 被災住家の所在地 住家の被害の程度 印 偽造防止情報 検証ID: "
+    "電子契印の鍵ID 団体コード 文書ID: 頁 /"
+)
 
 # First days of the eras, newest first; 明治 is reckoned from 明治元年1月1日 (Gregorian).
 _ERAS: Final = (
@@ -99,6 +126,26 @@ _ERAS: Final = (
 _NO_LINE_START: Final = frozenset("、。，．）」』】〕・ー")
 # A run of printable ASCII (a file name, a command word) is not broken across lines.
 _TOKENS: Final = re.compile(r"[!-~]+|.", re.DOTALL)
+
+# What every document's template subset holds (see consumers/issuer/pdf.py): the forms' fixed
+# wording, and the characters of dates, amounts, ids and furigana. Any other character drawn
+# goes into the document's own subset.
+_FORM_WORDING: Final = "".join(
+    (
+        *(title for title, _ in _TYPES.values()),
+        *_DISASTER_SENTENCES.values(),
+        *_SEX.values(),
+        *(era for _, era in _ERAS),
+        *DAMAGE_LABELS.values(),
+        *DISASTER_KIND_LABELS.values(),
+        _CERTIFY_HOUSEHOLD, _CERTIFY_RESIDENT, _CERTIFY_SEAL, _CERTIFY_TAX,
+        _SEAL_NOTE, *_BACK_PARAGRAPHS, _PAPER_CHECK, _FORM_LABELS,
+        "元年月日度（）、。・：　",
+        *map(chr, range(0x20, 0x7F)),  # printable ASCII
+        *map(chr, range(0x3041, 0x3097)),  # hiragana
+        *map(chr, range(0x30A1, 0x30FD)),  # katakana and ー
+    )
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ public helpers
@@ -184,9 +231,8 @@ def render_document(content: bytes, signature: bytes) -> bytes:
     """The PDF of the certificate whose canonical content bytes and DER signature are given.
 
     Deterministic: the same bytes in give the same bytes out, on any machine with the same
-    libraries (reportlab's invariant mode, no clock: the file's dates are the issue time).
+    font (no clock: the file's dates are the issue time).
     """
-    _register_font()
     certificate = parse_content(content)
     title = certificate_title(certificate)
     digest = hashlib.sha256(content).hexdigest()
@@ -194,24 +240,48 @@ def render_document(content: bytes, signature: bytes) -> bytes:
     # The same symbol on every back page: drawn once.
     qr_drawing = _qr_operators(modules, (PAGE_WIDTH - _QR_SIZE) / 2, _TOP - _QR_SIZE, _QR_SIZE)
     fronts = _fronts(certificate, title)
-    buffer = io.BytesIO()
-    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1)
-    _describe(canvas, certificate, title, content, signature)
+    document = Document(certificate_template())
     for number, front in enumerate(fronts, start=1):
         paging = f"{number} / {len(fronts)} 頁"
-        _header(canvas, certificate, paging)
-        front(canvas)
-        _front_footer(canvas, certificate)
-        canvas.showPage()
-        _header(canvas, certificate, paging)
-        _back(canvas, certificate, qr_drawing)
-        canvas.showPage()
-    canvas.save()
-    return buffer.getvalue()
+        page = document.new_page()
+        _header(page, certificate, paging)
+        front(page)
+        _front_footer(page, certificate)
+        page = document.new_page()
+        _header(page, certificate, paging)
+        _back(page, certificate, qr_drawing)
+    stamp = certificate.issued_at.astimezone(JST).strftime("D:%Y%m%d%H%M%S+09'00'")
+    return document.output(
+        size=(PAGE_WIDTH, PAGE_HEIGHT),
+        information={
+            "Title": title,
+            "Author": certificate.municipality_name,
+            "Subject": f"{title} 文書ID {certificate.document_id} "
+            f"検証ID {certificate.verification_id}",
+            "Creator": "BCL 自治体基盤クラウドシステム",
+        },
+        created=stamp,
+        attachments=(
+            (
+                ATTACHED_CONTENT,
+                content,
+                "application/json",
+                "電子契印の対象となる証明内容（正規化JSON）",
+            ),
+            (
+                ATTACHED_SIGNATURE,
+                signature,
+                "application/octet-stream",
+                "証明内容のECDSA P-256署名（DER）",
+            ),
+        ),
+        # The file identifier (ISO 32000-1, 14.4): unique to the document, stable across redraws.
+        file_id=hashlib.sha256(content + signature).digest()[:16],
+    )
 
 
-@cache
-def _register_font() -> None:
+def font_path() -> Path:
+    """IPAexGothic as matplotlib-fontja ships it."""
     # Found without importing matplotlib_fontja: its __init__ imports matplotlib, which is slow.
     spec = importlib.util.find_spec("matplotlib_fontja")
     if spec is None or not spec.submodule_search_locations:
@@ -219,85 +289,30 @@ def _register_font() -> None:
             "matplotlib-fontja is not installed: it ships IPAexGothic, the font certificates are "
             "printed in"
         )
-    path = Path(spec.submodule_search_locations[0]) / "fonts" / "ipaexg.ttf"
-    # Not ASCII-readable: subsets hold only the characters drawn, so the font objects stay small.
-    pdfmetrics.registerFont(TTFont(FONT, str(path), asciiReadable=False))
+    return Path(spec.submodule_search_locations[0]) / "fonts" / "ipaexg.ttf"
 
 
-def _describe(
-    canvas: Canvas, content: CertificateContent, title: str, signed: bytes, signature: bytes
-) -> None:
-    """The document information and the two attachments.
+@cache
+def certificate_template() -> Template:
+    """The face and its template subset, read and built once per process."""
+    return Template(Typeface(font_path(), FONT), _FORM_WORDING)
 
-    The canvas has no call for embedded files, so they go straight into reportlab's PDF object
-    layer: parsing and rewriting the finished file with pypdf to add them would cost a third of
-    the render time. A stream given no filter is written as it is, so the signed bytes appear
-    verbatim in the file.
-    """
-    canvas.setTitle(title)
-    canvas.setAuthor(content.municipality_name)
-    # The subject also makes reportlab's file id, a digest of the document information, unique.
-    canvas.setSubject(f"{title} 文書ID {content.document_id} 検証ID {content.verification_id}")
-    canvas.setCreator("BCL 自治体基盤クラウドシステム")
-    stamp = content.issued_at.astimezone(JST).strftime("D:%Y%m%d%H%M%S+09'00'")
-    canvas.setDateFormatter(lambda *_: stamp)
-    document = canvas._doc
-    names: list[object] = []
-    for name, data, media_type, description in (
-        (
-            ATTACHED_CONTENT,
-            signed,
-            "application/json",
-            "電子契印の対象となる証明内容（正規化JSON）",
-        ),
-        (
-            ATTACHED_SIGNATURE,
-            signature,
-            "application/octet-stream",
-            "証明内容のECDSA P-256署名（DER）",
-        ),
-    ):
-        stream = pdfdoc.PDFStream(
-            pdfdoc.PDFDictionary(
-                {
-                    "Type": pdfdoc.PDFName("EmbeddedFile"),
-                    # Written as is: PDFName would leave the slash of a media type unescaped.
-                    "Subtype": "/" + media_type.replace("/", "#2F"),
-                    "Params": pdfdoc.PDFDictionary({"Size": len(data)}),
-                }
-            ),
-            content=data,
-        )
-        filespec = pdfdoc.PDFDictionary(
-            {
-                "Type": pdfdoc.PDFName("Filespec"),
-                "F": pdfdoc.PDFString(name),
-                "UF": pdfdoc.PDFString(name),
-                "Desc": pdfdoc.PDFString(description),
-                "EF": pdfdoc.PDFDictionary({"F": document.Reference(stream)}),
-            }
-        )
-        names += [pdfdoc.PDFString(name), document.Reference(filespec)]
-    document.Catalog.Names = pdfdoc.PDFDictionary(
-        {"EmbeddedFiles": pdfdoc.PDFDictionary({"Names": pdfdoc.PDFArray(names)})}
-    )
+
+def _width(text: str, size: float) -> float:
+    return certificate_template().face.width(text, size)
 
 
 # ------------------------------------------------------------------------------------ fronts
 
 
-def _fronts(content: CertificateContent, title: str) -> list[Callable[[Canvas], None]]:
+def _fronts(content: CertificateContent, title: str) -> list[Callable[[Page], None]]:
     body = content.body
     if isinstance(body, ResidentRecordCopy):
         chunks = [
             body.members[start : start + MEMBERS_PER_PAGE]
             for start in range(0, len(body.members), MEMBERS_PER_PAGE)
         ]
-        sentence = (
-            "この写しは、世帯全員の住民票の原本と相違ないことを証明する。"
-            if len(body.members) > 1
-            else "この写しは、住民票の原本と相違ないことを証明する。"
-        )
+        sentence = _CERTIFY_HOUSEHOLD if len(body.members) > 1 else _CERTIFY_RESIDENT
         return [
             partial(
                 _juminhyo_front,
@@ -322,19 +337,19 @@ def _juminhyo_front(
     body: ResidentRecordCopy,
     members: Sequence[ResidentEntry],
     sentence: str | None,
-    canvas: Canvas,
+    page: Page,
 ) -> None:
-    _title(canvas, title)
-    top = _cell(canvas, MARGIN, _TOP, CONTENT_WIDTH, 30, "住所", body.address)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 30, "世帯主", body.head_of_household)[1]
+    _title(page, title)
+    top = _cell(page, MARGIN, _TOP, CONTENT_WIDTH, 30, "住所", body.address)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 30, "世帯主", body.head_of_household)[1]
     top -= 12
     for member in members:
-        top = _member(canvas, top, member) - _MEMBER_GAP
+        top = _member(page, top, member) - _MEMBER_GAP
     if sentence is not None:
-        _certify(canvas, content, sentence)
+        _certify(page, content, sentence)
 
 
-def _member(canvas: Canvas, top: float, member: ResidentEntry) -> float:
+def _member(page: Page, top: float, member: ResidentEntry) -> float:
     """One person's block; returns its bottom."""
     x = MARGIN
     kana = f"　{member.name_kana}" if member.name_kana else ""
@@ -344,7 +359,7 @@ def _member(canvas: Canvas, top: float, member: ResidentEntry) -> float:
         (0.08, "性別", _SEX[member.sex]),
         (0.14, "続柄", member.relationship),
     ):
-        x = _cell(canvas, x, top, CONTENT_WIDTH * width, 32, label, value, size=12.5)[0]
+        x = _cell(page, x, top, CONTENT_WIDTH * width, 32, label, value, size=12.5)[0]
     top -= 32
     x = MARGIN
     for label, when in (
@@ -353,39 +368,37 @@ def _member(canvas: Canvas, top: float, member: ResidentEntry) -> float:
         ("届出年月日", member.notified_on),
     ):
         text = japanese_date(when) if when is not None else ""
-        x = _cell(canvas, x, top, CONTENT_WIDTH / 3, 28, label, text)[0]
+        x = _cell(page, x, top, CONTENT_WIDTH / 3, 28, label, text)[0]
     top -= 28
     moved_in = f"{member.previous_address}から転入" if member.previous_address else ""
-    return _cell(canvas, MARGIN, top, CONTENT_WIDTH, 28, "前住所", moved_in)[1]
+    return _cell(page, MARGIN, top, CONTENT_WIDTH, 28, "前住所", moved_in)[1]
 
 
 def _inkan_front(
-    content: CertificateContent, title: str, body: SealCertificate, canvas: Canvas
+    content: CertificateContent, title: str, body: SealCertificate, page: Page
 ) -> None:
-    _title(canvas, title)
-    top = _cell(canvas, MARGIN, _TOP, CONTENT_WIDTH, 34, "登録番号", body.registration_number)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "氏名", body.name, size=13)[1]
+    _title(page, title)
+    top = _cell(page, MARGIN, _TOP, CONTENT_WIDTH, 34, "登録番号", body.registration_number)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "氏名", body.name, size=13)[1]
     x = _cell(
-        canvas, MARGIN, top, CONTENT_WIDTH * 0.6, 34, "生年月日", japanese_date(body.birth_date)
+        page, MARGIN, top, CONTENT_WIDTH * 0.6, 34, "生年月日", japanese_date(body.birth_date)
     )[0]
-    top = _cell(canvas, x, top, CONTENT_WIDTH * 0.4, 34, "性別", _SEX[body.sex])[1]
-    _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "住所", body.address)
-    _certify(canvas, content, "この写しは、登録されている印影と相違ないことを証明する。")
+    top = _cell(page, x, top, CONTENT_WIDTH * 0.4, 34, "性別", _SEX[body.sex])[1]
+    _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "住所", body.address)
+    _certify(page, content, _CERTIFY_SEAL)
 
 
-def _tax_front(
-    content: CertificateContent, title: str, body: TaxCertificate, canvas: Canvas
-) -> None:
-    _title(canvas, title)
+def _tax_front(content: CertificateContent, title: str, body: TaxCertificate, page: Page) -> None:
+    _title(page, title)
     # Municipal tax of a fiscal year is assessed on the previous calendar year's income; a year
     # in which the era changed is named by the new era, hence its last day.
     income_year = _era_year(date(body.fiscal_year - 1, 12, 31))
     year = f"{fiscal_year_name(body.fiscal_year)}（{income_year}中の所得）"
-    top = _cell(canvas, MARGIN, _TOP, CONTENT_WIDTH, 34, "年度", year)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "氏名", body.name, size=13)[1]
+    top = _cell(page, MARGIN, _TOP, CONTENT_WIDTH, 34, "年度", year)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "氏名", body.name, size=13)[1]
     born = japanese_date(body.birth_date)
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "生年月日", born)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "住所", body.address)[1] - 12
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "生年月日", born)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "住所", body.address)[1] - 12
     assessed = _yen(body.assessed_yen) + ("（非課税）" if body.assessed_yen == 0 else "")
     x = MARGIN
     for label, amount in (
@@ -393,114 +406,93 @@ def _tax_front(
         ("課税額", assessed),
         ("納付額", _yen(body.paid_yen)),
     ):
-        x = _cell(canvas, x, top, CONTENT_WIDTH / 3, 40, label, amount, size=13, right=True)[0]
-    _certify(canvas, content, "上記のとおり相違ないことを証明する。")
+        x = _cell(page, x, top, CONTENT_WIDTH / 3, 40, label, amount, size=13, right=True)[0]
+    _certify(page, content, _CERTIFY_TAX)
 
 
 def _disaster_front(
-    content: CertificateContent, title: str, body: DisasterCertificate, canvas: Canvas
+    content: CertificateContent, title: str, body: DisasterCertificate, page: Page
 ) -> None:
-    _title(canvas, title)
-    top = _cell(canvas, MARGIN, _TOP, CONTENT_WIDTH, 34, "災害名", body.disaster_name)[1]
+    _title(page, title)
+    top = _cell(page, MARGIN, _TOP, CONTENT_WIDTH, 34, "災害名", body.disaster_name)[1]
     occurred = japanese_date(body.occurred_on)
-    x = _cell(canvas, MARGIN, top, CONTENT_WIDTH * 0.6, 34, "災害発生日", occurred)[0]
+    x = _cell(page, MARGIN, top, CONTENT_WIDTH * 0.6, 34, "災害発生日", occurred)[0]
     kind = DISASTER_KIND_LABELS[body.disaster_kind]
-    top = _cell(canvas, x, top, CONTENT_WIDTH * 0.4, 34, "災害の種類", kind)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "被災者氏名", body.name, size=13)[1]
+    top = _cell(page, x, top, CONTENT_WIDTH * 0.4, 34, "災害の種類", kind)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "被災者氏名", body.name, size=13)[1]
     born = japanese_date(body.birth_date)
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "生年月日", born)[1]
-    top = _cell(canvas, MARGIN, top, CONTENT_WIDTH, 34, "被災住家の所在地", body.address)[1] - 12
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "生年月日", born)[1]
+    top = _cell(page, MARGIN, top, CONTENT_WIDTH, 34, "被災住家の所在地", body.address)[1] - 12
     damage = DAMAGE_LABELS[body.damage]
-    _cell(canvas, MARGIN, top, CONTENT_WIDTH, 44, "住家の被害の程度", damage, size=18)
-    _certify(canvas, content, _DISASTER_SENTENCES[content.certificate_type])
+    _cell(page, MARGIN, top, CONTENT_WIDTH, 44, "住家の被害の程度", damage, size=18)
+    _certify(page, content, _DISASTER_SENTENCES[content.certificate_type])
 
 
-def _certify(canvas: Canvas, content: CertificateContent, sentence: str) -> None:
+def _certify(page: Page, content: CertificateContent, sentence: str) -> None:
     """The certifying sentence, the date of issue and the mayor with the seal mark."""
-    canvas.setFont(FONT, 11.5)
-    canvas.drawString(MARGIN + 12, _CERTIFY_TOP, sentence)
+    page.set_font(FONT, 11.5)
+    page.text(MARGIN + 12, _CERTIFY_TOP, sentence)
     issued_on = content.issued_at.astimezone(JST).date()
-    canvas.drawString(MARGIN + 24, _CERTIFY_TOP - 26, japanese_date(issued_on))
+    page.text(MARGIN + 24, _CERTIFY_TOP - 26, japanese_date(issued_on))
     # A mark where the mayor's seal (職印) is stamped on a counter-issued certificate; what
     # authenticates this one is the electronic seal.
     seal_size = 44.0
     seal_left = PAGE_WIDTH - MARGIN - seal_size
     mayor_y = _CERTIFY_TOP - 68
-    _fit(canvas, MARGIN + 120, mayor_y, content.mayor, 14, seal_left - MARGIN - 126, right=True)
-    canvas.saveState()
-    canvas.setStrokeColorRGB(*SEAL_RED)
-    canvas.setFillColorRGB(*SEAL_RED)
+    _fit(page, MARGIN + 120, mayor_y, content.mayor, 14, seal_left - MARGIN - 126, right=True)
+    page.save()
+    page.stroke_rgb(*SEAL_RED)
+    page.fill_rgb(*SEAL_RED)
     bottom = mayor_y - seal_size / 2 + 4
-    canvas.setLineWidth(2)
-    canvas.rect(seal_left, bottom, seal_size, seal_size, stroke=1, fill=0)
-    canvas.setLineWidth(0.6)
-    canvas.rect(seal_left + 3, bottom + 3, seal_size - 6, seal_size - 6, stroke=1, fill=0)
-    canvas.setFont(FONT, 22)
-    canvas.drawCentredString(seal_left + seal_size / 2, bottom + seal_size / 2 - 8, "印")
-    canvas.restoreState()
-    canvas.setFont(FONT, 8)
-    note = (
-        f"この証明書には{content.municipality_name}の電子契印（電子署名）が付されています。"
-        "真正性は裏面の偽造防止情報（二次元コード・検証ID）で確かめられます。"
-    )
+    page.line_width(2)
+    page.frame(seal_left, bottom, seal_size, seal_size)
+    page.line_width(0.6)
+    page.frame(seal_left + 3, bottom + 3, seal_size - 6, seal_size - 6)
+    page.set_font(FONT, 22)
+    page.text(seal_left + seal_size / 2, bottom + seal_size / 2 - 8, "印", align="center")
+    page.restore()
+    page.set_font(FONT, 8)
+    note = _SEAL_NOTE.format(name=content.municipality_name)
     y = mayor_y - 44
     for line in _wrap(note, 8, CONTENT_WIDTH - 24):
-        canvas.drawString(MARGIN + 12, y, line)
+        page.text(MARGIN + 12, y, line)
         y -= 12
 
 
 # -------------------------------------------------------------------------------------- back
 
 
-def _back(canvas: Canvas, content: CertificateContent, qr_drawing: str) -> None:
-    _title(canvas, "偽造防止情報")
-    canvas.addLiteral(qr_drawing)
+def _back(page: Page, content: CertificateContent, qr_drawing: str) -> None:
+    _title(page, "偽造防止情報")
+    page.literal(qr_drawing)
     y = _TOP - _QR_SIZE - 34
-    canvas.setFont(FONT, 20)
-    canvas.drawCentredString(PAGE_WIDTH / 2, y, f"検証ID: {content.verification_id}")
-    canvas.setFont(FONT, 10)
+    page.set_font(FONT, 20)
+    page.text(PAGE_WIDTH / 2, y, f"検証ID: {content.verification_id}", align="center")
+    page.set_font(FONT, 10)
     y -= 22
-    canvas.drawCentredString(
+    page.text(
         PAGE_WIDTH / 2,
         y,
         f"電子契印の鍵ID: {content.seal_key_id}（{content.municipality_name}・"
         f"団体コード {content.municipality}）",
+        align="center",
     )
     y -= 16
-    canvas.drawCentredString(PAGE_WIDTH / 2, y, f"文書ID: {content.document_id}")
+    page.text(PAGE_WIDTH / 2, y, f"文書ID: {content.document_id}", align="center")
     y -= 34
-    name = content.municipality_name
-    paragraphs = (
-        f"この面は、表面の証明書が{name}により発行され、発行後に書き換えられていないことを"
-        "確かめるための情報です。",
-        f"二次元コードには、文書ID、証明内容のSHA-256ダイジェスト、{name}の電子契印"
-        "（ECDSA P-256による電子署名）とその鍵IDが記録されています。電子契印は"
-        f"{name}の公開鍵で検証できます。",
-        f"PDFファイルには証明内容（{ATTACHED_CONTENT}）と電子契印（{ATTACHED_SIGNATURE}）が"
-        f"添付されています。{name}の公開鍵（鍵ID {content.seal_key_id}）を seal.pub.pem として"
-        "保存し、次のコマンドを実行して「Verified OK」と表示されれば、証明内容は発行時のままです。",
-    )
-    for paragraph in paragraphs:
-        for line in _wrap(paragraph, 9.5, CONTENT_WIDTH):
-            canvas.setFont(FONT, 9.5)
-            canvas.drawString(MARGIN, y, line)
+    for paragraph in _BACK_PARAGRAPHS:
+        text = paragraph.format(name=content.municipality_name, key_id=content.seal_key_id)
+        for line in _wrap(text, 9.5, CONTENT_WIDTH):
+            page.set_font(FONT, 9.5)
+            page.text(MARGIN, y, line)
             y -= 15
         y -= 6
-    canvas.setFont(MONO, 8.5)
-    canvas.drawString(
-        MARGIN + 12,
-        y,
-        f"openssl dgst -sha256 -verify seal.pub.pem -signature {ATTACHED_SIGNATURE} "
-        f"{ATTACHED_CONTENT}",
-    )
+    page.set_font(MONO, 8.5)
+    page.text(MARGIN + 12, y, _OPENSSL_COMMAND)
     y -= 24
-    canvas.setFont(FONT, 9.5)
-    for line in _wrap(
-        "紙の証明書は、検証IDを検証サービスに入力すると、発行された内容と照合できます。",
-        9.5,
-        CONTENT_WIDTH,
-    ):
-        canvas.drawString(MARGIN, y, line)
+    page.set_font(FONT, 9.5)
+    for line in _wrap(_PAPER_CHECK, 9.5, CONTENT_WIDTH):
+        page.text(MARGIN, y, line)
         y -= 15
 
 
@@ -517,9 +509,9 @@ def qr_modules(payload: str) -> list[bytes]:
 def _qr_operators(matrix: list[bytes], x: float, y: float, size: float) -> str:
     """The symbol with its bottom-left corner at (x, y), the quiet zone left to the white paper.
 
-    One path of one rectangle per horizontal run of dark modules, in module units: written as
-    PDF operators because formatting a thousand rectangles through reportlab's path object
-    costs a third of the whole document.
+    One path of one rectangle per horizontal run of dark modules, in module units, one line
+    ``column row length 1 re`` each, the numbers right-aligned in three columns: the lines are
+    laid out as a byte array at once, as formatting a thousand of them one by one cost 1 ms.
     """
     count = len(matrix)
     module = size / count
@@ -527,26 +519,36 @@ def _qr_operators(matrix: list[bytes], x: float, y: float, size: float) -> str:
     edges = np.diff(np.pad(dark, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     rows, starts = np.nonzero(edges == 1)
     _, ends = np.nonzero(edges == -1)
-    # x, y, width of each run, formatted in one call: one f-string per run cost 2 ms.
-    runs = np.column_stack((starts, count - 1 - rows, ends - starts)).ravel().tolist()
-    drawn = ("%d %d %d 1 re\n" * (len(runs) // 3)) % tuple(runs)
+    lines = np.empty((len(starts), len(_RUN_LINE)), dtype=np.uint8)
+    lines[:] = np.frombuffer(_RUN_LINE, dtype=np.uint8)
+    for column, numbers in zip((0, 4, 8), (starts, count - 1 - rows, ends - starts), strict=True):
+        lines[:, column : column + 3] = _THREE_DIGITS[numbers]
+    drawn = lines.tobytes().decode("ascii")
     return f"q 0 g {module:.4f} 0 0 {module:.4f} {x:.4f} {y:.4f} cm\n{drawn}f Q"
+
+
+# Numbers 0-999 right-aligned in three characters (a QR symbol is at most 177 modules wide),
+# and the line they are written into.
+_THREE_DIGITS: Final = np.frombuffer(
+    "".join(f"{number:3d}" for number in range(1000)).encode("ascii"), dtype=np.uint8
+).reshape(1000, 3)
+_RUN_LINE: Final = b"ccc rrr lll 1 re\n"
 
 
 # ----------------------------------------------------------------------------------- drawing
 
 
-def _header(canvas: Canvas, content: CertificateContent, paging: str) -> None:
-    canvas.setFillGray(0)
-    canvas.setFont(FONT, 9)
-    canvas.drawString(MARGIN, PAGE_HEIGHT - 14 * mm, content.municipality_name)
-    canvas.drawRightString(PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 14 * mm, paging)
+def _header(page: Page, content: CertificateContent, paging: str) -> None:
+    page.fill_gray(0)
+    page.set_font(FONT, 9)
+    page.text(MARGIN, PAGE_HEIGHT - 14 * mm, content.municipality_name)
+    page.text(PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 14 * mm, paging, align="right")
 
 
-def _front_footer(canvas: Canvas, content: CertificateContent) -> None:
-    canvas.setFillGray(0.25)
+def _front_footer(page: Page, content: CertificateContent) -> None:
+    page.fill_gray(0.25)
     _fit(
-        canvas,
+        page,
         MARGIN,
         12 * mm,
         f"文書ID: {content.document_id}　検証ID: {content.verification_id}　"
@@ -554,16 +556,16 @@ def _front_footer(canvas: Canvas, content: CertificateContent) -> None:
         7.5,
         CONTENT_WIDTH,
     )
-    canvas.setFillGray(0)
+    page.fill_gray(0)
 
 
-def _title(canvas: Canvas, title: str) -> None:
-    canvas.setFont(FONT, 20)
-    canvas.drawCentredString(PAGE_WIDTH / 2, PAGE_HEIGHT - 30 * mm, title)
+def _title(page: Page, title: str) -> None:
+    page.set_font(FONT, 20)
+    page.text(PAGE_WIDTH / 2, PAGE_HEIGHT - 30 * mm, title, align="center")
 
 
 def _cell(
-    canvas: Canvas,
+    page: Page,
     x: float,
     top: float,
     width: float,
@@ -576,34 +578,37 @@ def _cell(
 ) -> tuple[float, float]:
     """A framed box with its label small at the top left; returns its (right edge, bottom)."""
     bottom = top - height
-    canvas.setLineWidth(0.5)
-    canvas.setStrokeGray(0.45)
-    canvas.rect(x, bottom, width, height, stroke=1, fill=0)
-    canvas.setFillGray(0.35)
-    _fit(canvas, x + 4, top - 9, label, 7, width - 8)
-    canvas.setFillGray(0)
+    page.line_width(0.5)
+    page.stroke_gray(0.45)
+    page.frame(x, bottom, width, height)
+    page.fill_gray(0.35)
+    _fit(page, x + 4, top - 9, label, 7, width - 8)
+    page.fill_gray(0)
     if value:
-        _fit(canvas, x + 8, bottom + 7, value, size, width - 16, right=right)
+        _fit(page, x + 8, bottom + 7, value, size, width - 16, right=right)
     return x + width, bottom
 
 
 def _fit(
-    canvas: Canvas, x: float, y: float, text: str, size: float, width: float, *, right: bool = False
+    page: Page, x: float, y: float, text: str, size: float, width: float, *, right: bool = False
 ) -> None:
     """``text`` in ``width`` from ``x``, smaller than ``size`` if that is what it takes to fit."""
-    natural = float(pdfmetrics.stringWidth(text, FONT, size))
-    canvas.setFont(FONT, size * width / natural if natural > width else size)
+    natural = _width(text, size)
+    page.set_font(FONT, size * width / natural if natural > width else size)
     if right:
-        canvas.drawRightString(x + width, y, text)
+        page.text(x + width, y, text, align="right")
     else:
-        canvas.drawString(x, y, text)
+        page.text(x, y, text)
 
 
-def _wrap(text: str, size: float, width: float) -> list[str]:
+@lru_cache(maxsize=1024)
+def _wrap(text: str, size: float, width: float) -> tuple[str, ...]:
+    """``text`` broken into lines of at most ``width`` (禁則 kept); the back's paragraphs of one
+    municipality are the same in all its documents, hence the cache."""
     lines: list[str] = []
     line, used = "", 0.0
     for token in _TOKENS.findall(text):
-        advance = float(pdfmetrics.stringWidth(token, FONT, size))
+        advance = _width(token, size)
         if line and used + advance > width and token not in _NO_LINE_START:
             lines.append(line)
             line, used = "", 0.0
@@ -611,7 +616,7 @@ def _wrap(text: str, size: float, width: float) -> list[str]:
         used += advance
     if line:
         lines.append(line)
-    return lines
+    return tuple(lines)
 
 
 def _era_year(d: date) -> str:

@@ -697,7 +697,8 @@ def test_the_back_draws_a_qr_code_that_scans_back_to_the_payload(household: Seal
         assert contents is not None
         operators = contents.get_data().decode("latin-1")
         # The symbol is drawn in module units: "column row run 1 re", row 0 at the bottom.
-        runs = re.findall(r"^(\d+) (\d+) (\d+) 1 re$", operators, re.MULTILINE)
+        runs = re.findall(r"^ *(\d+) +(\d+) +(\d+) 1 re$", operators, re.MULTILINE)
+        assert len(runs) > size
         # Rebuilt as a picture (white, with a quiet zone, 4 pixels a module) and scanned.
         picture = np.full((size + 8, size + 8), 255, dtype=np.uint8)
         for column, row, length in runs:
