@@ -139,11 +139,22 @@ class Worker:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         try:
-            worker = faust.Worker(self.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-            worker.execute_from_commandline()
+            faust_worker(self.app, loglevel).execute_from_commandline()
         finally:
             if pid_file.exists() and pid_file.read_text() == str(os.getpid()):
                 pid_file.unlink()
+
+
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """faust's worker for ``app``, logging at ``loglevel``, without its terminal spinner.
+
+    To spin at every log record, the spinner puts the root logger at DEBUG: every debug call
+    of aiokafka and faust (one per partition per fetch) would then build a record only for the
+    handler to drop it, a tenth of the worker's time at 100 kiosk requests a second.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
 
 
 def new_app(settings: Settings, app_id: str | None = None) -> faust.App:

@@ -47,6 +47,7 @@ from schemas.events.issuance import (
 from schemas.ids import derived_event_id, new_event_id
 
 _RETRY_CHECK_AFTER = 1.0  # seconds before a request unanswered is looked up as a retry
+_LOOKUP_GATHER = 0.1  # seconds the look-ups of unanswered requests are gathered into one query
 
 
 class CenterError(ValueError):
@@ -163,6 +164,8 @@ class CenterGateway:
         self._sending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._lookup: asyncio.Future[dict[UUID, Outcome]] | None = None
+        self._lookup_ids: set[UUID] = set()
 
     async def __aenter__(self) -> Self:
         self._pool = await create_pool(self.settings, max_size=2)
@@ -171,8 +174,12 @@ class CenterGateway:
         self._producer = await start_producer(
             self.settings, request_timeout_ms=int(self.answer_timeout * 1000)
         )
-        # A short fetch wait: each outcome is a resident waiting at a kiosk.
-        self._outcomes = new_reader(self.settings, fetch_max_wait_ms=5)
+        # The live consumers' fetch wait: each outcome is a resident waiting at a kiosk, and on
+        # tansu, which answers a fetch only when its wait is over, a shorter wait costs the
+        # broker and this process a fetch round trip that often.
+        self._outcomes = new_reader(
+            self.settings, fetch_max_wait_ms=int(self.settings.fetch_wait * 1000)
+        )
         await self._outcomes.start()
         topic = self.settings.topic(ISSUANCE_OUTCOMES.name)
         partitions = await partitions_of(self._outcomes, [topic])
@@ -226,7 +233,7 @@ class CenterGateway:
             # no new outcome: after a moment's wait, the recorded one is the answer.
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(answer), _RETRY_CHECK_AFTER)
-            recorded = await self.outcome(request.request_id)
+            recorded = await self._looked_up(request.request_id)
             if recorded is not None:
                 return recorded
             try:
@@ -343,6 +350,23 @@ class CenterGateway:
             self._sending -= 1
             if not self._sending:
                 self._idle.set()
+
+    async def _looked_up(self, request_id: UUID) -> Outcome | None:
+        """The recorded outcome of ``request_id``, looked up with those of every request that
+        asks within the same moment: one query for them all, not one each. When the issuer
+        falls behind, every request waits past the retry check, and a query each would load
+        Postgres just when it is busiest."""
+        if self._lookup is None:
+            self._lookup_ids = set()
+            self._lookup = asyncio.ensure_future(self._look_up())
+        self._lookup_ids.add(request_id)
+        return (await asyncio.shield(self._lookup)).get(request_id)
+
+    async def _look_up(self) -> dict[UUID, Outcome]:
+        await asyncio.sleep(_LOOKUP_GATHER)
+        # From here on, a request that asks starts the next look-up.
+        request_ids, self._lookup, self._lookup_ids = self._lookup_ids, None, set()
+        return await self.outcomes(list(request_ids))
 
     def _expect(self, request_id: UUID) -> asyncio.Future[Outcome]:
         future = self._waiting.get(request_id)

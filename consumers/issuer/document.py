@@ -128,8 +128,9 @@ _NO_LINE_START: Final = frozenset("、。，．）」』】〕・ー")
 _TOKENS: Final = re.compile(r"[!-~]+|.", re.DOTALL)
 
 # What every document's template subset holds (see consumers/issuer/pdf.py): the forms' fixed
-# wording, and the characters of dates, amounts, ids and furigana. Any other character drawn
-# goes into the document's own subset.
+# wording, and the characters of dates, amounts and ids. Any other character drawn (names, their
+# furigana, addresses) goes into the document's own subset: every glyph of the template is in
+# every stored PDF.
 _FORM_WORDING: Final = "".join(
     (
         *(title for title, _ in _TYPES.values()),
@@ -142,8 +143,6 @@ _FORM_WORDING: Final = "".join(
         _SEAL_NOTE, *_BACK_PARAGRAPHS, _PAPER_CHECK, _FORM_LABELS,
         "元年月日度（）、。・：　",
         *map(chr, range(0x20, 0x7F)),  # printable ASCII
-        *map(chr, range(0x3041, 0x3097)),  # hiragana
-        *map(chr, range(0x30A1, 0x30FD)),  # katakana and ー
     )
 )  # fmt: skip
 
@@ -278,6 +277,11 @@ def render_document(content: bytes, signature: bytes) -> bytes:
         # The file identifier (ISO 32000-1, 14.4): unique to the document, stable across redraws.
         file_id=hashlib.sha256(content + signature).digest()[:16],
     )
+
+
+def render_documents(documents: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+    """The PDFs of (content, signature) pairs: a renderer process's share of a batch."""
+    return [render_document(content, signature) for content, signature in documents]
 
 
 def font_path() -> Path:

@@ -243,12 +243,18 @@ async def test_a_running_worker_answers_the_kiosk(platform: Settings, tmp_path: 
     try:
         async with CenterGateway(platform, answer_timeout=60) as center:
             # Asked in the morning: at the wall clock's hour the window may be closed.
-            first = await center.submit(request(serials[ICHIRO]), at=MORNING)
-            retried = request(serials[YOKO])
+            asked = request(serials[ICHIRO])
+            first = await center.submit(asked, at=MORNING)
+            retried, refused = request(serials[YOKO]), request(serials[SAKURA])
             answers = await asyncio.gather(
                 center.submit(retried, at=MORNING),
                 center.submit(retried, at=MORNING),
-                center.submit(request(serials[SAKURA]), at=MORNING),
+                center.submit(refused, at=MORNING),
+            )
+            # Kiosks asking again about requests decided before: no new outcome comes, the
+            # recorded ones are looked up (together) and returned.
+            again = await asyncio.gather(
+                center.submit(asked, at=MORNING), center.submit(refused, at=MORNING)
             )
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -257,6 +263,7 @@ async def test_a_running_worker_answers_the_kiosk(platform: Settings, tmp_path: 
     assert first.status == "issued"
     assert [a.status if a else None for a in answers] == ["issued", "issued", "rejected"]
     assert answers[0] == answers[1]  # the same recorded decision, not a second one
+    assert again == [first, answers[2]]
 
 
 def _file(tmp_path: Path, pdf: bytes) -> Path:
