@@ -11,8 +11,10 @@ it as two subsets (ISO 32000-1 §9.7, Type 0 fonts with Identity-H):
 - the *document* subset holds the other glyphs drawn (names, addresses, the municipality's name),
   a few dozen, cheap to build and compress.
 
-Text is written as glyph ids, so a string mixing the two subsets is drawn as runs that switch
-font. Output is deterministic: the same calls give the same bytes in any process.
+Text is written as the face's glyph ids (each subset's CIDToGIDMap leads from them to its own
+font program), so what a string draws does not depend on the document: it is laid out once per
+process and position, and a string mixing the two subsets is drawn as runs that switch font.
+Output is deterministic: the same calls give the same bytes in any process.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 from typing import Final, TypeVar
@@ -72,16 +74,11 @@ class _Lookup(dict[_K, _V]):
 
 @dataclass(frozen=True)
 class _Subset:
-    """A subset's glyphs (face glyph ids, ascending) and the PDF objects that describe it."""
+    """A subset's glyphs (face glyph ids, ascending, also its CIDs) and their characters."""
 
     glyphs: tuple[int, ...]
     characters: dict[int, str]  # face glyph id → the character it was drawn for
     tag: str
-
-    @cached_property
-    def cids(self) -> dict[int, int]:
-        """Face glyph id → CID: the subset's glyphs from 1 (0 is .notdef), as in its program."""
-        return {glyph: cid for cid, glyph in enumerate(self.glyphs, start=1)}
 
 
 class Typeface:
@@ -131,7 +128,7 @@ class Typeface:
         return sum(map(self._advance.__getitem__, text)) * size / self.units_per_em
 
     def subset(self, characters: Iterable[str]) -> _Subset:
-        """The subset of the glyphs of ``characters`` in that order, its tag derived from them.
+        """The subset of the glyphs of ``characters``, its tag derived from them.
 
         Characters the face lacks are left out: they are drawn as the .notdef glyph.
         """
@@ -140,7 +137,7 @@ class Typeface:
             glyph = self.glyph(character)
             if glyph:
                 drawn.setdefault(glyph, character)
-        glyphs = tuple(drawn)
+        glyphs = tuple(sorted(drawn))
         digest = hashlib.sha256(struct.pack(f">{len(glyphs)}H", *glyphs)).digest()
         tag = "".join(chr(ord("A") + byte % 26) for byte in digest[:6])
         return _Subset(glyphs, drawn, tag)
@@ -155,12 +152,16 @@ class Typeface:
             f"/FontFile2 {font_file} 0 R >>"
         )
         scale = 1000 / self.units_per_em
-        widths = " ".join(pdf_number(self._metrics[g][0] * scale) for g in subset.glyphs)
+        widths = " ".join(f"{g} [{pdf_number(self._metrics[g][0] * scale)}]" for g in subset.glyphs)
+        # CID (the face's glyph id) → glyph of the subset's program, 0 where it has none.
+        to_program = np.zeros(subset.glyphs[-1] + 1, dtype=">u2")
+        to_program[list(subset.glyphs)] = np.arange(1, len(subset.glyphs) + 1)
+        cid_map = pdf.add_stream("", to_program.tobytes())
         descendant = pdf.add(
             f"<< /Type /Font /Subtype /CIDFontType2 /BaseFont {base} "
             "/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
-            f"/FontDescriptor {descriptor} 0 R /DW 1000 /W [1 [{widths}]] "
-            "/CIDToGIDMap /Identity >>"
+            f"/FontDescriptor {descriptor} 0 R /DW 1000 /W [{widths}] "
+            f"/CIDToGIDMap {cid_map} 0 R >>"
         )
         to_unicode = pdf.add_stream("", _to_unicode(subset))
         return pdf.add(
@@ -227,8 +228,8 @@ def _checksum(data: bytes) -> int:
 def _to_unicode(subset: _Subset) -> bytes:
     """The CMap from the subset's CIDs to the characters drawn, for copying and searching text."""
     entries = [
-        f"<{cid:04X}> <{subset.characters[glyph].encode('utf-16-be').hex().upper()}>"
-        for cid, glyph in enumerate(subset.glyphs, start=1)
+        f"<{glyph:04X}> <{subset.characters[glyph].encode('utf-16-be').hex().upper()}>"
+        for glyph in subset.glyphs
     ]
     blocks = [
         f"{len(chunk)} beginbfchar\n" + "\n".join(chunk) + "\nendbfchar"
@@ -309,30 +310,11 @@ class Page:
         self._font = (font, size)
 
     def text(self, x: float, y: float, text: str, *, align: str = "left") -> None:
-        font, size = self._font
-        if align != "left":
-            width = self._document.template.face.width(text, size)
-            x -= width if align == "right" else width / 2
-        parts = self._parts
-        parts.append(f"BT 1 0 0 1 {pdf_number(x)} {pdf_number(y)} Tm")
-        if font == "Courier":
-            parts.append(f"/FC {pdf_number(size)} Tf {pdf_literal(text.encode('ascii'))} Tj ET")
-            return
-        template_codes = self._document.template.codes
-        codes = [template_codes[character] for character in text]
-        if all(codes):
-            parts.append(f"/FT {pdf_number(size)} Tf <{''.join(codes)}> Tj ET")
-            return
-        start = 0
-        for in_template, run in groupby(codes, key=bool):
-            end = start + len(list(run))
-            if in_template:
-                parts.append(f"/FT {pdf_number(size)} Tf <{''.join(codes[start:end])}> Tj")
-            else:
-                hexed = "".join(map(self._document.code, text[start:end]))
-                parts.append(f"/FD {pdf_number(size)} Tf <{hexed}> Tj")
-            start = end
-        parts.append("ET")
+        """``text`` from (x, y), or ending or centred there (``align`` right or center)."""
+        operators, lacking = self._document.template.shown(*self._font, x, y, text, align)
+        self._parts.append(operators)
+        if lacking:
+            self._document.characters.update(lacking)
 
     def fill_gray(self, level: float) -> None:
         self._parts.append(f"{pdf_number(level)} g")
@@ -370,32 +352,18 @@ class Page:
 class Document:
     """Pages drawn in ``template``'s face, and the file around them.
 
-    The characters the template subset lacks make the document's own subset, numbered in the
-    order they are first drawn, so that their CIDs are known as soon as they are drawn.
+    The characters drawn that the template subset lacks make the document's own subset.
     """
 
     def __init__(self, template: Template) -> None:
         self.template = template
         self.pages: list[Page] = []
-        self._characters: list[str] = []
-        self._codes: dict[str, str] = {}
+        self.characters: set[str] = set()
 
     def new_page(self) -> Page:
         page = Page(self)
         self.pages.append(page)
         return page
-
-    def code(self, character: str) -> str:
-        """The CID of ``character`` in the document subset, as four hex digits."""
-        code = self._codes.get(character)
-        if code is None:
-            if self.template.face.glyph(character):
-                self._characters.append(character)
-                code = f"{len(self._characters):04X}"
-            else:
-                code = "0000"  # .notdef
-            self._codes[character] = code
-        return code
 
     def output(
         self,
@@ -414,7 +382,7 @@ class Document:
         """
         face = self.template.face
         pdf = PdfFile(self.template.objects)
-        document = face.subset(self._characters)
+        document = face.subset(sorted(self.characters))
         fonts = f"/FT {self.template.font} 0 R /FC {pdf.add(_COURIER)} 0 R"
         if document.glyphs:
             fonts += f" /FD {face.font_objects(pdf, document)} 0 R"
@@ -467,16 +435,42 @@ class Template:
     def __init__(self, face: Typeface, wording: str) -> None:
         self.face = face
         self.subset = face.subset(sorted(set(wording)))
-        cids = self.subset.cids
-        # Character → its CID in the template subset as four hex digits, or "" when it is drawn
-        # from the document subset; a character the face lacks is drawn as .notdef (0000).
-        self.codes = _Lookup[str, str](
-            lambda character: (
-                f"{cids[glyph]:04X}"
-                if (glyph := face.glyph(character)) in cids
-                else ("" if glyph else "0000")
-            )
-        )
         pdf = PdfFile()
         self.font = face.font_objects(pdf, self.subset)
         self.objects = tuple(pdf.objects)
+        in_template = frozenset(self.subset.glyphs)
+        # Character → its glyph id in four hex digits, and whether the template subset has it (a
+        # character the face lacks is drawn as .notdef, 0000, from the template).
+        self._codes = _Lookup[str, tuple[str, bool]](
+            lambda character: (
+                f"{(glyph := face.glyph(character)):04X}",
+                glyph in in_template or not glyph,
+            )
+        )
+        # The same strings are drawn at the same places in document after document.
+        self.shown = lru_cache(maxsize=8192)(self._show)
+
+    def _show(
+        self, font: str, size: float, x: float, y: float, text: str, align: str
+    ) -> tuple[str, str]:
+        """The operators drawing ``text``, and its characters the template subset lacks."""
+        if align != "left":
+            width = self.face.width(text, size)
+            x -= width if align == "right" else width / 2
+        start = f"BT 1 0 0 1 {pdf_number(x)} {pdf_number(y)} Tm"
+        size_text = pdf_number(size)
+        if font == "Courier":
+            return f"{start} /FC {size_text} Tf {pdf_literal(text.encode('ascii'))} Tj ET", ""
+        codes = [self._codes[character] for character in text]
+        runs: list[str] = [start]
+        lacking: list[str] = []
+        at = 0
+        for in_template, run in groupby(codes, key=lambda code: code[1]):
+            hexed = "".join(code for code, _ in run)
+            runs.append(f"/{'FT' if in_template else 'FD'} {size_text} Tf <{hexed}> Tj")
+            end = at + len(hexed) // 4
+            if not in_template:
+                lacking.append(text[at:end])
+            at = end
+        runs.append("ET")
+        return " ".join(runs), "".join(lacking)

@@ -278,27 +278,34 @@ class IssuerProcessor:
             decisions.append(decision)
             if drawing is not None:
                 drawings.append(drawing)
-        files = await self._draw(drawings)
-        await insert_new_rows(
-            connection,
-            "outcomes",
-            _OUTCOME_COLUMNS,
-            [_outcome_row(d.payload, d.outgoing.envelope.event_id, decided_at) for d in decisions],
-        )
-        holders = {
-            d.payload.document_id: d.payload.resident_code
-            for d in decisions
-            if isinstance(d.payload, IssuanceIssued)
-        }
-        await insert_new_rows(
-            connection,
-            "documents",
-            _DOCUMENT_COLUMNS,
-            [
-                _document_row(c, holders[c.document_id], raw, signature, front_pages(c))
-                for c, raw, signature in drawings
-            ],
-        )
+        # The renderers draw while the decisions and documents are written.
+        drawn = asyncio.ensure_future(self._draw(drawings))
+        try:
+            await insert_new_rows(
+                connection,
+                "outcomes",
+                _OUTCOME_COLUMNS,
+                [
+                    _outcome_row(d.payload, d.outgoing.envelope.event_id, decided_at)
+                    for d in decisions
+                ],
+            )
+            holders = {
+                d.payload.document_id: d.payload.resident_code
+                for d in decisions
+                if isinstance(d.payload, IssuanceIssued)
+            }
+            await insert_new_rows(
+                connection,
+                "documents",
+                _DOCUMENT_COLUMNS,
+                [
+                    _document_row(c, holders[c.document_id], raw, signature, front_pages(c))
+                    for c, raw, signature in drawings
+                ],
+            )
+        finally:
+            files = await drawn
         await insert_new_rows(
             connection,
             "document_files",
