@@ -357,7 +357,6 @@ class CenterGateway:
         falls behind, every request waits past the retry check, and a query each would load
         Postgres just when it is busiest."""
         if self._lookup is None:
-            self._lookup_ids = set()
             self._lookup = asyncio.ensure_future(self._look_up())
         self._lookup_ids.add(request_id)
         return (await asyncio.shield(self._lookup)).get(request_id)

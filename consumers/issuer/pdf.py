@@ -35,7 +35,10 @@ from fontTools.ttLib import TTFont
 # Tables a TrueType font program embedded in a PDF needs (ISO 32000-1, 9.9); the hinting
 # tables are copied when the face has them.
 _COPIED_TABLES: Final = (b"cvt ", b"fpgm", b"prep")
-_FLATE_LEVEL: Final = 1
+# Flate levels: fast for what each document compresses; the best for the template's objects,
+# compressed once per process and carried by every stored file.
+FAST: Final = 1
+BEST: Final = 9
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -142,11 +145,12 @@ class Typeface:
         tag = "".join(chr(ord("A") + byte % 26) for byte in digest[:6])
         return _Subset(glyphs, drawn, tag)
 
-    def font_objects(self, pdf: PdfFile, subset: _Subset) -> int:
-        """Writes the Type 0 font of ``subset`` into ``pdf``; returns its object number."""
+    def font_objects(self, pdf: PdfFile, subset: _Subset, *, level: int = FAST) -> int:
+        """Writes the Type 0 font of ``subset`` into ``pdf``, its streams compressed at Flate
+        ``level``; returns its object number."""
         base = f"/{subset.tag}+{self.name}"
         program = self.program(subset.glyphs)
-        font_file = pdf.add_stream(f"/Length1 {len(program)}", program)
+        font_file = pdf.add_stream(f"/Length1 {len(program)}", program, level=level)
         descriptor = pdf.add(
             f"<< /Type /FontDescriptor /FontName {base} {self._descriptor} "
             f"/FontFile2 {font_file} 0 R >>"
@@ -156,14 +160,14 @@ class Typeface:
         # CID (the face's glyph id) → glyph of the subset's program, 0 where it has none.
         to_program = np.zeros(subset.glyphs[-1] + 1, dtype=">u2")
         to_program[list(subset.glyphs)] = np.arange(1, len(subset.glyphs) + 1)
-        cid_map = pdf.add_stream("", to_program.tobytes())
+        cid_map = pdf.add_stream("", to_program.tobytes(), level=level)
         descendant = pdf.add(
             f"<< /Type /Font /Subtype /CIDFontType2 /BaseFont {base} "
             "/CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> "
             f"/FontDescriptor {descriptor} 0 R /DW 1000 /W [{widths}] "
             f"/CIDToGIDMap {cid_map} 0 R >>"
         )
-        to_unicode = pdf.add_stream("", _to_unicode(subset))
+        to_unicode = pdf.add_stream("", _to_unicode(subset), level=level)
         return pdf.add(
             f"<< /Type /Font /Subtype /Type0 /BaseFont {base} /Encoding /Identity-H "
             f"/DescendantFonts [{descendant} 0 R] /ToUnicode {to_unicode} 0 R >>"
@@ -264,12 +268,13 @@ class PdfFile:
     def put(self, number: int, body: str) -> None:
         self.objects[number - 1] = body.encode("latin-1")
 
-    def add_stream(self, entries: str, data: bytes, *, compress: bool = True) -> int:
-        """A stream of ``data``, Flate-compressed unless ``compress`` is false."""
-        if compress:
-            data = zlib.compress(data, _FLATE_LEVEL)
-            entries = f"{entries} /Filter /FlateDecode".strip()
-        head = f"<< {entries} /Length {len(data)} >>\nstream\n".replace("<<  ", "<< ")
+    def add_stream(self, entries: str, data: bytes, *, level: int | None = FAST) -> int:
+        """A stream of ``data`` with the dictionary ``entries``, Flate-compressed at ``level``
+        (``None``: stored as it is)."""
+        if level is not None:
+            data = zlib.compress(data, level)
+            entries += " /Filter /FlateDecode"
+        head = " ".join(("<<", entries.strip(), f"/Length {len(data)} >>\nstream\n"))
         return self.add(head.encode("latin-1") + data + b"\nendstream")
 
     def output(self, root: int, info: int, file_id: bytes) -> bytes:
@@ -406,7 +411,7 @@ class Document:
                 f"/Type /EmbeddedFile /Subtype /{media_type.replace('/', '#2F')} "
                 f"/Params << /Size {len(data)} >>",
                 data,
-                compress=False,
+                level=None,
             )
             spec = pdf.add(
                 f"<< /Type /Filespec /F ({name}) /UF ({name}) "
@@ -436,7 +441,7 @@ class Template:
         self.face = face
         self.subset = face.subset(sorted(set(wording)))
         pdf = PdfFile()
-        self.font = face.font_objects(pdf, self.subset)
+        self.font = face.font_objects(pdf, self.subset, level=BEST)
         self.objects = tuple(pdf.objects)
         in_template = frozenset(self.subset.glyphs)
         # Character → its glyph id in four hex digits, and whether the template subset has it (a
