@@ -202,9 +202,9 @@ async def run_drill(
             await router.reconnect(failed, down)
             report.catch_up_events += replayed
         report.catch_up_events += await _behind(down)
-        worker = services.start_worker(down)
+        workers = services.start_workers(down)
         say(
-            f"{failed}: worker started (pid {worker.pid}); "
+            f"{failed}: workers started (pids {', '.join(str(w.pid) for w in workers)}); "
             f"{report.catch_up_events:,} events to catch up"
         )
         await asyncio.gather(*traffic)
@@ -261,10 +261,11 @@ def _broker_pid(center: Settings) -> int:
 
 
 def _kill_worker(center: Settings) -> None:
-    pid = read_pid_file(services.worker_pid_file(center))
-    if pid is None:
+    pids = services.worker_pids(center)
+    if not pids:
         raise DrillError(f"{center.center} has no worker running: run `bcl up --centers east,west`")
-    stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
+    for pid in pids:
+        stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
 
 
 def _mirror_pid(source: Settings, target: Settings) -> int | None:
@@ -297,8 +298,8 @@ async def _lose(
     await gateway.hold()
     try:
         # 2.
-        worker = read_pid_file(services.worker_pid_file(down))
-        if worker is not None:
+        workers = services.worker_pids(down)
+        for worker in workers:
             os.kill(worker, signal.SIGSTOP)
         if mirror is not None:
             stop_pid(mirror, grace_seconds=0, sig=signal.SIGKILL)
@@ -308,7 +309,7 @@ async def _lose(
         held = await logged_events(down, own_topics(down))
         # 4.
         stop_pid(_broker_pid(down), grace_seconds=0, sig=signal.SIGKILL)
-        if worker is not None:
+        for worker in workers:
             stop_pid(worker, grace_seconds=0, sig=signal.SIGKILL)
     finally:
         gateway.release()

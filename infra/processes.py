@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGTERM, Signals
@@ -115,7 +115,7 @@ def start_bcl(
             env=os.environ | dict(environment or {}),
         )
     _children[child.pid] = child
-    process = ManagedProcess(f"bcl {arguments[0]}", child.pid, log_path)
+    process = ManagedProcess(f"bcl {' '.join(arguments)}", child.pid, log_path)
     deadline = time.monotonic() + within
     while not pid_file.exists():
         if child.poll() is not None:
@@ -165,21 +165,56 @@ def stop_pid(pid: int, grace_seconds: float = 10.0, sig: Signals = SIGTERM) -> b
     """Send `sig`, wait up to `grace_seconds`, then SIGKILL the process and its descendants.
 
     Returns whether a live process was stopped."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            _reap(process)
-            return False
-        process.send_signal(sig)
-    except psutil.NoSuchProcess:
-        _forget(pid)
-        return False
-    try:
-        process.wait(grace_seconds)
-    except psutil.TimeoutExpired:
+    return bool(stop_pids([pid], grace_seconds, sig))
+
+
+def stop_pids(
+    pids: Iterable[int], grace_seconds: float = 10.0, sig: Signals = SIGTERM
+) -> list[int]:
+    """Send `sig` to every process at once, wait up to `grace_seconds` for all of them, then
+    SIGKILL the ones left with their descendants; returns the pids that were alive.
+
+    A process that has exited counts as stopped even while it waits for a parent that is not
+    this one to collect it: waiting for it to vanish could take the whole grace."""
+    signalled: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                _reap(process)
+                continue
+            process.send_signal(sig)
+        except psutil.NoSuchProcess:
+            _forget(pid)
+            continue
+        signalled.append(process)
+    for process in _wait_exited(signalled, grace_seconds):
         _kill_tree(process, grace_seconds)
-    _forget(pid)
-    return True
+    for process in signalled:
+        _forget(process.pid)
+    return [process.pid for process in signalled]
+
+
+def _wait_exited(processes: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for the processes to exit; returns those still running."""
+    deadline = time.monotonic() + timeout
+    running = list(processes)
+    while running:
+        for process in running:
+            if (child := _children.get(process.pid)) is not None:
+                child.poll()  # collects it: a child of this process
+        running = [process for process in running if not _exited(process)]
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return running
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _reap(process: psutil.Process) -> None:
@@ -205,7 +240,7 @@ def _kill_tree(process: psutil.Process, timeout: float) -> None:
     for victim in victims:
         with contextlib.suppress(psutil.NoSuchProcess):
             victim.kill()
-    psutil.wait_procs(victims, timeout=timeout)
+    _wait_exited(victims, timeout)
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: ManagedProcess | None = None) -> None:

@@ -24,11 +24,12 @@ from infra.processes import (
     pid_file,
     read_pid_file,
     start_bcl,
-    stop_pid,
+    stop_pids,
 )
+from pipeline.agents import WORKER_ROLES, role_of
 from pipeline.settings import Settings
 
-WORKER_PID_FILE = "worker.pid"  # written by `bcl worker`
+WORKER_PID_FILES = ("worker.pid", "worker-*.pid")  # written by `bcl worker`, one per process
 MIRROR_PID_FILE = "mirror-from-{source}.pid"  # written by `bcl mirror run`, in the target's home
 
 
@@ -151,16 +152,21 @@ def down(settings: Settings) -> list[str]:
     stopped: list[str] = []
     with _exclusive(settings):
         record = _read_record(settings)
-        # The worker and the mirrors copying into this center first: they would only log
+        # The workers and the mirrors copying into this center first: they would only log
         # errors while its broker and database go away.
-        for process_file in (
-            worker_pid_file(settings),
+        # All at once: each may take its whole grace to stop.
+        process_files = [
+            *worker_pid_files(settings),
             *sorted(settings.center_home.glob(MIRROR_PID_FILE.format(source="*"))),
-        ):
-            process = read_pid_file(process_file)
-            if process is not None and process != os.getpid() and stop_pid(process):
-                stopped.append(f"{process_file.stem} (pid {process})")
-            process_file.unlink(missing_ok=True)
+        ]
+        processes = {
+            pid: path.stem
+            for path in process_files
+            if (pid := read_pid_file(path)) is not None and pid != os.getpid()
+        }
+        stopped += [f"{processes[pid]} (pid {pid})" for pid in stop_pids(processes)]
+        for path in process_files:
+            path.unlink(missing_ok=True)
         for service in (_BROKER, _POSTGRES):
             for pid in sorted(service.running_pids(settings, record)):
                 if service.stop(pid):
@@ -170,22 +176,38 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-def worker_pid_file(settings: Settings) -> Path:
-    return settings.center_home / WORKER_PID_FILE
+def worker_pid_files(settings: Settings) -> list[Path]:
+    """The pid files of the center's worker processes, whether or not they still run."""
+    return sorted(path for name in WORKER_PID_FILES for path in settings.center_home.glob(name))
+
+
+def worker_pids(settings: Settings) -> list[int]:
+    """The center's running worker processes."""
+    return [pid for path in worker_pid_files(settings) if (pid := read_pid_file(path)) is not None]
 
 
 def mirror_pid_file(source: Settings, target: Settings) -> Path:
     return target.center_home / MIRROR_PID_FILE.format(source=source.center)
 
 
-def start_worker(settings: Settings, agents: str | None = None) -> ManagedProcess:
-    """The center's `bcl worker` in the background (`bcl down` stops it)."""
-    return start_bcl(
-        ["worker", *(["--agents", agents] if agents else [])],
-        settings.center_home / "worker.log",
-        worker_pid_file(settings),
-        center_environment(settings),
-    )
+def start_workers(settings: Settings, agents: str | None = None) -> list[ManagedProcess]:
+    """The center's live worker in the background (`bcl down` stops it): a process per role of
+    ``WORKER_ROLES``, or one process hosting ``agents`` (comma-separated)."""
+    if agents is None:
+        arguments = [["worker", "--role", role.name] for role in WORKER_ROLES]
+        roles = list(WORKER_ROLES)
+    else:
+        arguments = [["worker", "--agents", agents]]
+        roles = [role_of(agents.split(","))]
+    return [
+        start_bcl(
+            argv,
+            settings.center_home / role.pid_file_name.replace(".pid", ".log"),
+            settings.center_home / role.pid_file_name,
+            center_environment(settings),
+        )
+        for argv, role in zip(arguments, roles, strict=True)
+    ]
 
 
 def start_mirror(source: Settings, target: Settings) -> ManagedProcess:
@@ -227,8 +249,9 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
             alive=isinstance(pid, int) and pid_alive(pid, name=service.process_name),
             address=address if isinstance(address, str) else None,
         )
-    worker = read_pid_file(worker_pid_file(settings))
-    report["worker"] = ServiceStatus(pid=worker, alive=worker is not None, address=None)
+    for path in worker_pid_files(settings) or [settings.center_home / "worker.pid"]:
+        worker = read_pid_file(path)
+        report[path.stem] = ServiceStatus(pid=worker, alive=worker is not None, address=None)
     return report
 
 

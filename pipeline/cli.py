@@ -262,14 +262,32 @@ def status() -> None:
 @clean_errors
 def worker(
     detach: Annotated[
-        bool, typer.Option(help="Run in the background; `bcl down` stops it.")
+        bool,
+        typer.Option(
+            help="Run in the background, a process per role (issuance, projections) unless "
+            "--role or --agents names one; `bcl down` stops them."
+        ),
     ] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="Host one role of the center's layout: issuance (the issuer) or projections "
+            "(every other agent, at a lower CPU priority)."
+        ),
+    ] = None,
     agents: Annotated[
         str | None, typer.Option(help="Comma-separated agents to host (default: all).")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
-    """Run the live worker: every consumer's faust agent."""
+    """Run the live worker: the consumers' faust agents (in the foreground, all in one process
+    unless --role or --agents names some)."""
+    from pipeline.agents import worker_role
+
+    if role is not None and agents is not None:
+        raise CommandError("give --role or --agents, not both")
+    if role is not None:
+        agents = ",".join(worker_role(role).agents)
     current = settings()
     if detach:
         start_worker_in_background(current, agents)
@@ -280,10 +298,10 @@ def worker(
 
 
 def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
-    from infra.services import start_worker
+    from infra.services import start_workers
 
-    process = start_worker(current, agents)
-    console.print(f"worker started (pid {process.pid}), log: {process.log_path}")
+    for process in start_workers(current, agents):
+        console.print(f"{process.name} started (pid {process.pid}), log: {process.log_path}")
 
 
 @app.command()

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         description="Seconds a kiosk waits for the answer; a request its center could not answer "
         "by then (the center was down) is expired, not decided, when the center returns.",
     )
+    background_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="CPU niceness of a center's background worker (the projections nobody "
+        "waits on at a kiosk): when the machine is busy, the issuance path gets the CPU first.",
+    )
     render_processes: int = Field(
         default=2, ge=0, description="Processes drawing certificate PDFs (0: in the worker)."
     )

@@ -1,9 +1,12 @@
-"""The live worker: one faust app hosting every consumer's agent.
+"""The live worker: one faust app hosting some or all of the consumers' agents.
 
 Each projection gets one agent (``concurrency=1``) that takes batches from faust and hands them
 to the projection runner. Before an agent's first batch, the projection is caught up from the log
 with the fast plain reader, so faust starts from wherever its consumer group committed and the
 runner's tracking rows decide what still needs applying.
+
+A center deploys its agents as the roles of ``pipeline.agents.WORKER_ROLES``, one process each;
+`bcl worker` in the foreground hosts every agent in one process.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_kafka
 
+from pipeline.agents import AGENT_MODULES, role_of
 from pipeline.catchup import LogGapReader, catch_up
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
@@ -34,37 +38,31 @@ from pipeline.topics import DEAD_LETTERS
 
 log = logging.getLogger("bcl.worker")
 
-# The consumers the worker hosts, by module exposing ``install(worker)``. Named by string so the
-# pipeline never imports a consumer statically.
-AGENT_MODULES: dict[str, str] = {
-    "journal": "consumers.journal.agent",
-    "registry": "consumers.registry.agent",
-    "replica": "consumers.replica.agent",
-    "certificates": "consumers.certificates.agent",
-    "issuer": "consumers.issuer.agent",
-    "usage": "consumers.usage.agent",
-    "fees": "consumers.fees.agent",
-    "disaster": "consumers.disaster.agent",
-}
+# A background worker's fetch returns once this much waits, or after BCL_BATCH_WITHIN.
+BACKGROUND_FETCH_MIN_BYTES = 1 << 20
 
 
 class Worker:
     def __init__(self, settings: Settings, agents: Sequence[str] | None = None) -> None:
         self.settings = settings
-        self.app = new_app(settings)
+        self.role = role_of(agents)
+        center_group = f"{settings.topic_prefix}bcl-{settings.center}"
+        self.app = new_app(
+            settings,
+            self.role.group(center_group),
+            # Its batches wait BCL_BATCH_WITHIN for more events anyway: fetching in between
+            # would only cost the worker and the broker CPU that the kiosks' path needs.
+            fetch_wait=settings.batch_within if self.role.background else settings.fetch_wait,
+            fetch_min_bytes=BACKGROUND_FETCH_MIN_BYTES if self.role.background else 1,
+        )
         self.runners: dict[str, ProjectionRunner] = {}
         self._projections: list[Projection] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer[bytes, bytes] | None = None
         self._ready: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
-        for name in agents or list(AGENT_MODULES):
-            try:
-                module = importlib.import_module(AGENT_MODULES[name])
-            except KeyError:
-                known = ", ".join(sorted(AGENT_MODULES))
-                raise LookupError(f"unknown agent {name!r}; known agents: {known}") from None
-            module.install(self)
+        for name in self.role.agents:
+            importlib.import_module(AGENT_MODULES[name]).install(self)
         self.app.task(self._start)
 
     def add_projection(self, projection: Projection, *, within: float | None = None) -> None:
@@ -135,7 +133,9 @@ class Worker:
 
     def run(self, loglevel: str = "warn") -> None:
         """Run in the foreground until SIGTERM/SIGINT."""
-        pid_file = self.settings.center_home / "worker.pid"
+        if self.role.background:
+            lower_priority(self.settings.background_nice)
+        pid_file = self.settings.center_home / self.role.pid_file_name
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         try:
@@ -143,6 +143,15 @@ class Worker:
         finally:
             if pid_file.exists() and pid_file.read_text() == str(os.getpid()):
                 pid_file.unlink()
+
+
+def lower_priority(niceness: int) -> None:
+    """Run this process at ``niceness`` at least: when the machine is busy, the kiosks' path
+    (the issuance worker, its renderers, the broker, Postgres) gets the CPU first. Only ever
+    raised: lowering it back would need privileges."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
 def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
@@ -157,13 +166,17 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     return worker
 
 
-def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
-    """The faust app of this center (its consumer group is ``app_id``, by default the center's)."""
-    datadir = Path(settings.center_home) / "worker"
+def new_app(
+    settings: Settings, app_id: str, *, fetch_wait: float, fetch_min_bytes: int = 1
+) -> faust.App:
+    """A faust app of this center whose consumer group is ``app_id``; its fetches wait
+    ``fetch_wait`` seconds at most, or until ``fetch_min_bytes`` are there."""
+    datadir = Path(settings.center_home) / "worker" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     return _App(
-        app_id or f"{settings.topic_prefix}bcl-{settings.center}",
-        fetch_wait=settings.fetch_wait,
+        app_id,
+        fetch_wait=fetch_wait,
+        fetch_min_bytes=fetch_min_bytes,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -189,15 +202,17 @@ def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
 
 
 class _App(faust.App):
-    """faust's app with a consumer whose fetches wait ``fetch_wait`` seconds at most.
+    """faust's app with a consumer whose fetches wait ``fetch_wait`` seconds at most, or until
+    ``fetch_min_bytes`` are there.
 
     faust fixes the wait at 1.5 s. Kafka answers a waiting fetch as soon as records arrive, but
     tansu only when the wait is over, so a kiosk's request would sit up to 1.5 s in front of the
     issuer.
     """
 
-    def __init__(self, id: str, *, fetch_wait: float, **options: Any) -> None:
+    def __init__(self, id: str, *, fetch_wait: float, fetch_min_bytes: int, **options: Any) -> None:
         self.fetch_wait = fetch_wait
+        self.fetch_min_bytes = fetch_min_bytes
         super().__init__(id, **options)
 
     def _new_transport(self) -> Any:
@@ -208,7 +223,9 @@ class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer[bytes, bytes]:
         consumer: AIOKafkaConsumer[bytes, bytes] = super()._create_worker_consumer(transport)
         # Read by the consumer's start(), when it builds its fetcher: set before that.
-        consumer._fetch_max_wait_ms = int(cast(_App, self.app).fetch_wait * 1000)
+        app = cast(_App, self.app)
+        consumer._fetch_max_wait_ms = int(app.fetch_wait * 1000)
+        consumer._fetch_min_bytes = app.fetch_min_bytes
         return consumer
 
 

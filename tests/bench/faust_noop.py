@@ -24,7 +24,9 @@ from pipeline.worker import new_app
 def main() -> None:
     expected, result = int(sys.argv[1]), Path(sys.argv[2])
     settings = load_settings()
-    app = new_app(settings, app_id=f"{settings.topic_prefix}bench-faust-noop")
+    app = new_app(
+        settings, f"{settings.topic_prefix}bench-faust-noop", fetch_wait=settings.fetch_wait
+    )
     channel = app.topic(
         *[settings.topic(t) for t in SOURCE_TOPICS],
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",

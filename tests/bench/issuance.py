@@ -1,26 +1,27 @@
 """Convenience-store issuance (issue 5): request-to-outcome latency at a steady arrival rate, PDF
 drawing included, and the most requests per second this machine sustains.
 
-A municipality with a generated register and a card for every resident; a running worker (every
+A municipality with a generated register and a card for every resident; running workers (every
 agent, as deployed); a center gateway in this process sending kiosk requests from the shared
 workload generator on an open-loop schedule (each request leaves at its planned instant whether
 or not earlier ones were answered, as kiosks do), timing each from sending to its outcome.
+
+The workers run as a center deploys them (`bcl worker --detach`): the issuance role (the issuer
+and its renderers) and the projections role (every other agent, in the background).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 
+from infra.processes import stop_pid
+from infra.services import start_workers
 from pipeline.database import connect
 from pipeline.settings import Settings
 from producers.center import CenterGateway, Outcome
@@ -29,7 +30,6 @@ from schemas.calendar import JST, is_year_end_closure
 from schemas.codes import Origin
 from schemas.events.issuance import CertificateType, IssuanceRequested
 from tests.bench.replica import PeakMemory, bcl, wait_for
-from tests.helpers import settings_env
 
 SETAGAYA = "131121"  # 世田谷区
 RESIDENTS = 5_000
@@ -51,12 +51,8 @@ async def bench_issuance(settings: Settings) -> Sequence[tuple[str, float, str]]
     # With seals registered: 印鑑 requests must be issued (and drawn) as often as in life.
     bcl(settings, "workload", "register", SETAGAYA, "--residents", str(RESIDENTS), "--seals",
         "--out", str(register))  # fmt: skip
-    log = (settings.center_home / "bench-issuance-worker.log").open("ab")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "worker"],
-        env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    memory = PeakMemory(worker.pid)
+    workers = start_workers(settings)
+    memory = PeakMemory(*(worker.pid for worker in workers))
     rows: list[tuple[str, float, str]] = []
     try:
         bcl(settings, "push", SETAGAYA, str(register), "--full")
@@ -89,9 +85,9 @@ async def bench_issuance(settings: Settings) -> Sequence[tuple[str, float, str]]
                 raise RuntimeError(f"only {share:.0f}% issued; refused: {dict(refusals)}")
             rows.append(("requests issued, PDF drawn (the rest refused)", share, "%"))
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
-    rows.append(("peak memory: worker with PDF renderers", memory.mib, "MiB"))
+        for worker in workers:
+            stop_pid(worker.pid, grace_seconds=60)
+    rows.append(("peak memory: workers with PDF renderers", memory.mib, "MiB"))
     return rows
 
 

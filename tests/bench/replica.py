@@ -27,21 +27,27 @@ KAWASAKI = "141305"  # 川崎市: not one of the sample stream's municipalities
 
 
 class PeakMemory:
-    """Samples a process's resident memory (with its children) until it ends."""
+    """Samples the resident memory of processes (with their children), summed, until they all
+    end."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, *pids: int) -> None:
         self.peak = 0
-        self._process = psutil.Process(pid)
+        self._processes = [psutil.Process(pid) for pid in pids]
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while True:
-            try:
-                tree = [self._process, *self._process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:
+            total = 0
+            for process in self._processes:
+                try:
+                    tree = [process, *process.children(recursive=True)]
+                    total += sum(p.memory_info().rss for p in tree)
+                except psutil.Error:
+                    continue
+            if not total:
                 return
+            self.peak = max(self.peak, total)
             time.sleep(0.2)
 
     @property

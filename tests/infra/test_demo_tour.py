@@ -57,10 +57,9 @@ def test_the_demo_tour_runs_against_external_services(platform: Settings, tmp_pa
     assert {row["municipality"] for row in json.loads(year_fees.read_text())} == {
         "131032", "133086",
     }  # fmt: skip
-    # The tour stopped the worker it started; the external services were left alone.
-    started = re.search(r"worker started \(pid (\d+)\)", result.stdout)
-    assert started, output
-    assert (
-        not psutil.pid_exists(int(started.group(1)))
-        or psutil.Process(int(started.group(1))).status() == psutil.STATUS_ZOMBIE
-    )
+    # The tour stopped the workers it started (a process per role); the external services were
+    # left alone.
+    started = re.findall(r"bcl worker --role \w+ started \(pid (\d+)\)", result.stdout)
+    assert len(started) == 2, output
+    for pid in map(int, started):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -12,7 +12,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from infra.processes import pid_alive
-from infra.services import WORKER_PID_FILE, down, status, up
+from infra.services import down, status, up
 from pipeline.settings import Settings
 
 
@@ -51,17 +51,23 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(home: Path) -> None:
     assert recorded["postgres_pid"] == services.postgres_pid
     assert all(service["alive"] for name, service in status(settings).items() if name != "worker")
 
+    assert status(settings)["worker"] == {"pid": None, "alive": False, "address": None}
     worker = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    (settings.center_home / WORKER_PID_FILE).write_text(f"{worker.pid}\n")
+    issuance = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    (settings.center_home / "worker.pid").write_text(f"{worker.pid}\n")
+    (settings.center_home / "worker-issuance.pid").write_text(f"{issuance.pid}\n")
     assert status(settings)["worker"] == {"pid": worker.pid, "alive": True, "address": None}
+    assert status(settings)["worker-issuance"]["pid"] == issuance.pid
 
     stopped = down(settings)
     assert stopped == [
+        f"worker-issuance (pid {issuance.pid})",
         f"worker (pid {worker.pid})",
         f"broker (pid {services.broker_pid})",
         f"postgres (pid {services.postgres_pid})",
     ]
     assert worker.wait(timeout=5) is not None
+    assert issuance.wait(timeout=5) is not None
     assert not settings.services_file.exists()
     assert processes_under(home) == []
     assert down(settings) == []

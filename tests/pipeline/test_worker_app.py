@@ -1,28 +1,109 @@
-"""The worker's faust app: its consumer fetches with the configured wait, not faust's 1.5 s, and
-its logging stays at the level asked for."""
+"""The worker's faust app: each worker process reads in a consumer group of its own, fetches
+with the wait its role calls for (not faust's 1.5 s), and keeps logging at the level asked for;
+a background worker gives up CPU priority."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from pipeline.agents import AGENT_MODULES, WORKER_ROLES, role_of, worker_role
 from pipeline.settings import Settings
-from pipeline.worker import faust_worker, new_app
+from pipeline.worker import BACKGROUND_FETCH_MIN_BYTES, Worker, faust_worker
+
+PROJECTIONS = worker_role("projections").agents
 
 
-async def test_the_live_consumer_waits_at_most_the_configured_fetch_wait(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", fetch_wait=0.025)
-    app = new_app(settings)
-    consumer = app.consumer._thread._create_consumer(asyncio.get_running_loop())
+def consumer_of(worker: Worker) -> Any:
+    return worker.app.consumer._thread._create_consumer(asyncio.get_running_loop())
 
-    assert consumer._fetch_max_wait_ms == 25
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", fetch_wait=0.025)
+
+
+async def test_every_agent_in_one_process_reads_as_the_center(settings: Settings) -> None:
+    consumer = consumer_of(Worker(settings))
+
     assert consumer._group_id == "bcl-east"
+    assert consumer._fetch_max_wait_ms == 25
+    assert consumer._fetch_min_bytes == 1
 
 
-def test_the_worker_leaves_the_root_logger_at_its_level(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9")
-    worker = faust_worker(new_app(settings), "warn")
+async def test_the_issuance_worker_fetches_as_soon_as_a_request_is_there(
+    settings: Settings,
+) -> None:
+    worker = Worker(settings, ["issuer"])
+    consumer = consumer_of(worker)
+
+    assert worker.role == worker_role("issuance")
+    assert consumer._group_id == "bcl-east-issuance"
+    assert consumer._fetch_max_wait_ms == 25
+    assert consumer._fetch_min_bytes == 1
+
+
+async def test_the_projections_worker_fetches_a_batch_at_a_time(settings: Settings) -> None:
+    worker = Worker(settings, list(reversed(PROJECTIONS)))
+    consumer = consumer_of(worker)
+
+    assert worker.role.background
+    assert consumer._group_id == "bcl-east-projections"
+    assert consumer._fetch_max_wait_ms == int(settings.batch_within * 1000)
+    assert consumer._fetch_min_bytes == BACKGROUND_FETCH_MIN_BYTES
+
+
+async def test_other_agent_sets_read_in_groups_of_their_own(settings: Settings) -> None:
+    worker = Worker(settings, ["fees", "issuer"])
+
+    assert consumer_of(worker)._group_id == "bcl-east-issuer+fees"
+    assert worker.role.pid_file_name == "worker-issuer+fees.pid"
+    assert not worker.role.background
+
+
+def test_the_roles_host_every_agent_once() -> None:
+    hosted = [agent for role in WORKER_ROLES for agent in role.agents]
+
+    assert sorted(hosted) == sorted(AGENT_MODULES)
+    assert role_of(None).pid_file_name == "worker.pid"
+
+
+def test_an_unknown_agent_or_role_is_named_with_the_known_ones() -> None:
+    with pytest.raises(LookupError, match="unknown agent 'isuer'; known agents: certificates,"):
+        role_of(["isuer"])
+    with pytest.raises(LookupError, match="unknown worker role 'x'; known roles: issuance, "):
+        worker_role("x")
+
+
+def test_a_background_worker_only_ever_lowers_its_priority() -> None:
+    script = (
+        "import os\n"
+        "from pipeline.worker import lower_priority\n"
+        "start = os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "lower_priority(start + 2)\n"
+        "first = os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "lower_priority(start + 1)\n"
+        "print(first - start, os.getpriority(os.PRIO_PROCESS, 0) - start)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+    assert done.stdout.split() == ["2", "2"]
+
+
+def test_the_worker_leaves_the_root_logger_at_its_level(settings: Settings) -> None:
+    worker = faust_worker(Worker(settings, ["journal"]).app, "warn")
     root = logging.Logger("root-under-test", logging.WARNING)
     root.addHandler(logging.StreamHandler())
 
