@@ -12,6 +12,7 @@ A center deploys its agents as the roles of ``pipeline.agents.WORKER_ROLES``, on
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -103,6 +104,13 @@ class Worker:
             # A worker that cannot catch up must stop and say why, not idle with agents waiting.
             log.critical("cannot start: %s", error)
             await self.app.crash(error)
+            return
+        # What the worker holds from now on (modules, faust, pydantic's validators: about 100,000
+        # objects) is never garbage: out of the collector's sight, a full collection takes a few
+        # milliseconds instead of stopping the loop for 60-120 ms while kiosks wait.
+        gc.collect()
+        gc.freeze()
+        log.warning("ready; %d objects set aside from garbage collection", gc.get_freeze_count())
 
     async def _prepare(self) -> None:
         self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)

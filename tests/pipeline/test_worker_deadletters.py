@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, ISSUANCE_REQUESTS
 from producers.workload import platform_sample
 from schemas.codec import encode_event
-from tests.helpers import start_worker, wait_for_journal
+from tests.helpers import start_worker, wait_for_journal, wait_for_log_line
 from tests.pipeline.test_runner import read_all
 
 
@@ -41,11 +42,16 @@ async def test_the_worker_parks_bad_messages_and_applies_those_around_them(
             await publish_many(platform, client, valid[300:])
         applied = await wait_for_journal(platform, len(valid), timeout=120)
         assert worker.poll() is None, "the worker died on bad input"
+        await wait_for_log_line(tmp_path / "worker.log", "objects set aside from garbage")
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
 
     assert applied == len(valid)
+    # Once ready, what the worker holds is kept out of the collector's full passes.
+    ready = re.search(r"ready; (\d+) objects set aside", (tmp_path / "worker.log").read_text())
+    assert ready is not None
+    assert int(ready.group(1)) > 10_000
     connection = await asyncpg.connect(platform.dsn)
     try:
         letters = await connection.fetch("SELECT value, reason, detail FROM platform.dead_letters")
