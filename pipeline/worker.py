@@ -12,6 +12,7 @@ A center deploys its agents as the roles of ``pipeline.agents.WORKER_ROLES``, on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import logging
@@ -156,10 +157,28 @@ class Worker:
 def lower_priority(niceness: int) -> None:
     """Run this process at ``niceness`` at least: when the machine is busy, the kiosks' path
     (the issuance worker, its renderers, the broker, Postgres) gets the CPU first. Only ever
-    raised: lowering it back would need privileges."""
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if niceness > current:
+    raised: lowering it back would need privileges.
+
+    With autogroup scheduling (Linux's default), the CPU is shared between sessions first and a
+    process's niceness counts only within its session. A worker that leads a session of its own
+    (`bcl worker --detach` starts each so) therefore sets its session's niceness as well.
+    """
+    if niceness > os.getpriority(os.PRIO_PROCESS, 0):
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    if os.getsid(0) != os.getpid():
+        return  # the session is the terminal's: its other processes are none of ours
+    with contextlib.suppress(OSError, ValueError):
+        if niceness > autogroup_niceness():
+            AUTOGROUP.write_text(str(niceness))
+
+
+# This process's scheduling group and its niceness ("/autogroup-123 nice 0"), where the kernel
+# groups by session.
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def autogroup_niceness() -> int:
+    return int(AUTOGROUP.read_text().rsplit("nice", 1)[1])
 
 
 def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.agents import AGENT_MODULES, WORKER_ROLES, role_of, worker_role
 from pipeline.settings import Settings
-from pipeline.worker import BACKGROUND_FETCH_MIN_BYTES, Worker, faust_worker
+from pipeline.worker import AUTOGROUP, BACKGROUND_FETCH_MIN_BYTES, Worker, faust_worker
 
 PROJECTIONS = worker_role("projections").agents
 
@@ -81,25 +81,37 @@ def test_an_unknown_agent_or_role_is_named_with_the_known_ones() -> None:
         worker_role("x")
 
 
-def test_a_background_worker_only_ever_lowers_its_priority() -> None:
+@pytest.mark.parametrize("own_session", [True, False])
+def test_a_background_worker_only_ever_lowers_its_priority(own_session: bool) -> None:
+    """With autogroup scheduling, niceness counts only inside a session: a worker leading its
+    own session lowers the session's too, one in a terminal's session leaves that alone."""
     script = (
         "import os\n"
-        "from pipeline.worker import lower_priority\n"
-        "start = os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "from pipeline.worker import lower_priority, autogroup_niceness\n"
+        "start, group = os.getpriority(os.PRIO_PROCESS, 0), autogroup_niceness()\n"
         "lower_priority(start + 2)\n"
         "first = os.getpriority(os.PRIO_PROCESS, 0)\n"
         "lower_priority(start + 1)\n"
-        "print(first - start, os.getpriority(os.PRIO_PROCESS, 0) - start)\n"
+        "print(first - start, os.getpriority(os.PRIO_PROCESS, 0) - start,"
+        " autogroup_niceness() - group, autogroup_niceness() - start)\n"
     )
+    if not AUTOGROUP.exists():
+        pytest.skip("this kernel does not group scheduling by session")
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[2],
+        start_new_session=own_session,
     )
 
-    assert done.stdout.split() == ["2", "2"]
+    process, again, group_change, group = done.stdout.split()
+    assert (process, again) == ("2", "2")
+    if own_session:
+        assert int(group) >= 2
+    else:
+        assert group_change == "0"
 
 
 def test_the_worker_leaves_the_root_logger_at_its_level(settings: Settings) -> None:
