@@ -63,12 +63,14 @@ WORKER_ROLES: Final = (
 )
 
 
+_ROLES_BY_NAME: Final = {role.name: role for role in WORKER_ROLES}
+
+
 def worker_role(name: str) -> WorkerRole:
-    for role in WORKER_ROLES:
-        if role.name == name:
-            return role
-    known = ", ".join(role.name for role in WORKER_ROLES)
-    raise LookupError(f"unknown worker role {name!r}; known roles: {known}")
+    if name not in _ROLES_BY_NAME:
+        known = ", ".join(_ROLES_BY_NAME)
+        raise LookupError(f"unknown worker role {name!r}; known roles: {known}")
+    return _ROLES_BY_NAME[name]
 
 
 def role_of(agents: Sequence[str] | None) -> WorkerRole:

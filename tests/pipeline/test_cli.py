@@ -51,6 +51,23 @@ def test_an_unknown_projection_is_named_with_the_known_ones(tmp_path: Path) -> N
     assert "journal" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--role", "kiosk"], "unknown worker role 'kiosk'; known roles: issuance, projections"),
+        (["--role", "issuance", "--agents", "journal"], "give --role or --agents, not both"),
+        (["--agents", "isuer", "--detach"], "unknown agent 'isuer'; known agents: certificates"),
+    ],
+)
+def test_a_worker_that_cannot_be_started_says_why(
+    args: list[str], problem: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["worker", *args], env={"BCL_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert problem in " ".join(result.output.split())
+    assert not list(tmp_path.rglob("worker*.pid"))
+
+
 @pytest.mark.parametrize("args", [["replay"], ["replay", "journal", "--all"]])
 def test_replay_wants_projections_or_all_but_not_both(args: list[str], tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args, env={"BCL_HOME": str(tmp_path)})
