@@ -122,6 +122,7 @@ def drill(
             "-" if report.mirror_lag_at_failure is None else f"{report.mirror_lag_at_failure:,}",
         ),
         ("events lost", f"{len(report.lost):,}"),
+        ("kiosk notices of lost decisions", f"{report.notices_of_lost_decisions:,}"),
         ("duplicate outcomes", f"{report.duplicate_outcomes:,}"),
         ("double charges", f"{len(report.double_charges):,}"),
     ):

@@ -87,3 +87,7 @@ async def test_a_lost_center_loses_exactly_what_the_mirror_had_not_copied(
     assert len(report.lost) == report.mirror_lag_at_failure
     assert {event.topic for event in report.lost} <= {"issuance.requests", "issuance.outcomes"}
     assert all(event.event_id for event in report.lost)
+    # A notice whose decision went with the lost log is counted, not sent: each such decision
+    # is among the lost outcomes.
+    lost_outcomes = [event for event in report.lost if event.topic == "issuance.outcomes"]
+    assert report.notices_of_lost_decisions <= len(lost_outcomes)
