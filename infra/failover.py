@@ -44,7 +44,7 @@ from infra.mirror import (
     positions_reached,
     source_offset,
 )
-from infra.processes import read_pid_file, stop_pid
+from infra.processes import read_pid_file, stop_pid, stop_pids
 from pipeline.database import connect
 from pipeline.digest import projection_digest
 from pipeline.kafka import create_topics, high_watermarks, partitions_of, reader, start_producer
@@ -272,8 +272,7 @@ def _kill_worker(center: Settings) -> None:
     pids = services.worker_pids(center)
     if not pids:
         raise DrillError(f"{center.center} has no worker running: run `bcl up --centers east,west`")
-    for pid in pids:
-        stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
+    stop_pids(pids, grace_seconds=0, sig=signal.SIGKILL)
 
 
 def _mirror_pid(source: Settings, target: Settings) -> int | None:
@@ -317,8 +316,7 @@ async def _lose(
         held = await logged_events(down, own_topics(down))
         # 4.
         stop_pid(_broker_pid(down), grace_seconds=0, sig=signal.SIGKILL)
-        for worker in workers:
-            stop_pid(worker, grace_seconds=0, sig=signal.SIGKILL)
+        stop_pids(workers, grace_seconds=0, sig=signal.SIGKILL)
     finally:
         gateway.release()
     return lag, held

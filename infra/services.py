@@ -193,20 +193,17 @@ def mirror_pid_file(source: Settings, target: Settings) -> Path:
 def start_workers(settings: Settings, agents: str | None = None) -> list[ManagedProcess]:
     """The center's live worker in the background (`bcl down` stops it): a process per role of
     ``WORKER_ROLES``, or one process hosting ``agents`` (comma-separated)."""
-    if agents is None:
-        arguments = [["worker", "--role", role.name] for role in WORKER_ROLES]
-        roles = list(WORKER_ROLES)
-    else:
-        arguments = [["worker", "--agents", agents]]
-        roles = [role_of(agents.split(","))]
+    roles = WORKER_ROLES if agents is None else (role_of(agents.split(",")),)
     return [
         start_bcl(
-            argv,
-            settings.center_home / role.pid_file_name.replace(".pid", ".log"),
+            ["worker", "--role", role.name]
+            if role in WORKER_ROLES
+            else ["worker", "--agents", ",".join(role.agents)],
+            settings.center_home / f"{role.file_stem}.log",
             settings.center_home / role.pid_file_name,
             center_environment(settings),
         )
-        for argv, role in zip(arguments, roles, strict=True)
+        for role in roles
     ]
 
 
@@ -249,7 +246,8 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
             alive=isinstance(pid, int) and pid_alive(pid, name=service.process_name),
             address=address if isinstance(address, str) else None,
         )
-    for path in worker_pid_files(settings) or [settings.center_home / "worker.pid"]:
+    every_agent = settings.center_home / role_of(None).pid_file_name
+    for path in worker_pid_files(settings) or [every_agent]:
         worker = read_pid_file(path)
         report[path.stem] = ServiceStatus(pid=worker, alive=worker is not None, address=None)
     return report

@@ -39,9 +39,13 @@ class WorkerRole:
     background: bool
 
     @property
+    def file_stem(self) -> str:
+        """Names the process's pid file and log in the center's home (`bcl down` stops each)."""
+        return "worker" if self.name == ALL_AGENTS else f"worker-{self.name}"
+
+    @property
     def pid_file_name(self) -> str:
-        """Where the process writes its pid, in the center's home (`bcl down` stops each)."""
-        return "worker.pid" if self.name == ALL_AGENTS else f"worker-{self.name}.pid"
+        return f"{self.file_stem}.pid"
 
     def group(self, center_group: str) -> str:
         """The process's consumer group: two workers hosting different agents must not share

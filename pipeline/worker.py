@@ -154,6 +154,11 @@ class Worker:
                 pid_file.unlink()
 
 
+# This process's scheduling group and its niceness ("/autogroup-123 nice 0"), where the kernel
+# groups by session.
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
 def lower_priority(niceness: int) -> None:
     """Run this process at ``niceness`` at least: when the machine is busy, the kiosks' path
     (the issuance worker, its renderers, the broker, Postgres) gets the CPU first. Only ever
@@ -170,11 +175,6 @@ def lower_priority(niceness: int) -> None:
     with contextlib.suppress(OSError, ValueError):
         if niceness > autogroup_niceness():
             AUTOGROUP.write_text(str(niceness))
-
-
-# This process's scheduling group and its niceness ("/autogroup-123 nice 0"), where the kernel
-# groups by session.
-AUTOGROUP = Path("/proc/self/autogroup")
 
 
 def autogroup_niceness() -> int:

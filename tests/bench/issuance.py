@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 
-from infra.processes import stop_pid
+from infra.processes import stop_pids
 from infra.services import start_workers
 from pipeline.database import connect
 from pipeline.settings import Settings
@@ -90,8 +90,7 @@ async def bench_issuance(settings: Settings) -> Sequence[tuple[str, float, str]]
                 raise RuntimeError(f"only {share:.0f}% issued; refused: {dict(refusals)}")
             rows.append(("requests issued, PDF drawn (the rest refused)", share, "%"))
     finally:
-        for worker in workers:
-            stop_pid(worker.pid, grace_seconds=60)
+        stop_pids([worker.pid for worker in workers], grace_seconds=60)
     rows.append(("peak memory: workers with PDF renderers", memory.mib, "MiB"))
     return rows
 
