@@ -172,13 +172,21 @@ def lower_priority(niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     if os.getsid(0) != os.getpid():
         return  # the session is the terminal's: its other processes are none of ours
-    with contextlib.suppress(OSError, ValueError):
-        if niceness > autogroup_niceness():
+    group = autogroup_niceness()
+    if group is not None and niceness > group:
+        with contextlib.suppress(OSError):  # a /proc mounted read-only: the process's own suffices
             AUTOGROUP.write_text(str(niceness))
 
 
-def autogroup_niceness() -> int:
-    return int(AUTOGROUP.read_text().rsplit("nice", 1)[1])
+def autogroup_niceness() -> int | None:
+    """The niceness of this process's session group; None where the kernel groups it with no
+    session: no autogroup support, or the boot session's default group, whose file reads empty."""
+    try:
+        text = AUTOGROUP.read_text()
+    except OSError:
+        return None
+    _, found, niceness = text.rpartition(" nice ")
+    return int(niceness) if found else None
 
 
 def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
