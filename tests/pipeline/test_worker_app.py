@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+import pipeline.worker as worker_module
 from pipeline.agents import AGENT_MODULES, WORKER_ROLES, role_of, worker_role
 from pipeline.settings import Settings
-import pipeline.worker as worker_module
 from pipeline.worker import AUTOGROUP, BACKGROUND_FETCH_MIN_BYTES, Worker, faust_worker
 
 PROJECTIONS = worker_role("projections").agents
