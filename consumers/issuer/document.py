@@ -236,10 +236,13 @@ def render_document(content: bytes, signature: bytes) -> bytes:
     title = certificate_title(certificate)
     digest = hashlib.sha256(content).hexdigest()
     modules = qr_modules(qr_payload(certificate, digest, signature))
-    # The same symbol on every back page: drawn once.
-    qr_drawing = _qr_operators(modules, (PAGE_WIDTH - _QR_SIZE) / 2, _TOP - _QR_SIZE, _QR_SIZE)
     fronts = _fronts(certificate, title)
     document = Document(certificate_template())
+    # One image of a pixel per module, on every back page: a vector path of its runs of dark
+    # modules took a tenth of the drawing, in operators and in compressing them.
+    size = len(modules)
+    dark = np.frombuffer(b"".join(modules), np.uint8).reshape(size, size)
+    qr = document.add_stencil(np.packbits(dark, axis=1).tobytes(), size, size)
     for number, front in enumerate(fronts, start=1):
         paging = f"{number} / {len(fronts)} 頁"
         page = document.new_page()
@@ -248,7 +251,7 @@ def render_document(content: bytes, signature: bytes) -> bytes:
         _front_footer(page, certificate)
         page = document.new_page()
         _header(page, certificate, paging)
-        _back(page, certificate, qr_drawing)
+        _back(page, certificate, qr)
     stamp = certificate.issued_at.astimezone(JST).strftime("D:%Y%m%d%H%M%S+09'00'")
     return document.output(
         size=(PAGE_WIDTH, PAGE_HEIGHT),
@@ -466,9 +469,9 @@ def _certify(page: Page, content: CertificateContent, sentence: str) -> None:
 # -------------------------------------------------------------------------------------- back
 
 
-def _back(page: Page, content: CertificateContent, qr_drawing: str) -> None:
+def _back(page: Page, content: CertificateContent, qr: str) -> None:
     _title(page, "偽造防止情報")
-    page.literal(qr_drawing)
+    page.stencil(qr, (PAGE_WIDTH - _QR_SIZE) / 2, _TOP - _QR_SIZE, _QR_SIZE, _QR_SIZE)
     y = _TOP - _QR_SIZE - 34
     page.set_font(FONT, 20)
     page.text(PAGE_WIDTH / 2, y, f"検証ID: {content.verification_id}", align="center")
@@ -515,35 +518,6 @@ def qr_modules(payload: str) -> list[bytes]:
     )
     image = np.asarray(symbol.to_image(scale=1, add_quiet_zones=False))
     return [row.tobytes() for row in (image == 0).astype(np.uint8)]
-
-
-def _qr_operators(matrix: list[bytes], x: float, y: float, size: float) -> str:
-    """The symbol with its bottom-left corner at (x, y), the quiet zone left to the white paper.
-
-    One path of one rectangle per horizontal run of dark modules, in module units, one line
-    ``column row length 1 re`` each, the numbers right-aligned in three columns: the lines are
-    laid out as a byte array at once, as formatting a thousand of them one by one cost 1 ms.
-    """
-    count = len(matrix)
-    module = size / count
-    dark = np.frombuffer(b"".join(matrix), dtype=np.uint8).reshape(count, count)
-    edges = np.diff(np.pad(dark, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    lines = np.empty((len(starts), len(_RUN_LINE)), dtype=np.uint8)
-    lines[:] = np.frombuffer(_RUN_LINE, dtype=np.uint8)
-    for column, numbers in zip((0, 4, 8), (starts, count - 1 - rows, ends - starts), strict=True):
-        lines[:, column : column + 3] = _THREE_DIGITS[numbers]
-    drawn = lines.tobytes().decode("ascii")
-    return f"q 0 g {module:.4f} 0 0 {module:.4f} {x:.4f} {y:.4f} cm\n{drawn}f Q"
-
-
-# Numbers 0-999 right-aligned in three characters (a QR symbol is at most 177 modules wide),
-# and the line they are written into.
-_THREE_DIGITS: Final = np.frombuffer(
-    "".join(f"{number:3d}" for number in range(1000)).encode("ascii"), dtype=np.uint8
-).reshape(1000, 3)
-_RUN_LINE: Final = b"ccc rrr lll 1 re\n"
 
 
 # ----------------------------------------------------------------------------------- drawing

@@ -347,8 +347,11 @@ class Page:
     def restore(self) -> None:
         self._parts.append("Q")
 
-    def literal(self, operators: str) -> None:
-        self._parts.append(operators)
+    def stencil(self, name: str, x: float, y: float, width: float, height: float) -> None:
+        """The document's stencil ``name`` (``Document.add_stencil``) painted black over the
+        box at (x, y)."""
+        box = " ".join(pdf_number(v) for v in (width, 0, 0, height, x, y))
+        self._parts.append(f"q 0 g {box} cm /{name} Do Q")
 
     def content(self) -> bytes:
         return "\n".join(self._parts).encode("latin-1")
@@ -364,11 +367,18 @@ class Document:
         self.template = template
         self.pages: list[Page] = []
         self.characters: set[str] = set()
+        self.stencils: list[tuple[bytes, int, int]] = []
 
     def new_page(self) -> Page:
         page = Page(self)
         self.pages.append(page)
         return page
+
+    def add_stencil(self, bits: bytes, columns: int, rows: int) -> str:
+        """A 1-bit image mask, painted where a bit is 1: ``rows`` rows of ``columns`` bits from
+        the top, each row padded to whole bytes. Returns its name in the pages' resources."""
+        self.stencils.append((bits, columns, rows))
+        return f"S{len(self.stencils)}"
 
     def output(
         self,
@@ -391,7 +401,13 @@ class Document:
         fonts = f"/FT {self.template.font} 0 R /FC {pdf.add(_COURIER)} 0 R"
         if document.glyphs:
             fonts += f" /FD {face.font_objects(pdf, document)} 0 R"
-        resources = pdf.add(f"<< /Font << {fonts} >> /ProcSet [/PDF /Text] >>")
+        images = " ".join(
+            f"/S{number} {pdf.add_stream(_STENCIL % (columns, rows), bits)} 0 R"
+            for number, (bits, columns, rows) in enumerate(self.stencils, start=1)
+        )
+        resources = pdf.add(
+            f"<< /Font << {fonts} >> /XObject << {images} >> /ProcSet [/PDF /Text /ImageB] >>"
+        )
         tree = pdf.reserve()
         box = f"[0 0 {pdf_number(size[0])} {pdf_number(size[1])}]"
         kids = []
@@ -427,6 +443,11 @@ class Document:
         return pdf.output(catalog, info, file_id)
 
 
+# Decode [1 0]: a 1 bit is painted (an image mask paints its 0 bits by default).
+_STENCIL: Final = (
+    "/Type /XObject /Subtype /Image /Width %d /Height %d /ImageMask true /BitsPerComponent 1 "
+    "/Decode [1 0]"
+)
 _COURIER: Final = "<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>"
 
 

@@ -695,15 +695,18 @@ def test_the_back_draws_a_qr_code_that_scans_back_to_the_payload(household: Seal
     for back in PdfReader(io.BytesIO(household.pdf)).pages[1::2]:
         contents = back.get_contents()
         assert contents is not None
-        operators = contents.get_data().decode("latin-1")
-        # The symbol is drawn in module units: "column row run 1 re", row 0 at the bottom.
-        runs = re.findall(r"^ *(\d+) +(\d+) +(\d+) 1 re$", operators, re.MULTILINE)
-        assert len(runs) > size
-        # Rebuilt as a picture (white, with a quiet zone, 4 pixels a module) and scanned.
-        picture = np.full((size + 8, size + 8), 255, dtype=np.uint8)
-        for column, row, length in runs:
-            top = size - 1 - int(row) + 4
-            picture[top, int(column) + 4 : int(column) + 4 + int(length)] = 0
+        # Painted black over a 72 mm square: a pixel per module.
+        placed = re.search(r"q 0 g ([\d.]+) 0.00 0.00 ([\d.]+) [\d.]+ [\d.]+ cm /(\w+) Do Q",
+                           contents.get_data().decode("latin-1"))  # fmt: skip
+        assert placed is not None
+        assert float(placed[1]) == float(placed[2]) == pytest.approx(72 / 25.4 * 72, abs=0.01)
+        stencil = back["/Resources"]["/XObject"][f"/{placed[3]}"]
+        assert (stencil["/Width"], stencil["/Height"], stencil["/ImageMask"]) == (size, size, True)
+        assert list(stencil["/Decode"]) == [1, 0]  # a 1 bit is painted
+        bits = np.frombuffer(stencil.get_data(), dtype=np.uint8).reshape(size, -1)
+        dark = np.unpackbits(bits, axis=1)[:, :size]
+        # As printed (white, with a quiet zone, 4 pixels a module) and scanned.
+        picture = np.pad(255 * (1 - dark), 4, constant_values=255).astype(np.uint8)
         scanned = zxingcpp.read_barcode(np.kron(picture, np.ones((4, 4), dtype=np.uint8)))
         assert scanned is not None
         assert scanned.text == payload

@@ -71,10 +71,13 @@ async def test_the_journal_builds_again_in_a_shadow_schema(db: asyncpg.Connectio
     ]
     assert await table_exists(db, "journal_replay.events")
     # Every step applies to the shadow's own table: analyzing it skips the payloads too.
-    assert await db.fetchval(
-        "SELECT attstattarget FROM pg_attribute "
-        "WHERE attrelid = 'journal_replay.events'::regclass AND attname = 'payload'"
-    ) == 0
+    assert (
+        await db.fetchval(
+            "SELECT attstattarget FROM pg_attribute "
+            "WHERE attrelid = 'journal_replay.events'::regclass AND attname = 'payload'"
+        )
+        == 0
+    )
     assert await db.fetchval("SELECT count(*) FROM journal_replay.projection_offsets") == 0
     assert await db.fetchval("SELECT count(*) FROM journal.projection_offsets") == 1
     assert await migrate(db, "journal", "journal_replay") == []
