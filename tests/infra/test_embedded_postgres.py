@@ -26,7 +26,7 @@ async def test_postgres_serves_the_bcl_database_on_localhost_only(scratch: Path)
         assert pid_alive(handle.pid, name=PROCESS_NAME)
         assert await fetch(handle.dsn, "SELECT current_database()") == "bcl"
         assert await fetch(handle.dsn, "SHOW fsync") == "off"
-        assert await fetch(handle.dsn, "SHOW default_statistics_target") == "30"
+        assert await fetch(handle.dsn, "SHOW default_statistics_target") == "10"
         sockets = await fetch(handle.dsn, "SHOW unix_socket_directories")
         assert sockets == str(scratch / "postgres" / "run")
         server = psutil.Process(handle.pid)
