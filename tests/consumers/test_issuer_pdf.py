@@ -143,7 +143,9 @@ def test_the_widths_follow_the_face_metrics() -> None:
 def test_numbers_are_plain_pdf_reals(value: float) -> None:
     written = pdf_number(value)
     assert "e" not in written.lower()
-    assert abs(float(written) - value) <= 0.005
+    # Off by half a hundredth at most: a tie such as 0.125 rounds to even, and the difference
+    # computed in binary floating point exceeds 0.005 by a few units in the last place.
+    assert abs(float(written) - value) <= 0.005 + 1e-9
 
 
 def test_literal_strings_escape_their_delimiters() -> None:
