@@ -17,6 +17,8 @@ import base64
 import hashlib
 import logging
 import os
+import select
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -813,10 +815,9 @@ _renderers: dict[int, Executor] = {}
 def renderer_pool(settings: Settings) -> Executor | None:
     """The process's pool drawing PDFs (``BCL_RENDER_PROCESSES``; 0 draws in the worker's loop).
 
-    One per process, shared by every issuer in it. Its processes start with it and build the
-    certificate template as they start, so that the first kiosk after a start does not wait
-    0.5-1 s for the imports and the font; they end with this process. Started by forkserver, not
-    fork: a fork would copy the worker's threads and event loop.
+    One per process, shared by every issuer in it. Its processes start with it and end with this
+    process (`_start_renderer`). Started by forkserver, not fork: a fork would copy the worker's
+    threads and event loop.
     """
     if settings.render_processes == 0:
         return None
@@ -825,13 +826,39 @@ def renderer_pool(settings: Settings) -> Executor | None:
         pool = ProcessPoolExecutor(
             settings.render_processes,
             mp_context=get_context("forkserver"),
-            initializer=certificate_template,
+            initializer=_start_renderer,
+            initargs=(os.getpid(),),
         )
         # The pool starts a process for each task submitted while none is idle.
         for _ in range(settings.render_processes):
             pool.submit(os.getpid)
         _renderers[settings.render_processes] = pool
     return pool
+
+
+def _start_renderer(worker: int) -> None:
+    """What a renderer process does as it starts, before its first drawing.
+
+    1. Build the certificate template, so that the first kiosk after a start does not wait
+       0.5-1 s for the imports and the font.
+    2. End when the ``worker`` process ends. A worker killed outright (SIGKILL, a crash) cannot
+       stop its pool, and its renderers would wait for work forever: each holds the task queue's
+       writing end, so it never reads the end of the queue, and the forkserver's liveness pipe,
+       so the forkserver stays too.
+    """
+    # 1.
+    certificate_template()
+    # 2.
+    try:
+        worker_exit = os.pidfd_open(worker)
+    except ProcessLookupError:
+        os._exit(0)
+    threading.Thread(target=_exit_on, args=(worker_exit,), name="worker-exit", daemon=True).start()
+
+
+def _exit_on(process_exit: int) -> None:
+    select.select([process_exit], [], [])  # a process's pidfd is readable once it has exited
+    os._exit(0)
 
 
 def make(settings: Settings) -> IssuerProcessor:

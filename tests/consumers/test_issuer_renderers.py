@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from consumers.issuer import projection
@@ -30,6 +33,49 @@ def test_each_renderer_builds_the_template_before_its_first_drawing(
 
     assert {built for _, built in answers} == {1}
     assert os.getpid() not in {pid for pid, _ in answers}
+
+
+def test_the_renderers_end_with_a_worker_killed_outright(tmp_path: Path) -> None:
+    """A SIGKILLed worker cannot stop its pool: its renderers, and their forkserver, must go."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == "ready\n"
+        forkserver = next(
+            process
+            for process in psutil.Process(worker.pid).children()
+            if "forkserver" in " ".join(process.cmdline())
+        )
+        renderers = forkserver.children()
+        assert len(renderers) == 2
+    finally:
+        worker.kill()
+        worker.wait()
+
+    _, alive = psutil.wait_procs([*renderers, forkserver], timeout=30)
+    for process in alive:
+        process.kill()
+    assert alive == []
+
+
+# A worker's part: start the pool, wait for a drawing process to answer, and wait to be killed.
+_WORKER = """
+import sys, time
+from pathlib import Path
+from consumers.issuer.projection import renderer_pool
+from pipeline.settings import Settings
+
+if __name__ == "__main__":
+    pool = renderer_pool(Settings(home=Path(sys.argv[1]), render_processes=2))
+    pool.submit(sum, [1]).result()
+    print("ready", flush=True)
+    time.sleep(600)
+"""
 
 
 def test_no_renderer_processes_draw_in_the_worker(tmp_path: Path) -> None:
