@@ -31,6 +31,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import zxingcpp
 
 from consumers.issuer.pdf import Document, Page, Template, Typeface
@@ -241,8 +242,7 @@ def render_document(content: bytes, signature: bytes) -> bytes:
     # One image of a pixel per module, on every back page: a vector path of its runs of dark
     # modules took a tenth of the drawing, in operators and in compressing them.
     size = len(modules)
-    dark = np.frombuffer(b"".join(modules), np.uint8).reshape(size, size)
-    qr = document.add_stencil(np.packbits(dark, axis=1).tobytes(), size, size)
+    qr = document.add_stencil(np.packbits(modules, axis=1).tobytes(), size, size)
     for number, front in enumerate(fronts, start=1):
         paging = f"{number} / {len(fronts)} 頁"
         page = document.new_page()
@@ -503,8 +503,8 @@ def _back(page: Page, content: CertificateContent, qr: str) -> None:
         y -= 15
 
 
-def qr_modules(payload: str) -> list[bytes]:
-    """The QR code (error correction M) of ``payload`` as rows of modules, 1 for dark.
+def qr_modules(payload: str) -> npt.NDArray[np.uint8]:
+    """The QR code (error correction M) of ``payload`` as a square of modules, 1 for dark.
 
     Encoded by zxing-cpp (C++): a pure-Python encoder took a third of the whole document.
 
@@ -517,7 +517,8 @@ def qr_modules(payload: str) -> list[bytes]:
         payload, zxingcpp.BarcodeFormat.QRCode, ec_level="M", data_mask=2
     )
     image = np.asarray(symbol.to_image(scale=1, add_quiet_zones=False))
-    return [row.tobytes() for row in (image == 0).astype(np.uint8)]
+    dark: npt.NDArray[np.uint8] = (image == 0).astype(np.uint8)
+    return dark
 
 
 # ----------------------------------------------------------------------------------- drawing

@@ -853,6 +853,9 @@ def _start_renderer(worker: int) -> None:
         worker_exit = os.pidfd_open(worker)
     except ProcessLookupError:
         os._exit(0)
+    except OSError as error:  # no pidfds here (an old kernel, a seccomp profile): draw anyway
+        log.warning("renderer %d cannot watch worker %d: %s", os.getpid(), worker, error)
+        return
     threading.Thread(target=_exit_on, args=(worker_exit,), name="worker-exit", daemon=True).start()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -76,6 +77,20 @@ if __name__ == "__main__":
     print("ready", flush=True)
     time.sleep(600)
 """
+
+
+def test_a_renderer_that_cannot_watch_its_worker_still_draws(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without pidfds (an old kernel, a seccomp profile) the watch is lost, not the pool."""
+
+    def no_pidfds(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfds)
+    projection._start_renderer(os.getpid())
+
+    assert "cannot watch worker" in caplog.text
 
 
 def test_no_renderer_processes_draw_in_the_worker(tmp_path: Path) -> None:
