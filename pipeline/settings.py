@@ -73,11 +73,6 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1, description="Events per live projection batch.")
     batch_within: float = Field(default=0.2, gt=0, description="Seconds a live batch may wait.")
     replay_batch_size: int = Field(default=20000, ge=1)
-    issuer_batch_within: float = Field(
-        default=0.01,
-        gt=0,
-        description="Seconds the issuer's live batch may wait: a kiosk is waiting for each answer.",
-    )
     fetch_wait: float = Field(
         default=0.03,
         gt=0,

@@ -17,10 +17,10 @@ import gc
 import importlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import faust
@@ -39,6 +39,8 @@ from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 
 log = logging.getLogger("bcl.worker")
+
+T = TypeVar("T")
 
 # A background worker's fetch returns once this much waits, or after BCL_BATCH_WITHIN.
 BACKGROUND_FETCH_MIN_BYTES = 1 << 20
@@ -67,9 +69,10 @@ class Worker:
             importlib.import_module(AGENT_MODULES[name]).install(self)
         self.app.task(self._start)
 
-    def add_projection(self, projection: Projection, *, within: float | None = None) -> None:
-        """Run ``projection`` live; a batch waits at most ``within`` seconds (default
-        ``BCL_BATCH_WITHIN``) for more events before it is applied."""
+    def add_projection(self, projection: Projection, *, waited_on: bool = False) -> None:
+        """Run ``projection`` live. A batch waits up to ``BCL_BATCH_WITHIN`` for more events
+        before it is applied; a projection someone is ``waited_on`` for (a resident at a kiosk,
+        at a shelter's reader) starts each batch as soon as an event is there."""
         self._projections.append(projection)
         self._locks[projection.name] = asyncio.Lock()
         channel = self.app.topic(
@@ -84,8 +87,10 @@ class Worker:
             await self.ready()
             runner = self.runners[projection.name]
             lock = self._locks[projection.name]
-            batches = stream.take_events(
-                self.settings.batch_size, within=within or self.settings.batch_within
+            batches = (
+                ready_batches(stream.events(), self.settings.batch_size)
+                if waited_on
+                else stream.take_events(self.settings.batch_size, within=self.settings.batch_within)
             )
             async for events in batches:
                 async with lock:
@@ -152,6 +157,43 @@ class Worker:
         finally:
             if pid_file.exists() and pid_file.read_text() == str(os.getpid()):
                 pid_file.unlink()
+
+
+async def ready_batches(events: AsyncIterable[T], most: int) -> AsyncIterator[list[T]]:
+    """Batches of at most ``most`` events, each yielded as soon as an event is there: what
+    arrived while the previous batch was being applied makes up the next one.
+
+    faust's ``take_events`` waits out its ``within`` after every batch, even when events are
+    already waiting; at 100 kiosk requests a second that added 10 ms to every request's answer.
+    Events are pulled (and acknowledged to faust) ahead of being applied, at most ``most`` of
+    them: what a projection has applied is its tracking row, not faust's commit.
+    """
+    waiting: asyncio.Queue[T] = asyncio.Queue(maxsize=most)
+
+    async def pull() -> None:
+        async for event in events:
+            await waiting.put(event)
+
+    puller = asyncio.ensure_future(pull())
+    try:
+        while True:
+            getting = asyncio.ensure_future(waiting.get())
+            await asyncio.wait((getting, puller), return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                puller.result()  # the events' error, if they ended with one
+                return
+            batch = [getting.result()]
+            # Let the puller move in what is there already, before cutting the batch.
+            seen = -1
+            while waiting.qsize() != seen and len(batch) + waiting.qsize() < most:
+                seen = waiting.qsize()
+                await asyncio.sleep(0)
+            while len(batch) < most and not waiting.empty():
+                batch.append(waiting.get_nowait())
+            yield batch
+    finally:
+        puller.cancel()
 
 
 # This process's scheduling group and its niceness ("/autogroup-123 nice 0"), where the kernel

@@ -1,5 +1,5 @@
-"""Faust wiring of the disaster processor: small batches, since an evacuee waits at the
-shelter's reader for each tap."""
+"""Faust wiring of the disaster processor: a batch starts as soon as a tap is there, since an
+evacuee waits at the shelter's reader for each."""
 
 from __future__ import annotations
 
@@ -8,6 +8,4 @@ from pipeline.worker import Worker
 
 
 def install(worker: Worker) -> None:
-    worker.add_projection(
-        projection.make(worker.settings), within=worker.settings.issuer_batch_within
-    )
+    worker.add_projection(projection.make(worker.settings), waited_on=True)

@@ -1,4 +1,5 @@
-"""Faust wiring of the issuer: small batches, since a resident stands at the kiosk for each."""
+"""Faust wiring of the issuer: a batch starts as soon as a request is there, since a resident
+stands at the kiosk for each answer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,4 @@ from pipeline.worker import Worker
 
 
 def install(worker: Worker) -> None:
-    worker.add_projection(
-        projection.make(worker.settings), within=worker.settings.issuer_batch_within
-    )
+    worker.add_projection(projection.make(worker.settings), waited_on=True)
