@@ -167,22 +167,20 @@ class ProjectionRunner:
         if not self.deciding:
             return 0
         assert self.publisher is not None
+        outbox = f"{_q(self.schema)}.outbox"
         async with self.pool.acquire() as connection, connection.transaction():
+            # Deleted as they are taken: the delete commits only once they are published.
             rows = await connection.fetch(
-                f"SELECT position, topic, key, envelope FROM {_q(self.schema)}.outbox "
-                "ORDER BY position FOR UPDATE SKIP LOCKED"
+                f"DELETE FROM {outbox} WHERE position IN (SELECT position FROM {outbox} "
+                "FOR UPDATE SKIP LOCKED) RETURNING position, topic, key, envelope"
             )
             if not rows:
                 return 0
             await self.publisher(
                 [
                     Outgoing(row["topic"], row["key"], decode_event(row["envelope"]).envelope)
-                    for row in rows
+                    for row in sorted(rows, key=lambda row: row["position"])
                 ]
-            )
-            await connection.execute(
-                f"DELETE FROM {_q(self.schema)}.outbox WHERE position = ANY($1::bigint[])",
-                [row["position"] for row in rows],
             )
         return len(rows)
 
@@ -191,22 +189,22 @@ class ProjectionRunner:
     ) -> dict[tuple[str, int], int]:
         topics = [t for t, _ in partitions]
         numbers = [p for _, p in partitions]
-        await connection.execute(
-            "INSERT INTO projection_offsets (cluster, topic, partition, last_offset) "
-            "SELECT $1, t, p, -1 FROM unnest($2::text[], $3::int[]) AS x(t, p) "
-            "ON CONFLICT DO NOTHING",
-            self.cluster,
-            topics,
-            numbers,
-        )
-        rows = await connection.fetch(
+        locking = (
             "SELECT o.topic, o.partition, o.last_offset FROM projection_offsets o "
             "JOIN unnest($2::text[], $3::int[]) AS x(t, p) ON o.topic = x.t AND o.partition = x.p "
-            "WHERE o.cluster = $1 ORDER BY o.topic, o.partition FOR UPDATE OF o",
-            self.cluster,
-            topics,
-            numbers,
+            "WHERE o.cluster = $1 ORDER BY o.topic, o.partition FOR UPDATE OF o"
         )
+        rows = await connection.fetch(locking, self.cluster, topics, numbers)
+        if len(rows) < len(partitions):  # a partition read for the first time
+            await connection.execute(
+                "INSERT INTO projection_offsets (cluster, topic, partition, last_offset) "
+                "SELECT $1, t, p, -1 FROM unnest($2::text[], $3::int[]) AS x(t, p) "
+                "ON CONFLICT DO NOTHING",
+                self.cluster,
+                topics,
+                numbers,
+            )
+            rows = await connection.fetch(locking, self.cluster, topics, numbers)
         return {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
 
     async def _move_tracking(

@@ -119,7 +119,11 @@ class Worker:
         log.warning("ready; %d objects set aside from garbage collection", gc.get_freeze_count())
 
     async def _prepare(self) -> None:
-        self._pool = await create_pool(self.settings, max_size=len(self._projections) + 2)
+        self._pool = await create_pool(
+            self.settings,
+            max_size=len(self._projections) + 2,
+            nice=self.settings.background_nice if self.role.background else None,
+        )
         self._producer = await start_producer(self.settings)
         producer = self._producer
         sink = DeadLetterSink(producer, self.settings.topic(DEAD_LETTERS.name))
