@@ -95,38 +95,47 @@ def quote_ident(name: str) -> str:
 
 async def insert_new_rows(
     connection: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
-) -> None:
-    """Insert rows, keeping the rows already there for any key that exists.
+) -> int:
+    """Insert rows, keeping the rows already there for any key that exists; returns how many
+    were inserted.
 
     A few rows (a live batch) go in as one INSERT from arrays: two round trips. More go by one
     COPY; a key that exists fails the COPY as a whole (a redelivery, a mirrored copy of an
     event), and then the rows go through a stage and one INSERT that skips those keys.
     """
     if not rows:
-        return
+        return 0
+    names = ", ".join(quote_ident(c) for c in columns)
     if len(rows) <= _ARRAY_INSERT_ROWS:
         types = await _column_types(connection, table, columns)
         if not any(t.endswith("]") for t in types):  # unnest would flatten an array column
-            names = ", ".join(quote_ident(c) for c in columns)
             arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
-            await connection.execute(
-                f"INSERT INTO {quote_ident(table)} ({names}) SELECT * FROM unnest({arrays}) "
-                "ON CONFLICT DO NOTHING",
-                *zip(*rows, strict=True),
+            return _count(
+                await connection.execute(
+                    f"INSERT INTO {quote_ident(table)} ({names}) SELECT * FROM unnest({arrays}) "
+                    "ON CONFLICT DO NOTHING",
+                    *zip(*rows, strict=True),
+                )
             )
-            return
     try:
         async with connection.transaction():
-            await connection.copy_records_to_table(table, records=rows, columns=columns)
-        return
+            return _count(
+                await connection.copy_records_to_table(table, records=rows, columns=columns)
+            )
     except asyncpg.UniqueViolationError:
         pass
     stage = await stage_rows(connection, table, columns, rows)
-    names = ", ".join(quote_ident(c) for c in columns)
-    await connection.execute(
-        f"INSERT INTO {quote_ident(table)} ({names}) SELECT {names} FROM {stage} "
-        "ON CONFLICT DO NOTHING"
+    return _count(
+        await connection.execute(
+            f"INSERT INTO {quote_ident(table)} ({names}) SELECT {names} FROM {stage} "
+            "ON CONFLICT DO NOTHING"
+        )
     )
+
+
+def _count(status: str) -> int:
+    """The row count of a command's status ("INSERT 0 12", "COPY 12")."""
+    return int(status.rpartition(" ")[2])
 
 
 # Up to this many rows, an INSERT from arrays (parse, then execute) beats a COPY in a savepoint

@@ -282,9 +282,11 @@ def render_document(content: bytes, signature: bytes) -> bytes:
     )
 
 
-def render_documents(documents: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
-    """The PDFs of (content, signature) pairs: a renderer process's share of a batch."""
-    return [render_document(content, signature) for content, signature in documents]
+def render_documents(documents: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, str]]:
+    """The PDFs of (content, signature) pairs with their SHA-256 (hex): a renderer process's
+    share of a batch, hashed there too rather than in the issuer's busy loop."""
+    drawn = [render_document(content, signature) for content, signature in documents]
+    return [(pdf, hashlib.sha256(pdf).hexdigest()) for pdf in drawn]
 
 
 def font_path() -> Path:

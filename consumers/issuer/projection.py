@@ -175,7 +175,7 @@ class IssuerProcessor:
     async def _record_requests(
         self, connection: Connection, requests: Sequence[ConsumedEvent]
     ) -> None:
-        await insert_new_rows(
+        inserted = await insert_new_rows(
             connection,
             "requests",
             ("request_id", "event_id", "origin", "source", "requested_at", "store_operator",
@@ -183,6 +183,8 @@ class IssuerProcessor:
              "fiscal_year", "copies", "recorded_at"),
             [_request_row(e) for e in requests],
         )  # fmt: skip
+        if inserted == len(requests):
+            return  # every one is the first of its id
         first = {
             row["request_id"]: row["event_id"]
             for row in await connection.fetch(
@@ -313,8 +315,8 @@ class IssuerProcessor:
             "document_files",
             ("document_id", "pdf", "sha256"),
             [
-                (content.document_id, pdf, hashlib.sha256(pdf).hexdigest())
-                for (content, _, _), pdf in zip(drawings, files, strict=True)
+                (content.document_id, pdf, sha256)
+                for (content, _, _), (pdf, sha256) in zip(drawings, files, strict=True)
             ],
         )
         return [d.outgoing for d in decisions]
@@ -593,9 +595,9 @@ class IssuerProcessor:
             self._seal_keys[(municipality, key_id)] = key
         return key
 
-    async def _draw(self, drawings: Sequence[_Drawing]) -> list[bytes]:
-        """The PDFs, drawn in the renderer processes: both cores draw while this loop keeps
-        serving Kafka and Postgres.
+    async def _draw(self, drawings: Sequence[_Drawing]) -> list[tuple[bytes, str]]:
+        """The PDFs and their SHA-256, drawn in the renderer processes: both cores draw while
+        this loop keeps serving Kafka and Postgres.
 
         Each process gets one contiguous share of the batch, not one task per document: every
         task is a round trip through the pool's manager thread, which has to win the GIL from
