@@ -25,13 +25,17 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """A pool of connections to the center's Postgres; with ``nice``, the embedded server serves
     them at that CPU niceness where it runs on this machine (`lower_session_priority`)."""
-    # No statement cache: projection SQL names tables through search_path, and a replay swaps
-    # schemas under a running worker; a cached plan would keep writing to the retired tables.
+    # Prepared statements are kept: without them every query with arguments is two round trips
+    # (prepare, then execute), some forty per issuer batch. Projection SQL names tables through
+    # search_path, and a replay swaps schemas under a running worker; Postgres analyses a
+    # cached statement again when the search path differs or a schema is renamed, so it follows
+    # both (tests/pipeline/test_database.py). A statement whose result shape changed under it
+    # fails its transaction with InvalidCachedStatementError, and asyncpg prepares it afresh.
     pool = await asyncpg.create_pool(
         settings.dsn,
         min_size=min_size,
         max_size=max_size,
-        statement_cache_size=0,
+        statement_cache_size=_STATEMENTS_KEPT,
         server_settings={"application_name": f"bcl-{settings.center}", "timezone": "UTC"},
         reset=_no_session_state,
         init=(
@@ -42,6 +46,11 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+# Enough for every projection's statements in one worker: past it, the least used are
+# prepared again.
+_STATEMENTS_KEPT = 1000
 
 
 async def _no_session_state(connection: asyncpg.Connection) -> None:

@@ -84,3 +84,36 @@ async def test_a_background_pool_is_served_at_its_niceness(platform: Settings) -
     finally:
         await background.close()
         await kiosks.close()
+
+
+async def test_kept_statements_follow_the_search_path_and_a_schema_swap(
+    platform: Settings, db: asyncpg.Connection
+) -> None:
+    """What keeping prepared statements in the pools rests on: the same statement text, run
+    under another search path or after a replay's swap, reaches the tables the names mean now."""
+    await db.execute(
+        "CREATE SCHEMA live; CREATE TABLE live.t (v text); "
+        "CREATE SCHEMA shadow; CREATE TABLE shadow.t (v text)"
+    )
+    pool = await create_pool(platform, max_size=1)
+
+    async def write(schema: str, value: str) -> None:
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute(f"SET LOCAL search_path TO {schema}, public")
+            await connection.execute("INSERT INTO t (v) VALUES ($1)", value)
+
+    try:
+        await write("live", "live 1")
+        await write("shadow", "shadow 1")
+        await write("live", "live 2")
+        await db.execute(
+            "BEGIN; ALTER SCHEMA live RENAME TO retired; ALTER SCHEMA shadow RENAME TO live; COMMIT"
+        )
+        await write("live", "after the swap")
+    finally:
+        await pool.close()
+    values = {
+        schema: [r["v"] for r in await db.fetch(f"SELECT v FROM {schema}.t ORDER BY v")]
+        for schema in ("live", "retired")
+    }
+    assert values == {"live": ["after the swap", "shadow 1"], "retired": ["live 1", "live 2"]}
