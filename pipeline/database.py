@@ -108,7 +108,7 @@ async def insert_new_rows(
     """Insert rows, keeping the rows already there for any key that exists; returns how many
     were inserted.
 
-    A few rows (a live batch) go in as one INSERT from arrays: two round trips. More go by one
+    A few rows (a live batch) go in as one INSERT from arrays: one round trip. More go by one
     COPY; a key that exists fails the COPY as a whole (a redelivery, a mirrored copy of an
     event), and then the rows go through a stage and one INSERT that skips those keys.
     """
@@ -147,8 +147,8 @@ def _count(status: str) -> int:
     return int(status.rpartition(" ")[2])
 
 
-# Up to this many rows, an INSERT from arrays (parse, then execute) beats a COPY in a savepoint
-# (savepoint, asyncpg's column query, copy, release); beyond, COPY's cheaper encoding wins.
+# Up to this many rows, an INSERT from arrays beats a COPY in a savepoint (three round trips:
+# savepoint, copy, release); beyond, COPY's cheaper encoding wins.
 _ARRAY_INSERT_ROWS = 100
 
 # (table, columns) → their SQL types, read once per process. A live schema and its replay's
