@@ -40,7 +40,7 @@ async def create_pool(
         reset=_no_session_state,
         init=(
             partial(lower_session_priority, nice)
-            if nice is not None and _on_this_machine(settings.dsn)
+            if nice is not None and server_on_this_machine(settings.dsn)
             else None
         ),
     )
@@ -84,7 +84,7 @@ async def lower_session_priority(niceness: int, connection: asyncpg.Connection) 
     _renice_postgres(connection.get_server_pid(), niceness)
 
 
-def _on_this_machine(dsn: str) -> bool:
+def server_on_this_machine(dsn: str) -> bool:
     """Whether the server's process ids are this machine's (a loopback or socket address)."""
     host = urlsplit(dsn).hostname or ""
     return host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
