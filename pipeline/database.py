@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -48,9 +47,9 @@ async def create_pool(
     return pool
 
 
-# Enough for every projection's statements in one worker: past it, the least used are
-# prepared again.
-_STATEMENTS_KEPT = 1000
+# Enough for every projection's statements in one worker, with room for the statements asyncpg
+# prepares for stage tables (a name each, never used again), which age out as they pass.
+_STATEMENTS_KEPT = 250
 
 
 async def _no_session_state(connection: asyncpg.Connection) -> None:
@@ -78,21 +77,26 @@ async def lower_session_priority(niceness: int, connection: asyncpg.Connection) 
 
     Postgres serves each session in a process of its own. A background worker's writes (every
     event into the journal, usage, fees) would otherwise take the CPU at the server's priority
-    while kiosks wait; at its niceness, they wait for the kiosks' instead. Only the server's
-    own process is touched, and only where this process may renice it (the same user, or root).
+    while kiosks wait; at its niceness, they wait for the kiosks' instead. Only a process
+    working in the server's data directory is touched (not another server's process of the same
+    id, as in a container), and only where this process may see and renice it.
     """
-    _renice_postgres(connection.get_server_pid(), niceness)
+    try:
+        data_directory = await connection.fetchval("SHOW data_directory")
+    except asyncpg.InsufficientPrivilegeError:
+        return
+    _renice_postgres(connection.get_server_pid(), data_directory, niceness)
 
 
 def server_on_this_machine(dsn: str) -> bool:
     """Whether the server's process ids are this machine's (a loopback or socket address)."""
     host = urlsplit(dsn).hostname or ""
-    return host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("/")
 
 
-def _renice_postgres(pid: int, niceness: int) -> None:
+def _renice_postgres(pid: int, data_directory: str, niceness: int) -> None:
     with contextlib.suppress(OSError):  # gone, or another user's
-        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+        if os.readlink(f"/proc/{pid}/cwd") != data_directory:
             return
         if niceness > os.getpriority(os.PRIO_PROCESS, pid):
             os.setpriority(os.PRIO_PROCESS, pid, niceness)
@@ -117,7 +121,7 @@ async def insert_new_rows(
     names = ", ".join(quote_ident(c) for c in columns)
     if len(rows) <= _ARRAY_INSERT_ROWS:
         types = await _column_types(connection, table, columns)
-        if not any(t.endswith("]") for t in types):  # unnest would flatten an array column
+        if types is not None:
             arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
             return _count(
                 await connection.execute(
@@ -151,27 +155,33 @@ def _count(status: str) -> int:
 # savepoint, copy, release); beyond, COPY's cheaper encoding wins.
 _ARRAY_INSERT_ROWS = 100
 
-# (table, columns) → their SQL types, read once per process. A live schema and its replay's
-# shadow share them; projections whose tables share a name name other columns.
-_types: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+# (table, columns) → their SQL types, read once per process; None where a column is an array
+# or a composite, which unnest would flatten or spread. A live schema and its replay's shadow
+# share them; projections whose tables share a name name other columns.
+_types: dict[tuple[str, tuple[str, ...]], tuple[str, ...] | None] = {}
 
 
 async def _column_types(
     connection: Connection, table: str, columns: Sequence[str]
-) -> tuple[str, ...]:
+) -> tuple[str, ...] | None:
     key = (table, tuple(columns))
-    types = _types.get(key)
-    if types is None:
+    if key not in _types:
         found = {
-            row["attname"]: row["type"]
+            row["attname"]: (row["type"], row["structured"])
             for row in await connection.fetch(
-                "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+                # Without the modifier: a cast to varchar(10) would cut a longer value, where
+                # the insert itself (and COPY) refuses it.
+                "SELECT attname, format_type(atttypid, -1) AS type, typcategory IN ('A', 'C') "
+                "AS structured FROM pg_attribute JOIN pg_type ON pg_type.oid = atttypid "
                 "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
                 quote_ident(table),
             )
         }
-        types = _types[key] = tuple(found[column] for column in columns)
-    return types
+        wanted = [found[column] for column in columns]
+        _types[key] = (
+            None if any(structured for _, structured in wanted) else tuple(t for t, _ in wanted)
+        )
+    return _types[key]
 
 
 async def upsert_rows(

@@ -87,6 +87,18 @@ class ProjectionRunner:
         return await self.apply_decoded(decode_records(records, self.projection.name))
 
     async def apply_decoded(self, items: Sequence[Decoded]) -> BatchResult:
+        """Apply one decoded batch in one transaction (`_apply`).
+
+        Once more if a kept prepared statement met tables of another shape (a replay swapped
+        them in under this worker): asyncpg has dropped the statement, and the batch was rolled
+        back whole.
+        """
+        try:
+            return await self._apply(items)
+        except asyncpg.InvalidCachedStatementError:
+            return await self._apply(items)
+
+    async def _apply(self, items: Sequence[Decoded]) -> BatchResult:
         """Apply one decoded batch in one transaction.
 
         Decoding (CPU work) happens before, outside the transaction, so a feeder can decode the

@@ -17,7 +17,7 @@ import gc
 import importlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -92,9 +92,12 @@ class Worker:
                 if waited_on
                 else stream.take_events(self.settings.batch_size, within=self.settings.batch_within)
             )
-            async for events in batches:
-                async with lock:
-                    await runner.apply_records([event.message for event in events])
+            # Closed however the loop ends: a batch that raises must not leave the batches'
+            # reader behind, still taking events from the stream faust hands the next actor.
+            async with contextlib.aclosing(batches):
+                async for events in batches:
+                    async with lock:
+                        await runner.apply_records([event.message for event in events])
 
         self.app.agent(channel, name=f"project-{projection.name}", concurrency=1)(project)
 
@@ -163,7 +166,7 @@ class Worker:
                 pid_file.unlink()
 
 
-async def ready_batches(events: AsyncIterable[T], most: int) -> AsyncIterator[list[T]]:
+async def ready_batches(events: AsyncIterable[T], most: int) -> AsyncGenerator[list[T], None]:
     """Batches of at most ``most`` events, each yielded as soon as an event is there: what
     arrived while the previous batch was being applied makes up the next one.
 
@@ -179,12 +182,12 @@ async def ready_batches(events: AsyncIterable[T], most: int) -> AsyncIterator[li
             await waiting.put(event)
 
     puller = asyncio.ensure_future(pull())
+    getting: asyncio.Future[T] | None = None
     try:
         while True:
             getting = asyncio.ensure_future(waiting.get())
             await asyncio.wait((getting, puller), return_when=asyncio.FIRST_COMPLETED)
             if not getting.done():
-                getting.cancel()
                 puller.result()  # the events' error, if they ended with one
                 return
             batch = [getting.result()]
@@ -197,7 +200,11 @@ async def ready_batches(events: AsyncIterable[T], most: int) -> AsyncIterator[li
                 batch.append(waiting.get_nowait())
             yield batch
     finally:
-        puller.cancel()
+        # Closed, or the agent crashed: nothing may go on pulling events nobody will apply.
+        pending = [task for task in (puller, getting) if task is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 # This process's scheduling group and its niceness ("/autogroup-123 nice 0"), where the kernel

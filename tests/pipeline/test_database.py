@@ -72,6 +72,16 @@ async def test_an_array_column_and_a_table_of_the_same_name_elsewhere(
     assert [tuple(r) for r in await db.fetch("SELECT * FROM two.tags")] == [("k", "c")]
 
 
+async def test_a_value_too_long_for_its_column_is_refused_not_cut(
+    db: asyncpg.Connection,
+) -> None:
+    await db.execute("CREATE TABLE codes (id int PRIMARY KEY, code varchar(6))")
+    with pytest.raises(asyncpg.StringDataRightTruncationError):
+        async with db.transaction():
+            await insert_new_rows(db, "codes", ("id", "code"), [(1, "1310160")])
+    assert await db.fetchval("SELECT count(*) FROM codes") == 0
+
+
 async def test_a_background_pool_is_served_at_its_niceness(platform: Settings) -> None:
     background = await create_pool(platform, nice=19)
     kiosks = await create_pool(platform)
