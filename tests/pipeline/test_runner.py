@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pytest
@@ -46,6 +46,21 @@ async def pool(platform: Settings) -> asyncpg.Pool:
     created = await create_pool(platform)
     yield created
     await created.close()
+
+
+class JournalThen:
+    """The journal projection, then ``then`` in the batch's transaction."""
+
+    def __init__(self, then: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+        self.journal = JournalProjection()
+        self.name = self.journal.name
+        self.topics = self.journal.topics
+        self.digest_order = self.journal.digest_order
+        self.then = then
+
+    async def apply(self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]) -> None:
+        await self.journal.apply(connection, events)
+        await self.then(connection)
 
 
 def runner_for(
@@ -96,25 +111,16 @@ async def test_a_gap_is_filled_from_the_log(platform: Settings, pool: asyncpg.Po
 async def test_a_failing_batch_leaves_nothing_behind(
     platform: Settings, pool: asyncpg.Pool
 ) -> None:
-    journal = JournalProjection()
+    async def explode(connection: asyncpg.Connection) -> None:
+        raise RuntimeError("disk on fire")
 
-    class Exploding:
-        name = journal.name
-        topics = journal.topics
-        digest_order = journal.digest_order
-
-        async def apply(
-            self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]
-        ) -> None:
-            await journal.apply(connection, events)
-            raise RuntimeError("disk on fire")
-
+    exploding = JournalThen(explode)
     async with producer(platform) as client:
         await publish_many(platform, client, platform_sample(50))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        await runner_for(platform, pool, Exploding()).apply_records(records)  # type: ignore[arg-type]
+        await runner_for(platform, pool, exploding).apply_records(records)  # type: ignore[arg-type]
 
     assert await journal_count(pool) == 0
     tracked = await runner_for(platform, pool).tracked_offsets()
@@ -128,25 +134,15 @@ async def test_a_batch_goes_again_when_a_kept_statement_meets_tables_of_another_
 ) -> None:
     """A replay may swap in tables whose rows have another shape under a running worker: the
     pool's kept statement then fails the batch's transaction, and the batch goes again."""
-    journal = JournalProjection()
     shapes: list[int] = []
 
-    class ReadingItsTable:
-        name = journal.name
-        topics = journal.topics
-        digest_order = journal.digest_order
-
-        async def apply(
-            self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]
-        ) -> None:
-            row = await connection.fetchrow("SELECT * FROM events LIMIT 1")
-            shapes.append(len(row) if row else 0)
-            await journal.apply(connection, events)
+    async def read_a_row(connection: asyncpg.Connection) -> None:
+        shapes.append(len(await connection.fetchrow("SELECT * FROM events LIMIT 1")))
 
     async with producer(platform) as client:
         await publish_many(platform, client, platform_sample(40))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
-    runner = runner_for(platform, pool, ReadingItsTable())
+    runner = runner_for(platform, pool, JournalThen(read_a_row))
     half = len(records) // 2
     await runner.apply_records(records[:half])  # type: ignore[arg-type]
     await runner.apply_records(records[half : half + 1])  # type: ignore[arg-type]
