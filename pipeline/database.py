@@ -22,8 +22,8 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 async def create_pool(
     settings: Settings, *, min_size: int = 1, max_size: int = 4, nice: int | None = None
 ) -> asyncpg.Pool:
-    """A pool of connections to the center's Postgres; with ``nice``, the embedded server serves
-    them at that CPU niceness where it runs on this machine (`lower_session_priority`)."""
+    """A pool of connections to the center's Postgres; with ``nice``, a server on this machine
+    serves them at that CPU niceness (`lower_session_priority`)."""
     # Prepared statements are kept: without them every query with arguments is two round trips
     # (prepare, then execute), some forty per issuer batch. Projection SQL names tables through
     # search_path, and a replay swaps schemas under a running worker; Postgres analyses a
@@ -112,24 +112,11 @@ async def insert_new_rows(
     """Insert rows, keeping the rows already there for any key that exists; returns how many
     were inserted.
 
-    A few rows (a live batch) go in as one INSERT from arrays: one round trip. More go by one
-    COPY; a key that exists fails the COPY as a whole (a redelivery, a mirrored copy of an
-    event), and then the rows go through a stage and one INSERT that skips those keys.
+    Fast path: one COPY. A key that exists fails the COPY as a whole (a redelivery, a mirrored
+    copy of an event); then the rows go through a stage and one INSERT that skips those keys.
     """
     if not rows:
         return 0
-    names = ", ".join(quote_ident(c) for c in columns)
-    if len(rows) <= _ARRAY_INSERT_ROWS:
-        types = await _column_types(connection, table, columns)
-        if types is not None:
-            arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
-            return _count(
-                await connection.execute(
-                    f"INSERT INTO {quote_ident(table)} ({names}) SELECT * FROM unnest({arrays}) "
-                    "ON CONFLICT DO NOTHING",
-                    *zip(*rows, strict=True),
-                )
-            )
     try:
         async with connection.transaction():
             return _count(
@@ -138,6 +125,7 @@ async def insert_new_rows(
     except asyncpg.UniqueViolationError:
         pass
     stage = await stage_rows(connection, table, columns, rows)
+    names = ", ".join(quote_ident(c) for c in columns)
     return _count(
         await connection.execute(
             f"INSERT INTO {quote_ident(table)} ({names}) SELECT {names} FROM {stage} "
@@ -149,39 +137,6 @@ async def insert_new_rows(
 def _count(status: str) -> int:
     """The row count of a command's status ("INSERT 0 12", "COPY 12")."""
     return int(status.rpartition(" ")[2])
-
-
-# Up to this many rows, an INSERT from arrays beats a COPY in a savepoint (three round trips:
-# savepoint, copy, release); beyond, COPY's cheaper encoding wins.
-_ARRAY_INSERT_ROWS = 100
-
-# (table, columns) → their SQL types, read once per process; None where a column is an array
-# or a composite, which unnest would flatten or spread. A live schema and its replay's shadow
-# share them; projections whose tables share a name name other columns.
-_types: dict[tuple[str, tuple[str, ...]], tuple[str, ...] | None] = {}
-
-
-async def _column_types(
-    connection: Connection, table: str, columns: Sequence[str]
-) -> tuple[str, ...] | None:
-    key = (table, tuple(columns))
-    if key not in _types:
-        found = {
-            row["attname"]: (row["type"], row["structured"])
-            for row in await connection.fetch(
-                # Without the modifier: a cast to varchar(10) would cut a longer value, where
-                # the insert itself (and COPY) refuses it.
-                "SELECT attname, format_type(atttypid, -1) AS type, typcategory IN ('A', 'C') "
-                "AS structured FROM pg_attribute JOIN pg_type ON pg_type.oid = atttypid "
-                "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-                quote_ident(table),
-            )
-        }
-        wanted = [found[column] for column in columns]
-        _types[key] = (
-            None if any(structured for _, structured in wanted) else tuple(t for t, _ in wanted)
-        )
-    return _types[key]
 
 
 async def upsert_rows(

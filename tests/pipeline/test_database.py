@@ -51,8 +51,8 @@ async def test_rows_whose_key_exists_are_kept_and_the_others_added(
 async def test_an_array_column_and_a_table_of_the_same_name_elsewhere(
     db: asyncpg.Connection,
 ) -> None:
-    """An array column cannot go through unnest (it would be flattened); a table of the same
-    name in another schema, with other columns, gets its own types."""
+    """An array column, and a table of the same name in another schema with other columns:
+    each row lands as its own table says."""
     await db.execute("CREATE SCHEMA one; CREATE SCHEMA two")
     await db.execute("CREATE TABLE one.tags (id int PRIMARY KEY, label text, tags text[])")
     await db.execute("CREATE TABLE two.tags (id text PRIMARY KEY, label text)")
