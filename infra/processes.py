@@ -42,8 +42,19 @@ class ManagedProcess:
         )
 
 
-def free_port() -> int:
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` if nothing holds it, else any free port: a service restarted on its old port
+    is found again by the clients that kept its address (a worker, a broker's store)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if preferred is not None:
+            # As the servers bind: connections of the service's past life in TIME_WAIT do not
+            # keep it from listening there again.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((LOCALHOST, preferred))
+                return preferred
+            except OSError:
+                pass
         sock.bind((LOCALHOST, 0))
         port: int = sock.getsockname()[1]
         return port

@@ -1,9 +1,12 @@
 """One center's embedded services: start them, find them again, stop them.
 
-Everything lives under `settings.center_home`: `broker/` and `postgres/` hold each service's data,
-log and PID file, and `services.json` records the addresses every other command reads through
-`Settings`. A service configured externally (`BCL_KAFKA_BOOTSTRAP`, `BCL_DATABASE_URL`) is never
-started here.
+Everything lives under `settings.center_home`: `storage/` (the log's objects), `broker/` and
+`postgres/` hold each service's data, log and PID file, and `services.json` records the addresses
+every other command reads through `Settings`. A service configured externally
+(`BCL_KAFKA_BOOTSTRAP`, `BCL_DATABASE_URL`) is never started here.
+
+A service that died is started again on the port it had, when that port is free, so the
+processes that kept its address (a worker, the broker for its store) find it again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from infra import broker, postgres
+from infra import broker, postgres, storage
 from infra.processes import (
     ManagedProcess,
     pid_alive,
@@ -40,8 +43,9 @@ class Services:
     # None where the service is external.
     broker_pid: int | None
     postgres_pid: int | None
-    # True when an embedded broker was started now: its log (memory only) begins empty.
-    fresh_log: bool = False
+    # The embedded store under the broker's log; None for an external broker or memory storage.
+    storage_pid: int | None = None
+    storage_endpoint: str | None = None
 
 
 class ServiceStatus(TypedDict):
@@ -92,6 +96,13 @@ class _Embedded:
 _BROKER = _Embedded(
     broker.SERVICE_NAME, "kafka_bootstrap", "broker_pid", broker.PROCESS_NAME, broker.stop_broker
 )
+_STORAGE = _Embedded(
+    storage.SERVICE_NAME,
+    "storage_endpoint",
+    "storage_pid",
+    storage.PROCESS_NAME,
+    storage.stop_storage,
+)
 _POSTGRES = _Embedded(
     postgres.SERVICE_NAME,
     "database_url",
@@ -104,45 +115,86 @@ _POSTGRES = _Embedded(
 def up(settings: Settings) -> Services:
     """Start whatever embedded service is not already running and record it; idempotent.
 
-    A service that is still up is kept, never restarted: the embedded broker holds the log in
-    memory only, so restarting it would lose every event."""
+    A service that is still up is kept, never restarted. The broker is started again only when
+    it died or its store now answers at another address."""
     settings.center_home.mkdir(parents=True, exist_ok=True)
     with _exclusive(settings):
         record = _read_record(settings)
         started: list[tuple[_Embedded, int]] = []
         try:
+            store: tuple[str, int] | tuple[None, None] = (None, None)
             if settings.kafka_bootstrap is not None:
                 bootstrap, broker_pid = settings.kafka_bootstrap, None
-            elif (kept := _BROKER.recorded(record)) is not None:
-                bootstrap, broker_pid = kept
             else:
-                _stop_leftovers(_BROKER, settings, record)
-                handle = broker.start_broker(_BROKER.data_dir(settings), cluster_id=settings.center)
-                started.append((_BROKER, handle.pid))
-                bootstrap, broker_pid = handle.bootstrap, handle.pid
+                if settings.broker_storage == "s3":
+                    store = _STORAGE.recorded(record) or _start(
+                        _STORAGE, settings, record, started, _start_storage
+                    )
+                kept = _BROKER.recorded(record)
+                if kept is not None and record.get("broker_store") == store[0]:
+                    bootstrap, broker_pid = kept
+                else:
+                    bootstrap, broker_pid = _start(
+                        _BROKER,
+                        settings,
+                        record,
+                        started,
+                        lambda folder, port: _start_broker(settings, folder, port, store[0]),
+                    )
 
             if settings.database_url is not None:
                 dsn, postgres_pid = settings.database_url, None
-            elif (kept := _POSTGRES.recorded(record)) is not None:
-                dsn, postgres_pid = kept
             else:
-                _stop_leftovers(_POSTGRES, settings, record)
-                pg = postgres.start_postgres(_POSTGRES.data_dir(settings))
-                started.append((_POSTGRES, pg.pid))
-                dsn, postgres_pid = pg.dsn, pg.pid
+                dsn, postgres_pid = _POSTGRES.recorded(record) or _start(
+                    _POSTGRES, settings, record, started, _start_postgres
+                )
         except BaseException:
             for service, pid in started:
                 service.stop(pid)
             raise
-        services = Services(
-            bootstrap,
-            dsn,
-            broker_pid,
-            postgres_pid,
-            fresh_log=any(s is _BROKER for s, _ in started),
-        )
+        services = Services(bootstrap, dsn, broker_pid, postgres_pid, store[1], store[0])
         _write_record(settings, services)
         return services
+
+
+def _start(
+    service: _Embedded,
+    settings: Settings,
+    record: dict[str, object],
+    started: list[tuple[_Embedded, int]],
+    launch: Callable[[Path, int | None], tuple[str, int]],
+) -> tuple[str, int]:
+    """Stop what is left of ``service``, launch it on its recorded port if it had one, note it."""
+    _stop_leftovers(service, settings, record)
+    address, pid = launch(service.data_dir(settings), _recorded_port(record, service))
+    started.append((service, pid))
+    return address, pid
+
+
+def _start_storage(folder: Path, port: int | None) -> tuple[str, int]:
+    handle = storage.start_storage(folder, port=port)
+    return handle.endpoint, handle.pid
+
+
+def _start_broker(
+    settings: Settings, folder: Path, port: int | None, store: str | None
+) -> tuple[str, int]:
+    handle = broker.start_broker(folder, cluster_id=settings.center, store=store, port=port)
+    return handle.bootstrap, handle.pid
+
+
+def _start_postgres(folder: Path, port: int | None) -> tuple[str, int]:
+    handle = postgres.start_postgres(folder, port=port)
+    return handle.dsn, handle.pid
+
+
+def _recorded_port(record: dict[str, object], service: _Embedded) -> int | None:
+    """The port of the service's last recorded address (host:port, a URL or a DSN)."""
+    address = record.get(service.address_key)
+    if not isinstance(address, str):
+        return None
+    port = address.rsplit(":", 1)[-1].split("/", 1)[0]
+    return int(port) if port.isdigit() else None
 
 
 def down(settings: Settings) -> list[str]:
@@ -167,7 +219,8 @@ def down(settings: Settings) -> list[str]:
         stopped += [f"{processes[pid]} (pid {pid})" for pid in stop_pids(processes)]
         for path in process_files:
             path.unlink(missing_ok=True)
-        for service in (_BROKER, _POSTGRES):
+        # The broker before its store, so it writes nothing while the store goes away.
+        for service in (_BROKER, _STORAGE, _POSTGRES):
             for pid in sorted(service.running_pids(settings, record)):
                 if service.stop(pid):
                     stopped.append(f"{service.label} (pid {pid})")
@@ -234,8 +287,11 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
     report: dict[str, ServiceStatus] = {}
     for service, external in (
         (_BROKER, settings.kafka_bootstrap),
+        (_STORAGE, settings.kafka_bootstrap),
         (_POSTGRES, settings.database_url),
     ):
+        if service is _STORAGE and (external is not None or settings.broker_storage == "memory"):
+            continue  # no store of ours under that log
         if external is not None:
             report[service.label] = ServiceStatus(pid=None, alive=None, address=external)
             continue
@@ -282,8 +338,17 @@ def _read_record(settings: Settings) -> dict[str, object]:
 def _write_record(settings: Settings, services: Services) -> None:
     record: dict[str, object] = {}
     # Only what `up` manages: an external address stays in the environment where it was set.
+    if services.storage_pid is not None:
+        record |= {
+            "storage_endpoint": services.storage_endpoint,
+            "storage_pid": services.storage_pid,
+        }
     if services.broker_pid is not None:
-        record |= {"kafka_bootstrap": services.kafka_bootstrap, "broker_pid": services.broker_pid}
+        record |= {
+            "kafka_bootstrap": services.kafka_bootstrap,
+            "broker_pid": services.broker_pid,
+            "broker_store": services.storage_endpoint,
+        }
     if services.postgres_pid is not None:
         record |= {"database_url": services.database_url, "postgres_pid": services.postgres_pid}
     # Written whole and renamed, so a reader never sees half a file.

@@ -35,6 +35,7 @@ app = typer.Typer(
 
 def _sub_apps() -> None:
     from pipeline.commands import (
+        backup,
         center,
         certificates,
         disaster,
@@ -58,6 +59,8 @@ def _sub_apps() -> None:
     app.add_typer(certificates.crl_app, name="crl")
     app.add_typer(center.app, name="center")
     app.command(name="verify")(center.verify)
+    app.command(name="backup")(backup.backup)
+    app.command(name="restore")(backup.restore)
     app.add_typer(usage.app, name="usage")
     app.add_typer(
         disaster.app,
@@ -154,39 +157,42 @@ def start_center(current: Settings, *, worker: bool) -> None:
         + (f" (pid {started.postgres_pid})" if started.postgres_pid else " (external)")
     )
 
-    async def prepare() -> tuple[dict[str, list[str]], list[str]]:
-        if started.fresh_log and started.postgres_pid is not None:
-            await reset_embedded_database(fresh.dsn)
+    async def prepare() -> tuple[dict[str, list[str]], list[str], list[str]]:
         async with connect(fresh) as connection:
             applied = await migrate_all(connection)
-        return applied, await create_topics(fresh)
+        created = await create_topics(fresh)
+        return applied, created, await rebuild_projections_ahead_of_log(fresh)
 
-    applied, created = run_async(prepare())
+    applied, created, rebuilt = run_async(prepare())
     for group, names in applied.items():
         for name in names:
             console.print(f"migrated {group}: {name}")
     if created:
         console.print(f"created topics: {', '.join(created)}")
+    for name in rebuilt:
+        console.print(
+            f"rebuilt {name} by replay: it had applied more than the log holds (the log was "
+            "lost or replaced)"
+        )
     if worker:
         start_worker_in_background(fresh)
 
 
-async def reset_embedded_database(dsn: str) -> None:
-    """Empty the embedded database when the embedded broker starts with an empty log.
+async def rebuild_projections_ahead_of_log(current: Settings) -> list[str]:
+    """Replay every projection whose tables describe events the log does not hold; returns
+    their names. Nothing else is dropped: the vault, the intake ledger and the outboxes are
+    state the log cannot give back."""
+    from pipeline.projection import PROJECTION_MODULES, load_projection
+    from pipeline.replay import replay
+    from pipeline.status import ahead_of_log
 
-    Projections derive from the log; tansu keeps the log in memory, so after a broker restart
-    the old projections describe events that no longer exist anywhere.
-    """
-    import asyncpg
-
-    database = dsn.rsplit("/", 1)[-1]
-    admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {database}")
-    finally:
-        await admin.close()
-    console.print("fresh in-memory log: the embedded projections start empty too")
+    rebuilt = []
+    for name in PROJECTION_MODULES:
+        projection = load_projection(name, current)
+        if await ahead_of_log(current, projection):
+            await replay(current, projection)
+            rebuilt.append(name)
+    return rebuilt
 
 
 @app.command()

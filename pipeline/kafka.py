@@ -12,12 +12,36 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
+from aiokafka.producer.sender import SendProduceReqHandler
 
 from pipeline.settings import Settings
 from pipeline.topics import CATALOG, TopicSpec
 
 log = logging.getLogger("bcl.kafka")
+
+
+def _retry_produce_on_unknown_error() -> None:
+    """Make every producer in this process, faust's included, send a batch again when the broker
+    answers it with UNKNOWN_SERVER_ERROR, within the producer's delivery timeout.
+
+    tansu 0.6.0 over S3 writes a batch as an object named by its first offset, created only if
+    absent; when two producers write one partition at once, the one that loses the race gets
+    that error, and nothing of its batch was written, so sending it again is exact. aiokafka
+    takes the code for final and failed the send. On Kafka the error is rare and the idempotent
+    producer there (``start_producer``) makes a retry harmless.
+    """
+    decides = SendProduceReqHandler._can_retry
+
+    def can_retry(handler: SendProduceReqHandler, error: Exception, batch: Any) -> bool:
+        if isinstance(error, UnknownError) and not batch.expired():
+            return True
+        return bool(decides(handler, error, batch))
+
+    SendProduceReqHandler._can_retry = can_retry
+
+
+_retry_produce_on_unknown_error()
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

@@ -104,7 +104,9 @@ class ProjectionRunner:
         Decoding (CPU work) happens before, outside the transaction, so a feeder can decode the
         next batch while Postgres writes this one.
 
-        1. Open a transaction with ``search_path`` on the projection's schema.
+        1. Open a transaction with ``search_path`` on the projection's schema. A batch that
+           decides nothing commits without waiting for its WAL flush: what a crash loses of it
+           is read from the log again. A processor's batch waits: its decisions exist once.
         2. Lock the tracking rows of the batch's partitions (creating missing ones at -1), so
            two feeders of the same projection serialize here.
         3. Drop items at or below the tracked offset: they were applied before.
@@ -127,7 +129,10 @@ class ProjectionRunner:
         decided = False
         # 1.
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(f"SET LOCAL search_path TO {_q(self.schema)}, public")
+            await connection.execute(
+                f"SET LOCAL search_path TO {_q(self.schema)}, public"
+                + ("" if self.deciding else "; SET LOCAL synchronous_commit TO off")
+            )
             # 2.
             tracked = await self._lock_tracking(connection, partitions)
             # 3.
@@ -149,7 +154,9 @@ class ProjectionRunner:
             if local and self.deciding:
                 assert isinstance(self.projection, Processor)
                 decided = await _to_outbox(
-                    connection, await self.projection.decide(connection, local)
+                    connection,
+                    self.projection.name,
+                    await self.projection.decide(connection, local),
                 )
             # 7.
             if letters:
@@ -179,12 +186,13 @@ class ProjectionRunner:
         if not self.deciding:
             return 0
         assert self.publisher is not None
-        outbox = f"{_q(self.schema)}.outbox"
         async with self.pool.acquire() as connection, connection.transaction():
             # Deleted as they are taken: the delete commits only once they are published.
             rows = await connection.fetch(
-                f"DELETE FROM {outbox} WHERE position IN (SELECT position FROM {outbox} "
-                "FOR UPDATE SKIP LOCKED) RETURNING position, topic, key, envelope"
+                "DELETE FROM platform.outbox WHERE position IN (SELECT position FROM "
+                "platform.outbox WHERE processor = $1 FOR UPDATE SKIP LOCKED) "
+                "RETURNING position, topic, key, envelope",
+                self.projection.name,
             )
             if not rows:
                 return 0
@@ -256,12 +264,12 @@ class ProjectionRunner:
         return fills
 
 
-async def _to_outbox(connection: Connection, decided: Sequence[Outgoing]) -> bool:
+async def _to_outbox(connection: Connection, processor: str, decided: Sequence[Outgoing]) -> bool:
     if not decided:
         return False
     await connection.executemany(
-        "INSERT INTO outbox (topic, key, envelope) VALUES ($1, $2, $3)",
-        [(o.topic, o.key, encode_event(o.envelope)) for o in decided],
+        "INSERT INTO platform.outbox (processor, topic, key, envelope) VALUES ($1, $2, $3, $4)",
+        [(processor, o.topic, o.key, encode_event(o.envelope)) for o in decided],
     )
     return True
 

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     kafka_bootstrap: str | None = Field(default=None, description="External Kafka bootstrap.")
     database_url: str | None = Field(default=None, description="External Postgres URL.")
+    broker_storage: Literal["s3", "memory"] = Field(
+        default="s3",
+        description="Where the embedded broker keeps the log: 's3', durably in the embedded "
+        "object store under $BCL_HOME/<center>/storage; 'memory', lost when the broker stops "
+        "(for tests that want speed).",
+    )
     partitions: int = Field(default=6, ge=1, description="Partitions of each topic created.")
     topic_prefix: str = Field(
         default="", description="Prefix of every topic name, to share one cluster between uses."

@@ -33,6 +33,24 @@ async def projection_lag(
     tracking rows account for."""
     if marks is None:
         marks = await log_ends(settings, projection)
+    tracked = await _applied_ends(settings, projection)
+    applied = sum(min(tracked.get(tp, 0), end) for tp, end in marks.items())
+    return ProjectionLag(projection.name, applied, sum(marks.values()))
+
+
+async def ahead_of_log(settings: Settings, projection: Projection) -> list[TopicPartition]:
+    """The partitions whose tracking says more was applied than the log holds: the log was lost
+    or replaced under the projection (a broker with memory storage restarted, a log restored
+    from elsewhere), so its tables describe events that are not in the log."""
+    marks = await log_ends(settings, projection)
+    return [
+        tp for tp, end in (await _applied_ends(settings, projection)).items()
+        if end > marks.get(tp, 0)
+    ]  # fmt: skip
+
+
+async def _applied_ends(settings: Settings, projection: Projection) -> dict[TopicPartition, int]:
+    """Each tracked partition's offset after the last event applied, in this center's cluster."""
     async with connect(settings) as connection:
         exists = await connection.fetchval(
             "SELECT to_regclass($1)", f"{projection.name}.projection_offsets"
@@ -46,9 +64,7 @@ async def projection_lag(
             if exists
             else []
         )
-    tracked = {TopicPartition(r["topic"], r["partition"]): r["last_offset"] + 1 for r in rows}
-    applied = sum(min(tracked.get(tp, 0), end) for tp, end in marks.items())
-    return ProjectionLag(projection.name, applied, sum(marks.values()))
+    return {TopicPartition(r["topic"], r["partition"]): r["last_offset"] + 1 for r in rows}
 
 
 async def log_ends(settings: Settings, projection: Projection) -> dict[TopicPartition, int]:

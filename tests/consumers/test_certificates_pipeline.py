@@ -366,7 +366,9 @@ async def test_a_revoker_crash_before_its_outbox_is_emptied_revokes_once(
             "AND event_id = ANY($1::uuid[])",
             list(ids),
         )
-        left = await connection.fetchval("SELECT count(*) FROM revocations.outbox")
+        left = await connection.fetchval(
+            "SELECT count(*) FROM platform.outbox WHERE processor = 'revocations'"
+        )
     assert revoked == 2
     assert left == 0
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
@@ -39,8 +38,7 @@ def home(scratch: Path) -> Iterator[Path]:
 def test_up_is_idempotent_and_down_leaves_nothing_running(home: Path) -> None:
     settings = center(home)
     services = up(settings)
-    assert services.fresh_log  # a new in-memory broker: its log starts empty
-    assert up(settings) == replace(services, fresh_log=False)
+    assert up(settings) == services
 
     # Settings caches services.json, so a fresh one sees what `up` wrote.
     fresh = center(home)
@@ -49,6 +47,8 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(home: Path) -> None:
     recorded = json.loads(settings.services_file.read_text())
     assert recorded["broker_pid"] == services.broker_pid
     assert recorded["postgres_pid"] == services.postgres_pid
+    assert recorded["storage_pid"] == services.storage_pid
+    assert recorded["broker_store"] == services.storage_endpoint
     assert all(service["alive"] for name, service in status(settings).items() if name != "worker")
 
     assert status(settings)["worker"] == {"pid": None, "alive": False, "address": None}
@@ -64,6 +64,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(home: Path) -> None:
         f"worker-issuance (pid {issuance.pid})",
         f"worker (pid {worker.pid})",
         f"broker (pid {services.broker_pid})",
+        f"storage (pid {services.storage_pid})",
         f"postgres (pid {services.postgres_pid})",
     ]
     assert worker.wait(timeout=5) is not None
@@ -82,12 +83,15 @@ def test_up_replaces_a_dead_service_and_keeps_the_live_one(home: Path) -> None:
     psutil.Process(before.postgres_pid).wait(timeout=10)
 
     after = up(settings)
-    # The broker holds its log in memory: restarting it would have lost every event.
+    # Restarting a live broker would cut off every client connected to it.
     assert after.broker_pid == before.broker_pid
+    assert after.storage_pid == before.storage_pid
     assert after.kafka_bootstrap == before.kafka_bootstrap
     assert after.postgres_pid != before.postgres_pid
     assert after.postgres_pid is not None
     assert pid_alive(after.postgres_pid)
+    # On its old port: a worker that kept the address reconnects to it.
+    assert after.database_url == before.database_url
     assert center(home).dsn == after.database_url
 
 
