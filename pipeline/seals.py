@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.settings import Settings
-from pipeline.signing import SigningKeyError, write_key_pair
+from pipeline.signing import SigningKeyError, key_kind, write_key_pair
 
 CURVE = ec.SECP256R1()
 
@@ -44,12 +44,60 @@ def write_seal_key(settings: Settings, municipality: str, key: ec.EllipticCurveP
     return private_path
 
 
+def keep_seal_key(
+    settings: Settings, municipality: str, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, bool]:
+    """Store ``key`` as `write_seal_key` does unless BCL already holds it; returns the private
+    key's path and whether it was written now."""
+    key_id = seal_key_id(key)
+    path = seals_home(settings, municipality) / f"{key_id}.key.pem"
+    if not path.exists():
+        return write_seal_key(settings, municipality, key), True
+    if load_seal_key(settings, municipality, key_id).private_numbers() != key.private_numbers():
+        raise SigningKeyError(
+            f"{path} holds another key than its name says; move it away and import again"
+        )
+    return path, False
+
+
 def load_seal_key(settings: Settings, municipality: str, key_id: str) -> ec.EllipticCurvePrivateKey:
     """The private seal key ``key_id`` of ``municipality``; FileNotFoundError if BCL lacks it."""
-    pem = (seals_home(settings, municipality) / f"{key_id}.key.pem").read_bytes()
-    key = serialization.load_pem_private_key(pem, password=None)
+    path = seals_home(settings, municipality) / f"{key_id}.key.pem"
+    try:
+        return read_seal_private_key(path.read_bytes())
+    except SigningKeyError as error:
+        raise SigningKeyError(f"seal key {key_id} of {municipality} ({path}): {error}") from None
+
+
+def read_seal_private_key(pem: bytes, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    """An ECDSA P-256 private key from PEM, PKCS#8 or traditional EC (``BEGIN EC PRIVATE KEY``),
+    decrypted with ``password`` if it is encrypted; SigningKeyError says what else it is."""
+    if b"-----BEGIN PUBLIC KEY-----" in pem:
+        raise SigningKeyError("a public key, not a private key; a seal key is its private half")
+    if b"-----BEGIN CERTIFICATE-----" in pem:
+        raise SigningKeyError("a certificate, not a private key")
+    if b"PRIVATE KEY-----" not in pem:
+        raise SigningKeyError(
+            "not a PEM private key (expected '-----BEGIN PRIVATE KEY-----' or "
+            "'-----BEGIN EC PRIVATE KEY-----')"
+        )
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except TypeError as exc:
+        # cryptography signals a missing or needless password with TypeError.
+        if password is None:
+            raise SigningKeyError(
+                "an encrypted private key; give its password with --password-file"
+            ) from exc
+        raise SigningKeyError("not encrypted; leave out --password-file") from exc
+    except UnsupportedAlgorithm as exc:
+        raise SigningKeyError(f"a private key of an unsupported type ({exc})") from exc
+    except ValueError as exc:
+        if password is None:
+            raise SigningKeyError(f"not a PEM private key that can be read ({exc})") from exc
+        raise SigningKeyError(f"cannot be decrypted with the password given ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != CURVE.name:
-        raise SigningKeyError(f"seal key {key_id} of {municipality} is not an ECDSA P-256 key")
+        raise SigningKeyError(f"{key_kind(key)}; seals are ECDSA P-256 (prime256v1) keys")
     return key
 
 

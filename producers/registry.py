@@ -6,15 +6,25 @@ Both commands bring the registry projection up to date before they return, so wh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.catchup import refresh
 from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
 from pipeline.publish import Outgoing, publish
-from pipeline.seals import generate_seal_key, public_seal_pem, seal_key_id, write_seal_key
+from pipeline.seals import (
+    generate_seal_key,
+    keep_seal_key,
+    public_seal_pem,
+    seal_key_id,
+    write_seal_key,
+)
 from pipeline.settings import Settings
 from pipeline.topics import MUNICIPALITIES
 from schemas.envelope import Envelope
@@ -107,6 +117,43 @@ async def create_seal_key(settings: Settings, code: str) -> SealKey:
     profile = await _current(settings, code)
     key = generate_seal_key()
     write_seal_key(settings, code, key)
+    return await _list_seal_key(settings, code, profile, key)
+
+
+@dataclass(frozen=True)
+class ImportedSealKey:
+    """What importing did: the key as listed, where BCL keeps its private half, and which of
+    the two (listing, storing) happened now rather than before."""
+
+    key: SealKey
+    private_path: Path
+    newly_listed: bool
+    newly_stored: bool
+
+
+async def import_seal_key(
+    settings: Settings, code: str, key: ec.EllipticCurvePrivateKey
+) -> ImportedSealKey:
+    """An existing seal key of ``code`` kept and listed as `create_seal_key` keeps and lists a new
+    one. A key the registry already lists (re-registered after a restore) is not listed twice;
+    only its private half is stored. A revoked key is refused: it must never seal again."""
+    profile = await _current(settings, code)
+    key_id = seal_key_id(key)
+    listed = next((entry for entry in profile.seal_keys if entry.key_id == key_id), None)
+    if listed is not None and listed.revoked_at is not None:
+        raise RegistryError(
+            f"seal key {key_id} of {code} was revoked at {listed.revoked_at} and must never seal "
+            f"again; make a new one with `bcl municipality seal-key create {code}`"
+        )
+    private_path, newly_stored = keep_seal_key(settings, code, key)
+    entry = listed or await _list_seal_key(settings, code, profile, key)
+    return ImportedSealKey(entry, private_path, listed is None, newly_stored)
+
+
+async def _list_seal_key(
+    settings: Settings, code: str, profile: MunicipalityProfile, key: ec.EllipticCurvePrivateKey
+) -> SealKey:
+    """Add ``key``'s public half to the registry; being the newest, it seals from now on."""
     entry = SealKey(
         key_id=seal_key_id(key), public_key=public_seal_pem(key), added_at=datetime.now(UTC)
     )

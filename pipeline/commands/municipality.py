@@ -204,9 +204,17 @@ def add(
     """Register a municipality joining the service.
 
     Without --public-key, a push-signing key pair is made for it under $BCL_HOME/keys/ (the
-    private key is the municipality's to keep; only the public key enters the registry).
+    private key is the municipality's to keep; only the public key enters the registry), or the
+    pair already there for the code is reused, as when registering it again on a new log.
     """
-    from pipeline.signing import generate_signing_key, public_key_pem, write_key_pair
+    from pipeline.signing import (
+        SigningKeyError,
+        generate_signing_key,
+        key_pair_paths,
+        public_key_pem,
+        read_key_pair,
+        write_key_pair,
+    )
     from producers.registry import RegistryError, join, registered_profile
     from schemas.codes import is_valid_municipality_code
     from schemas.events.municipalities import MunicipalityProfile
@@ -236,10 +244,17 @@ def add(
         raise CommandError(
             f"municipality {code} is already registered; change it with `bcl municipality update`"
         )
-    new_key = None
-    if public_key is None:
-        new_key = generate_signing_key()
-        changes["push_public_key"] = public_key_pem(new_key)
+    keys = current.home / "keys"
+    try:
+        kept_key = None if public_key else read_key_pair(keys, code)
+    except SigningKeyError as error:
+        raise CommandError(
+            f"{error}; put the matching pair back, move both files away to make a new pair, "
+            "or give the municipality's own public key with --public-key"
+        ) from None
+    push_key = None if public_key else kept_key or generate_signing_key()
+    if push_key is not None:
+        changes["push_public_key"] = public_key_pem(push_key)
     try:
         profile = MunicipalityProfile.model_validate(changes)
         joined_on = date.fromisoformat(joined) if joined else date.today()
@@ -249,14 +264,17 @@ def add(
         raise CommandError(f"--joined {joined!r}: {error}") from None
     # The key files are written only once the profile is valid, and before it is published:
     # a registered public key whose private half was lost could never push.
-    made_keys = write_key_pair(current.home / "keys", code, new_key) if new_key else None
+    if push_key is not None and kept_key is None:
+        write_key_pair(keys, code, push_key)
     try:
         run_async(join(current, code, joined_on, profile))
     except RegistryError as error:
         raise CommandError(str(error)) from None
     console.print(f"registered {code} {profile.name} (joined {joined_on})")
-    if made_keys:
-        console.print(f"push-signing key: {made_keys[0]} (public: {made_keys[1]})")
+    if push_key is not None:
+        private_path, public_path = key_pair_paths(keys, code)
+        reused = "reused the existing key " if kept_key else ""
+        console.print(f"push-signing key: {reused}{private_path} (public: {public_path})")
 
 
 @app.command()
@@ -412,6 +430,61 @@ def create_seal_key(
     except RegistryError as error:
         raise CommandError(str(error)) from None
     console.print(f"seal key {key.key_id} of {code} added at {key.added_at:%Y-%m-%d %H:%M:%S%z}")
+
+
+@seal_key_app.command("import")
+@clean_errors
+def import_seal_key(
+    code: Annotated[str, typer.Argument(help="The municipality.")],
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            help="Its ECDSA P-256 private key: PEM, PKCS#8 or traditional EC "
+            "(BEGIN EC PRIVATE KEY).",
+        ),
+    ],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="For an encrypted key: a file whose first line is its password."),
+    ] = None,
+) -> None:
+    """Register a seal key the municipality already has: BCL keeps the private key under
+    $BCL_HOME/seals/ as `create` does, and the public key enters the registry and seals from now
+    on. A key already registered (e.g. after a restore) is not listed twice, only kept; a revoked
+    key is refused."""
+    from pipeline.seals import read_seal_private_key
+    from pipeline.signing import SigningKeyError
+    from producers.registry import RegistryError
+    from producers.registry import import_seal_key as register
+
+    try:
+        pem = key_file.read_bytes()
+        # The first line, as openssl's `-passin file:` reads it.
+        password = password_file.read_bytes().splitlines()[0] if password_file else None
+    except OSError as error:
+        raise CommandError(f"cannot read {error.filename}: {error.strerror}") from None
+    except IndexError:
+        raise CommandError(f"the password file {password_file} is empty") from None
+    try:
+        key = read_seal_private_key(pem, password)
+    except SigningKeyError as error:
+        raise CommandError(f"{key_file}: {error}") from None
+    try:
+        imported = run_async(register(settings(), code, key))
+    except (RegistryError, SigningKeyError) as error:
+        raise CommandError(str(error)) from None
+    entry = imported.key
+    listing = (
+        f"added at {entry.added_at:%Y-%m-%d %H:%M:%S%z}; it seals from now on"
+        if imported.newly_listed
+        else f"already registered (added at {entry.added_at:%Y-%m-%d %H:%M:%S%z})"
+    )
+    keeping = "stored at" if imported.newly_stored else "already kept at"
+    console.print(
+        f"seal key {entry.key_id} of {code} {listing}; private key {keeping} "
+        f"{imported.private_path}"
+    )
 
 
 @seal_key_app.command("export")

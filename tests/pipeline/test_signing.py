@@ -17,6 +17,7 @@ from pipeline.signing import (
     load_public_key,
     private_key_pem,
     public_key_pem,
+    read_key_pair,
     sign_digest,
     verify_digest,
     write_key_pair,
@@ -154,6 +155,55 @@ def test_a_key_pair_is_written_once_with_a_private_key_file(tmp_path: Path) -> N
     assert load_private_key(private.read_bytes()).private_bytes_raw() == key.private_bytes_raw()
     with pytest.raises(ValueError, match="plain file name"):
         write_key_pair(tmp_path, "../elsewhere")
+
+
+def test_a_kept_key_pair_is_read_back_and_another_pairs_public_key_is_never_replaced(
+    tmp_path: Path,
+) -> None:
+    assert read_key_pair(tmp_path, "131016") is None
+    private, _ = write_key_pair(tmp_path, "131016")
+    kept = read_key_pair(tmp_path, "131016")
+    assert kept is not None
+    assert kept.private_bytes_raw() == load_private_key(private.read_bytes()).private_bytes_raw()
+
+    private.unlink()
+    with pytest.raises(FileExistsError, match=r"131016\.pub\.pem already exists"):
+        write_key_pair(tmp_path, "131016")
+    assert not private.exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("other_public", r"131016\.key\.pem and .*131016\.pub\.pem are not one key pair"),
+        ("no_private", r"131016\.pub\.pem has no private key 131016\.key\.pem beside it"),
+        ("no_public", r"131016\.key\.pem has no public key 131016\.pub\.pem .*openssl pkey"),
+        ("garbage_private", r"131016\.key\.pem: not a PEM private key"),
+        ("rsa_public", r"131016\.pub\.pem: an RSA key; pushes are signed with Ed25519 keys"),
+    ],
+)
+def test_a_kept_key_pair_that_cannot_serve_is_named(
+    tmp_path: Path, damage: str, message: str
+) -> None:
+    private, public = write_key_pair(tmp_path, "131016")
+    match damage:
+        case "other_public":
+            public.write_text(public_key_pem(generate_signing_key()))
+        case "no_private":
+            private.unlink()
+        case "no_public":
+            public.unlink()
+        case "garbage_private":
+            private.write_bytes(b"not a key")
+        case "rsa_public":
+            rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public.write_bytes(
+                rsa_key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    with pytest.raises(SigningKeyError, match=message):
+        read_key_pair(tmp_path, "131016")
 
 
 @needs_openssl
