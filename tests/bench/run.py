@@ -1,7 +1,8 @@
 """`make bench`: throughput figures for this machine, each next to the ceilings of the same run.
 
-Starts its own embedded broker and Postgres (or uses BCL_KAFKA_BOOTSTRAP / BCL_DATABASE_URL),
-publishes a workload from the shared generator, and measures. Prints a table and a Markdown block
+Starts its own embedded services (the durable log by default, as `bcl up` does; or uses
+BCL_KAFKA_BOOTSTRAP / BCL_DATABASE_URL), publishes a workload from the shared generator, and
+measures. Prints a table and a Markdown block
 for BENCHMARKS.md, and writes the figures to .bcl/bench/results.json.
 """
 
@@ -41,6 +42,7 @@ from tests.bench.disaster import bench_disaster
 from tests.bench.failover import bench_failover
 from tests.bench.fees import bench_fees
 from tests.bench.issuance import bench_issuance
+from tests.bench.log_storage import bench_log_storage
 from tests.bench.replica import bench_replica
 from tests.bench.usage import bench_usage
 from tests.helpers import start_worker, wait_for_log_line
@@ -51,7 +53,8 @@ RESIDENTS = int(os.environ.get("BCL_BENCH_RESIDENTS", "1000000"))
 CHANGES = int(os.environ.get("BCL_BENCH_CHANGES", "10000"))
 CRL_ENTRIES = int(os.environ.get("BCL_BENCH_CRL_ENTRIES", "1000000"))
 SECTIONS = os.environ.get(
-    "BCL_BENCH_ONLY", "platform,replica,certificates,issuance,usage,fees,disaster,failover"
+    "BCL_BENCH_ONLY",
+    "platform,log,replica,certificates,issuance,usage,fees,disaster,failover",
 ).split(",")
 
 
@@ -165,6 +168,12 @@ async def main() -> None:
                 )
                 figures.add(name, value, unit, ratio)
 
+        if "log" in SECTIONS:
+            console.print(
+                f"[bold]log storage[/bold]: {EVENTS:,} events on the durable log and in memory"
+            )
+            for row in await bench_log_storage(EVENTS):
+                figures.add(*row)
         if "replica" in SECTIONS:
             console.print(
                 f"[bold]replica[/bold]: {RESIDENTS:,} residents, then {CHANGES:,} changes"
