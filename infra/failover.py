@@ -3,10 +3,11 @@ served by the other, brought back and levelled, then the centers compared.
 
 Two scenarios (DESIGN §6):
 
-- ``outage``: the center's broker stops answering (SIGSTOP: the embedded tansu keeps its log in
-  memory, so stopping the process is how its storage stays intact) and its worker is killed
-  (SIGKILL). The broker resumes and a new worker starts; nothing may be lost.
-- ``lost``: the center's broker is killed with its log. An empty broker starts, the center's own
+- ``outage``: the center crashes: its broker, the store holding its log and its worker are
+  killed at once (SIGKILL). They restart from their data (`bcl up`, the workers) and catch up;
+  nothing acknowledged may be lost.
+- ``lost``: the center's broker is killed and its log destroyed with the store's data, as a
+  lost disk would. An empty broker starts, the center's own
   topics are restored from the survivor's mirrored copies (``restore_from_copies``), the mirrors
   restart, and every projection is rebuilt by replay. What the mirror had not copied when the
   broker died is gone: the drill lists exactly those events (the recovery point). To list them
@@ -183,9 +184,8 @@ async def run_drill(
         # The failure.
         failed_at = time.monotonic()
         if scenario == "outage":
-            os.kill(_broker_pid(down), signal.SIGSTOP)
-            _kill_worker(down)
-            say(f"{failed}: broker stopped answering (SIGSTOP), worker killed (SIGKILL)")
+            _crash(down)
+            say(f"{failed}: broker, its log's store and its worker killed (SIGKILL)")
         else:
             report.mirror_lag_at_failure, held = await _lose(down, survivor, router, mirror_stall)
             say(
@@ -196,8 +196,8 @@ async def run_drill(
         # The return.
         back_at = time.monotonic()
         if scenario == "outage":
-            os.kill(_broker_pid(down), signal.SIGCONT)
-            say(f"{failed}: broker answering again")
+            services.up(down)
+            say(f"{failed}: broker and store restarted from their data")
         else:
             down, replayed = await _rebuild(down, survivor, say)
             centers[failed] = down
@@ -268,11 +268,18 @@ def _broker_pid(center: Settings) -> int:
     return pid
 
 
-def _kill_worker(center: Settings) -> None:
-    pids = services.worker_pids(center)
-    if not pids:
+def _crash(center: Settings) -> None:
+    """Kill the center's broker, the store holding its log and its workers at once."""
+    store = services.status(center).get("storage")
+    if store is None or store["pid"] is None:
+        raise DrillError(
+            f"{center.center}'s log is not durable (BCL_BROKER_STORAGE=memory): a crash would "
+            "lose it; the outage drill needs the default durable log"
+        )
+    workers = services.worker_pids(center)
+    if not workers:
         raise DrillError(f"{center.center} has no worker running: run `bcl up --centers east,west`")
-    stop_pids(pids, grace_seconds=0, sig=signal.SIGKILL)
+    stop_pids([_broker_pid(center), store["pid"], *workers], grace_seconds=0, sig=signal.SIGKILL)
 
 
 def _mirror_pid(source: Settings, target: Settings) -> int | None:
@@ -292,8 +299,8 @@ async def _lose(
        give the broker a moment to finish what they had sent: nobody writes to its topics now.
     3. Read the mirror's lag (what the copy in the survivor lacks: the recovery point) and
        every event of the center's own topics.
-    4. Kill the broker (its log dies with it) and the worker; let the kiosks send again (to the
-       survivor: the center does not answer).
+    4. Kill the broker and the worker and destroy the log (``services.destroy_log``); let the
+       kiosks send again (to the survivor: the center does not answer).
     """
     gateway = router.gateways[down.center]
     mirror = _mirror_pid(down, survivor)
@@ -317,6 +324,7 @@ async def _lose(
         # 4.
         stop_pid(_broker_pid(down), grace_seconds=0, sig=signal.SIGKILL)
         stop_pids(workers, grace_seconds=0, sig=signal.SIGKILL)
+        services.destroy_log(down)
     finally:
         gateway.release()
     return lag, held

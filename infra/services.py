@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from infra.processes import (
     pid_file,
     read_pid_file,
     start_bcl,
+    stop_pid,
     stop_pids,
 )
 from pipeline.agents import WORKER_ROLES, role_of
@@ -227,6 +230,16 @@ def down(settings: Settings) -> list[str]:
             pid_file(service.data_dir(settings), service.label).unlink(missing_ok=True)
         settings.services_file.unlink(missing_ok=True)
     return stopped
+
+
+def destroy_log(settings: Settings) -> None:
+    """Kill the center's embedded store and delete the log it held, as a lost disk would: what
+    the failover drill's lost center suffers. The next `up` starts an empty log."""
+    with _exclusive(settings):
+        record = _read_record(settings)
+        for pid in _STORAGE.running_pids(settings, record):
+            stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
+        shutil.rmtree(_STORAGE.data_dir(settings), ignore_errors=True)
 
 
 def worker_pid_files(settings: Settings) -> list[Path]:
