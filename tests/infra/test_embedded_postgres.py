@@ -25,7 +25,10 @@ async def test_postgres_serves_the_bcl_database_on_localhost_only(scratch: Path)
     try:
         assert pid_alive(handle.pid, name=PROCESS_NAME)
         assert await fetch(handle.dsn, "SELECT current_database()") == "bcl"
-        assert await fetch(handle.dsn, "SHOW fsync") == "off"
+        # Durable: the vault, the intake ledger and the outboxes cannot be rebuilt.
+        assert await fetch(handle.dsn, "SHOW fsync") == "on"
+        assert await fetch(handle.dsn, "SHOW full_page_writes") == "on"
+        assert await fetch(handle.dsn, "SHOW synchronous_commit") == "on"
         assert await fetch(handle.dsn, "SHOW default_statistics_target") == "10"
         sockets = await fetch(handle.dsn, "SHOW unix_socket_directories")
         assert sockets == str(scratch / "postgres" / "run")

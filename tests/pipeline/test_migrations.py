@@ -40,11 +40,13 @@ def test_platform_comes_first_then_the_projections_by_name() -> None:
 
 async def test_every_migration_is_applied_once(db: asyncpg.Connection) -> None:
     first = await migrate_all(db)
-    assert first[PLATFORM] == ["platform/001_dead_letters.sql"]
+    assert first[PLATFORM] == ["platform/001_dead_letters.sql", "platform/002_outbox.sql"]
     assert first["journal"][0] == "journal/001_events.sql"
     assert await migrate_all(db) == {group: [] for group in first}
 
     assert await table_exists(db, "platform.dead_letters")
+    assert await table_exists(db, "platform.outbox")
+    assert not await table_exists(db, "issuer.outbox"), "moved to platform.outbox"
     assert await table_exists(db, "journal.events")
     assert await table_exists(db, "journal.projection_offsets")
     recorded = await db.fetch(

@@ -156,6 +156,45 @@ async def test_a_batch_goes_again_when_a_kept_statement_meets_tables_of_another_
     assert shapes[-1] == shapes[-2] + 1
 
 
+class DecidingJournal(JournalThen):
+    """The journal as a processor that decides nothing: its batches are a processor's."""
+
+    async def decide(
+        self, connection: asyncpg.Connection, events: Sequence[ConsumedEvent]
+    ) -> Sequence[object]:
+        return []
+
+
+async def test_only_a_batch_that_decides_nothing_commits_without_waiting_for_its_flush(
+    platform: Settings, pool: asyncpg.Pool
+) -> None:
+    """A projection's batch can be read again from the log if a crash loses it; a processor's
+    decisions exist once, so its batch waits for the WAL flush like the vault's writes."""
+    settings: list[str] = []
+
+    async def note_commit_setting(connection: asyncpg.Connection) -> None:
+        settings.append(await connection.fetchval("SELECT current_setting('synchronous_commit')"))
+
+    async with producer(platform) as client:
+        await publish_many(platform, client, platform_sample(20))
+    records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
+    await runner_for(platform, pool, JournalThen(note_commit_setting)).apply_records(
+        records[:10]  # type: ignore[arg-type]
+    )
+    deciding = runner_for(platform, pool, DecidingJournal(note_commit_setting))
+
+    async def publish_nothing(messages: object) -> None:
+        return None
+
+    deciding.publisher = publish_nothing  # type: ignore[assignment]
+    assert deciding.deciding
+    await deciding.apply_records(records[10:])  # type: ignore[arg-type]
+
+    assert settings == ["off", "on"]
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SHOW synchronous_commit") == "on", "server-wide"
+
+
 async def test_bad_messages_become_dead_letters_and_the_rest_applies(
     platform: Settings, pool: asyncpg.Pool
 ) -> None:
