@@ -13,9 +13,10 @@ temporary file renamed into place. tansu's S3 engine needs two things more, adde
    the broker acknowledged is on disk, and survives a power cut as well as a killed process.
 3. Listing one folder. tansu lists a partition's `records/` folder on every fetch that has
    something to read; localbucket walked the whole bucket (every topic) for each page of every
-   listing. A listing whose prefix lies in a folder without subfolders is answered from that
-   folder's sorted names, kept in memory and updated by this process's own writes and
-   deletes: it is the store's only writer.
+   listing, and built each entry anew (a stat, an ETag, five XML elements: 18 µs). A listing
+   whose prefix lies in a folder without subfolders is answered from that folder's sorted
+   names, and each entry's XML is kept once rendered; both are kept current by this process's
+   own writes and deletes, since it is the store's only writer.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import bisect
 import logging
 import os
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
+from xml.sax.saxutils import escape
 
 import localbucket
 
@@ -80,12 +84,17 @@ class _Folders:
 
 
 _FOLDERS = _Folders()
+# Each listed object's <Contents> element, rendered once, by the object's file.
+_ENTRIES: dict[Path, bytes] = {}
+_END_OF_LISTING = b"</ListBucketResult>"
 
 
 class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
     # A response goes out as two writes, headers then body; with Nagle's algorithm the body
     # waited for the client's delayed ACK of the headers, 40 ms on every request.
     disable_nagle_algorithm = True
+    # A listing's entries, between _add_list_entries and _send_xml of one request.
+    listed_entries: list[bytes] | None = None
 
     def _write_object(self, bucket: str, key: str, write: Callable[[IO[bytes]], str]) -> str:
         target: Path = self._object_path(bucket, key)
@@ -105,6 +114,7 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
                 raise self._precondition_failed_error()
             etag: str = super()._write_object(bucket, key, flushed)
             _FOLDERS.added(target)
+            _ENTRIES.pop(target, None)
         _sync_folder(target.parent)
         return etag
 
@@ -113,6 +123,7 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
         with _WRITES:
             super()._delete_object(bucket, key)
             _FOLDERS.removed(target)
+            _ENTRIES.pop(target, None)
 
     def _list_entries(
         self,
@@ -152,6 +163,45 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
             contents.append((base + name, bucket_dir.joinpath(*parts, name)))
         last_entry = "K:" + contents[-1][0] if contents else ""
         return contents, [], truncated, last_entry
+
+    def _add_list_entries(
+        self,
+        root: ET.Element,
+        contents: list[tuple[str, Path]],
+        common_prefixes: list[str],
+        encode: Callable[[str], str],
+    ) -> None:
+        if common_prefixes or self.query.get("encoding-type") == "url":
+            super()._add_list_entries(root, contents, common_prefixes, encode)
+            return
+        # Rendered into the document by _send_xml, from the kept entries.
+        self.listed_entries = [self._entry(key, path) for key, path in contents]
+
+    def _entry(self, key: str, path: Path) -> bytes:
+        found = _ENTRIES.get(path)
+        if found is None:
+            stat = path.stat()
+            found = (
+                f"<Contents><Key>{escape(key)}</Key>"
+                f"<LastModified>{localbucket.iso_timestamp(stat.st_mtime)}</LastModified>"
+                f'<ETag>"{localbucket.object_etag(path)}"</ETag>'
+                f"<Size>{stat.st_size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            ).encode()
+            _ENTRIES[path] = found
+        return found
+
+    def _send_xml(self, root: ET.Element) -> None:
+        entries = self.listed_entries
+        if entries is None:
+            super()._send_xml(root)
+            return
+        self.listed_entries = None
+        document = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+        if document.endswith(_END_OF_LISTING):
+            body = document[: -len(_END_OF_LISTING)] + b"".join(entries) + _END_OF_LISTING
+        else:  # an empty root element, written <ListBucketResult ... />
+            body = document[:-2] + b">" + b"".join(entries) + _END_OF_LISTING
+        self._send(HTTPStatus.OK, body, {"Content-Type": "application/xml"})
 
     def log_message(self, format: str, *args: Any) -> None:
         # One line per request would grow the log by the broker's every fetch and produce.

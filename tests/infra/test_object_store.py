@@ -1,0 +1,106 @@
+"""The embedded store's server (`bcl-store`) on what tansu relies on: conditional writes, and
+listings of one folder that stay exact as objects come and go."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.processes import pid_alive
+from infra.storage import BUCKET, PROCESS_NAME, StorageHandle, start_storage, stop_storage
+
+PARTITION = "clusters/east/topics/t/partitions/0000000000"
+FOLDER = f"{PARTITION}/records"
+
+
+@pytest.fixture
+def store(scratch: Path) -> Iterator[StorageHandle]:
+    handle = start_storage(scratch / "storage")
+    try:
+        yield handle
+    finally:
+        stop_storage(handle.pid)
+
+
+def put(store: StorageHandle, key: str, body: bytes, **headers: str) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"{store.endpoint}/{BUCKET}/{key}", data=body, method="PUT", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.headers["ETag"].strip('"')
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def delete(store: StorageHandle, key: str) -> None:
+    request = urllib.request.Request(f"{store.endpoint}/{BUCKET}/{key}", method="DELETE")
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def listed(store: StorageHandle, prefix: str, **query: str) -> tuple[list[str], str | None]:
+    """One page of keys under ``prefix``, and the token of the next page."""
+    arguments = "&".join(f"{k.replace('_', '-')}={v}" for k, v in query.items())
+    url = f"{store.endpoint}/{BUCKET}?list-type=2&prefix={prefix}&{arguments}"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    token = re.search(r"<NextContinuationToken>([^<]+)<", text)
+    return re.findall(r"<Key>([^<]+)</Key>", text), token.group(1) if token else None
+
+
+def test_it_serves_on_localhost_under_its_own_name(store: StorageHandle) -> None:
+    assert pid_alive(store.pid, name=PROCESS_NAME)
+    assert store.endpoint.startswith("http://127.0.0.1:")
+
+
+def test_a_watermark_is_rewritten_only_on_the_etag_read(store: StorageHandle) -> None:
+    key = f"{PARTITION}/watermark.json"
+    status, first = put(store, key, b'{"high": 1}')
+    assert status == 200
+    assert put(store, key, b'{"high": 2}', **{"If-Match": f'"{first}"'})[0] == 200
+    # Two writers read the same watermark; the second one's claim must fail.
+    assert put(store, key, b'{"high": 2}', **{"If-Match": f'"{first}"'})[0] == 412
+    assert put(store, f"{FOLDER}/absent.json", b"x", **{"If-Match": '"anything"'})[0] == 412
+
+
+def test_a_batch_object_is_created_once(store: StorageHandle) -> None:
+    key = f"{FOLDER}/00000000000000000000.batch"
+    assert put(store, key, b"first", **{"If-None-Match": "*"})[0] == 200
+    assert put(store, key, b"second", **{"If-None-Match": "*"})[0] == 412
+
+
+def test_a_folder_listing_follows_writes_and_deletes_in_key_order(store: StorageHandle) -> None:
+    names = [f"{offset:020d}.batch" for offset in (5, 0, 12, 3)]
+    for name in names[:2]:
+        put(store, f"{FOLDER}/{name}", b"x")
+    assert listed(store, f"{FOLDER}/")[0] == [f"{FOLDER}/{n}" for n in sorted(names[:2])]
+    for name in names[2:]:
+        put(store, f"{FOLDER}/{name}", b"x")
+    delete(store, f"{FOLDER}/{names[0]}")
+    expected = [f"{FOLDER}/{n}" for n in sorted(names) if n != names[0]]
+    assert listed(store, f"{FOLDER}/")[0] == expected
+
+    first, token = listed(store, f"{FOLDER}/", max_keys="2")
+    assert first == expected[:2]
+    assert token is not None
+    rest, token = listed(store, f"{FOLDER}/", max_keys="2", continuation_token=token)
+    assert (rest, token) == (expected[2:], None)
+    after, _ = listed(store, f"{FOLDER}/", start_after=expected[0])
+    assert after == expected[1:]
+    assert listed(store, f"{FOLDER}/0000000000000000001")[0] == [f"{FOLDER}/{names[2]}"]
+
+
+def test_a_listing_over_folders_still_walks_them(store: StorageHandle) -> None:
+    put(store, "clusters/east/topics/a/partitions/0000000000/watermark.json", b"{}")
+    put(store, "clusters/east/topics/b/partitions/0000000000/watermark.json", b"{}")
+    keys, _ = listed(store, "clusters/east/topics/")
+    assert keys == [
+        "clusters/east/topics/a/partitions/0000000000/watermark.json",
+        "clusters/east/topics/b/partitions/0000000000/watermark.json",
+    ]
