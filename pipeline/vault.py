@@ -102,8 +102,9 @@ def open_sealed(key: DataKey, sealed: Sealed, aad: bytes) -> dict[str, Any]:
     return value
 
 
-def kek_from_file(path: Path) -> bytes:
-    """The KEK in ``path``, 32 raw bytes; a new random one (mode 0600) if the file is absent.
+def kek_from_file(path: Path, *, create: bool = True) -> bytes:
+    """The KEK in ``path``, 32 raw bytes; a new random one (mode 0600) if the file is absent
+    and ``create``, else KeyEncryptionKeyError.
 
     A file of another size is refused, never replaced: the vault's data keys are wrapped under
     whatever key it held, and a new one would make all of them, and all sealed data, unreadable.
@@ -111,6 +112,10 @@ def kek_from_file(path: Path) -> bytes:
     try:
         kek = path.read_bytes()
     except FileNotFoundError:
+        if not create:
+            raise KeyEncryptionKeyError(
+                f"no key-encryption key: BCL_KEK is unset and {path} does not exist"
+            ) from None
         kek = _create_kek_file(path)
     if len(kek) != KEY_SIZE:
         raise KeyEncryptionKeyError(
@@ -121,9 +126,10 @@ def kek_from_file(path: Path) -> bytes:
     return kek
 
 
-def load_kek(settings: Settings) -> bytes:
+def load_kek(settings: Settings, *, create: bool = True) -> bytes:
     """The KEK: ``BCL_KEK`` (base64) if set, else the file ``BCL_KEK_FILE``, else
-    ``$BCL_HOME/kek``, created on first use."""
+    ``$BCL_HOME/kek``, created on first use unless ``create`` is false (a restore must find the
+    original key, never make a new one)."""
     # getattr: Settings gains `kek` and `kek_file` separately from this module.
     configured = getattr(settings, "kek", None)
     if isinstance(configured, SecretStr):
@@ -138,8 +144,12 @@ def load_kek(settings: Settings) -> bytes:
                 f"BCL_KEK decodes to {len(kek)} bytes; it must be the base64 of {KEY_SIZE} bytes"
             )
         return kek
-    kek_file = getattr(settings, "kek_file", None) or settings.home / "kek"
-    return kek_from_file(Path(kek_file))
+    return kek_from_file(kek_file(settings), create=create)
+
+
+def kek_file(settings: Settings) -> Path:
+    """Where the KEK is kept when ``BCL_KEK`` is unset: ``BCL_KEK_FILE``, else ``$BCL_HOME/kek``."""
+    return Path(getattr(settings, "kek_file", None) or settings.home / "kek")
 
 
 def _columns(residents: Sequence[Resident]) -> tuple[list[str], list[str]]:
@@ -280,15 +290,7 @@ class Vault:
         return created
 
     def _unwrap(self, key_id: uuid.UUID, wrapped: bytes | None) -> DataKey | None:
-        if wrapped is None:
-            return None
-        try:
-            return DataKey(key_id, aes_key_unwrap(self._kek, wrapped))
-        except InvalidUnwrap:
-            raise KeyEncryptionKeyError(
-                f"data key {key_id} does not unwrap under this key-encryption key: the vault was "
-                "written with another KEK (check BCL_KEK or the KEK file)"
-            ) from None
+        return None if wrapped is None else unwrap_data_key(self._kek, key_id, wrapped)
 
     def _remember(self, keys: dict[Resident, DataKey | None], now: float) -> None:
         expires = now + self._cache_ttl
@@ -305,6 +307,18 @@ class Vault:
         else:
             async with self._connect() as conn:
                 yield conn
+
+
+def unwrap_data_key(kek: bytes, key_id: uuid.UUID, wrapped: bytes) -> DataKey:
+    """A data key as the vault keeps it, unwrapped; KeyEncryptionKeyError if ``kek`` is not the
+    key it was wrapped under."""
+    try:
+        return DataKey(key_id, aes_key_unwrap(kek, wrapped))
+    except InvalidUnwrap:
+        raise KeyEncryptionKeyError(
+            f"data key {key_id} does not unwrap under this key-encryption key: the vault was "
+            "written with another KEK (check BCL_KEK or the KEK file)"
+        ) from None
 
 
 _MERGE = """
