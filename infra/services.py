@@ -182,6 +182,9 @@ def _start_storage(folder: Path, port: int | None) -> tuple[str, int]:
 def _start_broker(
     settings: Settings, folder: Path, port: int | None, store: str | None
 ) -> tuple[str, int]:
+    if store is not None:
+        # The broker that ran before may have died mid-produce (it is not running now).
+        storage.release_unwritten_claims(store, settings.center)
     handle = broker.start_broker(folder, cluster_id=settings.center, store=store, port=port)
     return handle.bootstrap, handle.pid
 

@@ -21,9 +21,13 @@ It checks no credentials; it listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,8 @@ from infra.processes import (
     stop_pid,
     wait_for_port,
 )
+
+log = logging.getLogger("bcl.storage")
 
 PROCESS_NAME = "bcl-store"
 SERVICE_NAME = "storage"
@@ -91,6 +97,75 @@ def broker_environment(endpoint: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "bcl",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+
+
+def release_unwritten_claims(endpoint: str, cluster: str) -> list[str]:
+    """Give back the offsets a broker claimed and died before writing; call it while no broker
+    runs on the store. Returns the partitions repaired, as "topic[partition]: high -> end".
+
+    tansu 0.6.0 produces in two steps: it moves the partition's watermark past the new records
+    (claiming their offsets), then writes the batch. Killed between the two, it leaves the
+    watermark ahead of the last record: readers then wait forever for offsets that will never
+    hold anything, and the next batch would leave a hole in the offsets. Nothing in the claimed
+    range was acknowledged, so moving the watermark back to the end of the last batch written
+    is exact.
+    """
+    repaired = []
+    prefix = f"clusters/{cluster}/topics/"
+    for key in _keys(endpoint, prefix):
+        match = re.fullmatch(rf"{re.escape(prefix)}(.+)/partitions/(\d+)/watermark\.json", key)
+        if match is None:
+            continue
+        watermark, etag = _get(endpoint, key)
+        state = json.loads(watermark)
+        high = state.get("high")
+        batches = _keys(endpoint, key.removesuffix("watermark.json") + "records/")
+        end = _end_of_batch(endpoint, batches[-1]) if batches else state.get("low") or 0
+        if isinstance(high, int) and high > end:
+            state["high"] = end
+            _put(endpoint, key, json.dumps(state).encode(), etag)
+            repaired.append(f"{match.group(1)}[{int(match.group(2))}]: {high} -> {end}")
+    if repaired:
+        log.warning("offsets claimed but never written, given back: %s", "; ".join(repaired))
+    return repaired
+
+
+def _end_of_batch(endpoint: str, key: str) -> int:
+    """The offset after the batch's last record: its first offset (the object's name) plus its
+    lastOffsetDelta (bytes 23-26 of a Kafka record batch) plus one."""
+    header, _ = _get(endpoint, key, byte_range="bytes=0-26")
+    first = int(key.rsplit("/", 1)[1].split(".", 1)[0])
+    return first + int.from_bytes(header[23:27], "big", signed=True) + 1
+
+
+def _keys(endpoint: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    token = ""
+    while True:
+        query = f"list-type=2&prefix={urllib.parse.quote(prefix)}{token}"
+        text = _get(endpoint, f"?{query}")[0].decode()
+        keys += re.findall(r"<Key>([^<]+)</Key>", text)
+        following = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", text)
+        if following is None:
+            return keys
+        token = f"&continuation-token={urllib.parse.quote(following.group(1))}"
+
+
+def _get(endpoint: str, key: str, byte_range: str | None = None) -> tuple[bytes, str]:
+    path = key if key.startswith("?") else f"/{key}"
+    request = urllib.request.Request(f"{endpoint}/{BUCKET}{path}")
+    if byte_range:
+        request.add_header("Range", byte_range)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read(), answer.headers.get("ETag", "")
+
+
+def _put(endpoint: str, key: str, body: bytes, etag: str) -> None:
+    request = urllib.request.Request(
+        f"{endpoint}/{BUCKET}/{key}", data=body, method="PUT", headers={"If-Match": etag}
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def _server_script() -> Path:

@@ -25,6 +25,9 @@ from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 
+# Fetches in a row that find nothing below the targets before a catch-up stops short of them.
+QUIET_FETCHES = 3
+
 Progress = Callable[[int, int], None]
 """Called with (events read so far, events to read in all)."""
 
@@ -103,8 +106,15 @@ async def catch_up(
         batches: asyncio.Queue[list[Decoded] | None] = asyncio.Queue(maxsize=2)
 
         async def fetch_and_decode() -> None:
+            idle = 0
             while pending:
                 fetched = await client.getmany(*pending, timeout_ms=1000, max_records=size)
+                idle = 0 if fetched else idle + 1
+                if idle == QUIET_FETCHES:
+                    # Nothing to read for that long: what is left below the targets holds no
+                    # record (offsets a broker claimed and died before writing, transaction
+                    # markers); the live agent takes whatever comes after them.
+                    break
                 records: list[RawRecord] = []
                 for tp, found in fetched.items():
                     records.extend(r for r in found if r.offset < report.targets[tp])

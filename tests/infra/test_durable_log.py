@@ -3,8 +3,10 @@ the death of any process, or of all of them at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra import storage
 from infra.services import Services, down, up
 from pipeline.settings import Settings
 
@@ -153,3 +156,33 @@ def test_memory_storage_starts_no_store(home: Path) -> None:
     services = up(settings)
     assert services.storage_pid is None
     assert not (settings.center_home / "storage").exists()
+
+
+async def test_offsets_a_killed_broker_claimed_but_never_wrote_are_given_back(home: Path) -> None:
+    """tansu moves a partition's watermark before it writes the batch: killed in between, it
+    leaves offsets that will never hold a record, which readers would wait for forever."""
+    first = up(center(home))
+    await create_topic(first.kafka_bootstrap)
+    acknowledged = await publish(first.kafka_bootstrap, [f"c{i}".encode() for i in range(30)])
+    kill(first.broker_pid)
+    assert first.storage_endpoint is not None
+    watermark = f"clusters/east/topics/{TOPIC}/partitions/0000000001/watermark.json"
+    url = f"{first.storage_endpoint}/{storage.BUCKET}/{watermark}"
+    with urllib.request.urlopen(url) as answer:
+        state = json.loads(answer.read())
+    written = state["high"]
+    # What a broker killed between its two steps leaves: five offsets claimed, no batch.
+    claimed = urllib.request.Request(
+        url, data=json.dumps(state | {"high": written + 5}).encode(), method="PUT"
+    )
+    urllib.request.urlopen(claimed).close()
+
+    second = up(center(home))
+
+    with urllib.request.urlopen(url) as answer:
+        assert json.loads(answer.read())["high"] == written
+    more = await publish(second.kafka_bootstrap, [f"d{i}".encode() for i in range(30)])
+    found = await read_back(second.kafka_bootstrap)
+    assert found == acknowledged | more
+    offsets = sorted(offset for partition, offset in found.values() if partition == 1)
+    assert offsets == list(range(len(offsets))), "no hole in the offsets"
