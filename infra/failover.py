@@ -52,6 +52,7 @@ from pipeline.kafka import create_topics, high_watermarks, partitions_of, reader
 from pipeline.migrations import migrate_all
 from pipeline.projection import PROJECTION_MODULES, load_projection
 from pipeline.replay import replay
+from pipeline.runner import discard_undelivered_decisions
 from pipeline.settings import Settings
 from pipeline.status import projection_lag, wait_until_applied
 from pipeline.topics import ISSUANCE_OUTCOMES
@@ -377,6 +378,11 @@ async def _rebuild(down: Settings, survivor: Settings, say: Progress) -> tuple[S
     fresh = Settings(**dict(down))  # the new broker's address, from services.json
     async with connect(fresh) as connection:
         await migrate_all(connection)
+        # Decisions committed but never published belong to the log that was lost: their
+        # requests are lost or expired with it, and the kiosks went to the other center.
+        discarded = await discard_undelivered_decisions(connection)
+    if discarded:
+        say(f"{down.center}: {discarded:,} undelivered decisions discarded with the lost log")
     await create_topics(fresh)
     restored = await restore_from_copies(survivor, fresh)
     say(f"{down.center}: new broker; {restored:,} events restored from {survivor.center}'s copies")

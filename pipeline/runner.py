@@ -264,6 +264,13 @@ class ProjectionRunner:
         return fills
 
 
+async def discard_undelivered_decisions(connection: Connection) -> int:
+    """Empty every processor's outbox; returns how many decisions it held. For a center whose
+    log was lost: what was decided but never published went with it (see infra.failover)."""
+    deleted: str = await connection.execute("DELETE FROM platform.outbox")
+    return int(deleted.rsplit(" ", 1)[1])
+
+
 async def _to_outbox(connection: Connection, processor: str, decided: Sequence[Outgoing]) -> bool:
     if not decided:
         return False
