@@ -374,6 +374,11 @@ async def _rebuild(down: Settings, survivor: Settings, say: Progress) -> tuple[S
     """Bring a lost center back: an empty broker, its own topics restored from the survivor's
     copies, the mirrors restarted, every projection replayed (the worker is not running).
     Returns its settings (its new broker) and how many events the projections replayed."""
+    back_in = _mirror_pid(survivor, down)
+    if back_in is not None:
+        # It was copying into the broker that died, and would write into the new one, on the
+        # same address, before the center's own topics are restored.
+        stop_pid(back_in, grace_seconds=2)
     services.up(down)
     fresh = Settings(**dict(down))  # the new broker's address, from services.json
     async with connect(fresh) as connection:
@@ -386,10 +391,6 @@ async def _rebuild(down: Settings, survivor: Settings, say: Progress) -> tuple[S
     await create_topics(fresh)
     restored = await restore_from_copies(survivor, fresh)
     say(f"{down.center}: new broker; {restored:,} events restored from {survivor.center}'s copies")
-    back_in = _mirror_pid(survivor, fresh)
-    if back_in is not None:
-        # It was copying into the broker that died.
-        stop_pid(back_in, grace_seconds=2)
     services.start_mirror(survivor, fresh)
     services.start_mirror(fresh, survivor)
     while True:  # the survivor's own topics copied into the rebuilt center before the replay
