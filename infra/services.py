@@ -237,12 +237,15 @@ def down(settings: Settings) -> list[str]:
 
 def destroy_log(settings: Settings) -> None:
     """Kill the center's embedded store and delete the log it held, as a lost disk would: what
-    the failover drill's lost center suffers. The next `up` starts an empty log."""
+    the failover drill's lost center suffers. The next `up` starts an empty log on new
+    addresses, which the clients of the lost one do not reach before its topics are restored."""
     with _exclusive(settings):
         record = _read_record(settings)
         for pid in _STORAGE.running_pids(settings, record):
             stop_pid(pid, grace_seconds=0, sig=signal.SIGKILL)
         shutil.rmtree(_STORAGE.data_dir(settings), ignore_errors=True)
+        lost = {_BROKER.address_key, _STORAGE.address_key, "broker_store"}
+        _write_raw_record(settings, {k: v for k, v in record.items() if k not in lost})
 
 
 def worker_pid_files(settings: Settings) -> list[Path]:
@@ -367,6 +370,10 @@ def _write_record(settings: Settings, services: Services) -> None:
         }
     if services.postgres_pid is not None:
         record |= {"database_url": services.database_url, "postgres_pid": services.postgres_pid}
+    _write_raw_record(settings, record)
+
+
+def _write_raw_record(settings: Settings, record: dict[str, object]) -> None:
     # Written whole and renamed, so a reader never sees half a file.
     scratch = settings.services_file.with_suffix(".json.tmp")
     scratch.write_text(json.dumps(record, indent=2) + "\n")
