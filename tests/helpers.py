@@ -9,16 +9,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import jpholiday
 
 from pipeline.settings import Settings
-from schemas.calendar import JST
+from schemas.calendar import JST, is_year_end_closure
 
 
 def jst(
@@ -32,6 +33,22 @@ def utc(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
 ) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def working_days_ahead(count: int) -> list[date]:
+    """The next ``count`` working days in Japan after today: weekdays that are neither national
+    holidays nor in the 29 Dec – 3 Jan closure, so inside every service window.
+
+    For kiosk traffic against what a test registers and issues as it runs: municipalities join
+    today and cards are valid from the moment they are issued, so a day of visits must come
+    after today, whatever day the suite runs on."""
+    day = datetime.now(JST).date()
+    days: list[date] = []
+    while len(days) < count:
+        day += timedelta(days=1)
+        if day.weekday() < 5 and not jpholiday.is_holiday(day) and not is_year_end_closure(day):
+            days.append(day)
+    return days
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -121,11 +138,12 @@ def bcl_succeeds(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 
 @contextmanager
 def two_centers(
-    municipality: str, *, answer_window: float, residents: int = 300
+    municipality: str, *, answer_window: float, tax_years: Sequence[int], residents: int = 300
 ) -> Iterator[tuple[Settings, Settings]]:
     """East and west as `bcl up --centers east,west` starts them (each its broker, Postgres,
     worker and mirror), ``municipality`` (文京区's profile) registered at east with a pushed
-    register of ``residents`` and a card for each, level in both centers; stopped by PID after.
+    register of ``residents`` (adults with tax facts of ``tax_years``: those the kiosk days ask
+    for) and a card for each, level in both centers; stopped by PID after.
     """
     with scratch_folder() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BCL_")}
@@ -138,8 +156,9 @@ def two_centers(
                  "文京区長 成澤 廣修")  # fmt: skip
             bcl_succeeds(env, "municipality", "seal-key", "create", municipality)
             register = home / "register.csv"
+            years = [arg for year in tax_years for arg in ("--tax-year", str(year))]
             bcl_succeeds(env, "workload", "register", municipality, "--residents", str(residents),
-                 "--seals", "--tax-year", "2025", "--out", str(register))  # fmt: skip
+                 "--seals", *years, "--out", str(register))  # fmt: skip
             bcl_succeeds(env, "push", municipality, str(register), "--full")
             bcl_succeeds(env, "wait", "registry", "replica")
             bcl_succeeds(env, "certificate", "ca")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import date
 
 from infra.failover import run_drill
-from tests.helpers import two_centers
+from producers.workload import tax_year
+from tests.helpers import two_centers, working_days_ahead
 
 BUNKYO = "131032"
-DAY = date(2026, 11, 25)  # a Wednesday
 SCALE = float(os.environ.get("BCL_BENCH_FAILOVER_SCALE", "3"))
 RESIDENTS = int(os.environ.get("BCL_BENCH_FAILOVER_RESIDENTS", "2000"))
 ANSWER_WINDOW = 8.0  # seconds; the kiosk waits 2 s longer before it tries the other center
@@ -20,10 +19,14 @@ ANSWER_WINDOW = 8.0  # seconds; the kiosk waits 2 s longer before it tries the o
 
 async def bench_failover() -> Sequence[tuple[str, float, str]]:
     figures: list[tuple[str, float, str]] = []
-    with two_centers(BUNKYO, answer_window=ANSWER_WINDOW, residents=RESIDENTS) as (east, west):
+    # A working day after today: Bunkyo joins and its cards are issued as the centers come up.
+    [day] = working_days_ahead(1)
+    with two_centers(
+        BUNKYO, answer_window=ANSWER_WINDOW, tax_years=[tax_year(day)], residents=RESIDENTS
+    ) as (east, west):
         for seed, scenario in enumerate(("outage", "lost"), 21):
             report = await run_drill(
-                east, west, [BUNKYO], DAY, scenario=scenario, scale=SCALE,  # type: ignore[arg-type]
+                east, west, [BUNKYO], day, scenario=scenario, scale=SCALE,  # type: ignore[arg-type]
                 outage_seconds=20, seed=seed,
             )  # fmt: skip
             if not report.digests_equal or report.duplicate_outcomes or report.double_charges:

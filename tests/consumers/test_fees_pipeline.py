@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_REQUESTS
 from producers.center import CenterGateway
 from producers.registry import update
+from schemas.calendar import JST, fiscal_year, is_year_end_closure
 from schemas.envelope import Envelope
 from schemas.events.issuance import CertificateType, IssuanceDelivered, StoreOperator
 from tests.consumers.test_issuer_pipeline import (
@@ -43,9 +44,19 @@ pytestmark = pytest.mark.integration
 JUMINHYO, INKAN = CertificateType.JUMINHYO, CertificateType.INKAN
 
 
-def japan(day: int, hour: int) -> datetime:
-    """November 2026 in Japan: the 15th is a Sunday, the 16th a Monday."""
-    return datetime(2026, 11, day, hour, tzinfo=UTC) - timedelta(hours=9)
+def kiosk_sunday() -> date:
+    """The next Sunday after today whose Monday falls in the same month, both outside the year-end
+    closure. Chiyoda's profile is recorded as the test runs, and a fiscal year's statement bills
+    the registry as it stood at the year's end: the kiosk days' year must not have ended yet."""
+    day = datetime.now(JST).date() + timedelta(days=1)
+    while not (
+        day.weekday() == 6
+        and (monday := day + timedelta(days=1)).month == day.month
+        and not is_year_end_closure(day)
+        and not is_year_end_closure(monday)
+    ):
+        day += timedelta(days=1)
+    return day
 
 
 def bcl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -68,18 +79,26 @@ def bcl_json(settings: Settings, *args: str) -> Any:
 async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
     platform: Settings, tmp_path: Path
 ) -> None:
-    serials = await chiyoda_with_cards(platform)
+    the_sunday = kiosk_sunday()
+    the_monday = the_sunday + timedelta(days=1)
+    year, month = fiscal_year(the_sunday), f"{the_sunday:%Y-%m}"
+
+    def japan(day: date, hour: int) -> datetime:
+        return datetime.combine(day, time(hour), JST)
+
+    # Cards valid on the kiosk days, whichever day the test runs.
+    serials = await chiyoda_with_cards(platform, issued_at=datetime.now(UTC) - timedelta(days=1))
     await update(
         platform,
         CHIYODA,
         {
             "municipality_class": "special_ward",
             "population": 68_000,
-            "disaster_system_since": "2026-06-01",
-            # 住民票 drops from 300 to 200 yen on Monday 16 November, in the middle of the month.
+            "disaster_system_since": date(year, 6, 1).isoformat(),
+            # 住民票 drops from 300 to 200 yen on the Monday, in the middle of the month.
             "fees": [
                 {"certificate_type": "juminhyo", "fee_yen": 300, "effective_from": "2024-04-01"},
-                {"certificate_type": "juminhyo", "fee_yen": 200, "effective_from": "2026-11-16"},
+                {"certificate_type": "juminhyo", "fee_yen": 200, "effective_from": str(the_monday)},
                 {"certificate_type": "inkan", "fee_yen": 300, "effective_from": "2024-04-01"},
             ],
         },
@@ -98,13 +117,13 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
             CenterGateway(at_center(platform, "east")) as east,
             CenterGateway(at_center(platform, "west")) as west,
         ):
-            first = await east.submit(sunday, at=japan(15, 10))
-            second = await west.submit(two_copies, at=japan(16, 10))
+            first = await east.submit(sunday, at=japan(the_sunday, 10))
+            second = await west.submit(two_copies, at=japan(the_monday, 10))
             # The resident retries at a kiosk of the other center: one decision, one charge.
-            assert await east.submit(two_copies, at=japan(16, 10) + timedelta(seconds=30))
-            third = await east.submit(town_hall_kiosk, at=japan(16, 11))
-            fourth = await east.submit(left, at=japan(16, 12))
-            rejected = await east.submit(no_seal, at=japan(16, 12))
+            assert await east.submit(two_copies, at=japan(the_monday, 10) + timedelta(seconds=30))
+            third = await east.submit(town_hall_kiosk, at=japan(the_monday, 11))
+            fourth = await east.submit(left, at=japan(the_monday, 12))
+            rejected = await east.submit(no_seal, at=japan(the_monday, 12))
             assert first
             assert second
             assert third
@@ -112,13 +131,15 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
             assert rejected
             assert (first.fee_total_yen, second.fee_total_yen) == (300, 400)
             assert rejected.reason == "seal_not_registered"
-            await east.deliver(sunday.request_id, 300, japan(15, 10) + timedelta(minutes=1))
-            await west.deliver(two_copies.request_id, 400, japan(16, 10) + timedelta(minutes=1))
-            await east.deliver(town_hall_kiosk.request_id, 300, japan(16, 11))
-            await east.cancel(left.request_id, "resident left the kiosk", japan(16, 12))
+            await east.deliver(sunday.request_id, 300, japan(the_sunday, 10) + timedelta(minutes=1))
+            await west.deliver(
+                two_copies.request_id, 400, japan(the_monday, 10) + timedelta(minutes=1)
+            )
+            await east.deliver(town_hall_kiosk.request_id, 300, japan(the_monday, 11))
+            await east.cancel(left.request_id, "resident left the kiosk", japan(the_monday, 12))
         async with producer(platform) as client:
             # The kiosk's notice sent again (a new event for the same request): never charged twice.
-            printed = japan(16, 10) + timedelta(minutes=2)
+            printed = japan(the_monday, 10) + timedelta(minutes=2)
             again = IssuanceDelivered(
                 request_id=two_copies.request_id, fee_paid_yen=400, printed_at=printed
             )
@@ -145,13 +166,13 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
 
-    month = bcl_json(platform, "fees", "statement", CHIYODA, "--month", "2026-11")
+    statement = bcl_json(platform, "fees", "statement", CHIYODA, "--month", month)
     settled = {
         (r["store_operator"], r["certificate_type"]): (
             r["requests"], r["rejected"], r["cancelled"], r["delivered"], r["certificates"],
             r["fees_collected_yen"], r["commission_yen"], r["net_income_yen"], r["bcl_fee_yen"],
         )
-        for r in month
+        for r in statement
     }  # fmt: skip
     assert settled == {
         ("familymart", "juminhyo"): (1, 0, 1, 0, 0, 0, 0, 0, 0),
@@ -161,9 +182,9 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
         ("seven_eleven", "juminhyo"): (1, 0, 0, 1, 1, 300, 117, 183, 180),
     }
 
-    [year] = bcl_json(platform, "fees", "statement", CHIYODA, "--fiscal-year", "2026")
+    [charges] = bcl_json(platform, "fees", "statement", CHIYODA, "--fiscal-year", str(year))
     disaster = (185_000 + 10 * 68_000) // 12 * 10  # introduced in June: June to March
-    assert year == {
+    assert charges == {
         "municipality": CHIYODA,
         "name": "千代田区",
         "class": "special_ward",
@@ -180,12 +201,12 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
         "commission_yen": 351,
         "net_yen": 1_000 - 351 - (2_728_000 + 720 + disaster),
     }
-    assert bcl_json(platform, "fees", "report", "--fiscal-year", "2026") == [year]
-    [november] = bcl_json(platform, "fees", "report", "--month", "2026-11")
-    assert (november["municipality"], november["certificates"], november["net_income_yen"]) == (
+    assert bcl_json(platform, "fees", "report", "--fiscal-year", str(year)) == [charges]
+    [monthly] = bcl_json(platform, "fees", "report", "--month", month)
+    assert (monthly["municipality"], monthly["certificates"], monthly["net_income_yen"]) == (
         CHIYODA, 4, 1_000 - 351,
     )  # fmt: skip
-    table = bcl(platform, "fees", "statement", CHIYODA, "--fiscal-year", "2026")
+    table = bcl(platform, "fees", "statement", CHIYODA, "--fiscal-year", str(year))
     assert table.returncode == 0, table.stderr
     assert "owed to J-LIS" in table.stdout
     assert "3,449,550" in table.stdout

@@ -45,9 +45,12 @@ async def project(settings: Settings, *names: str) -> None:
         await refresh(settings, load_projection(name, settings))
 
 
-async def chiyoda_with_cards(settings: Settings) -> dict[str, str]:
+async def chiyoda_with_cards(
+    settings: Settings, *, issued_at: datetime = MORNING - timedelta(days=30)
+) -> dict[str, str]:
     """Chiyoda registered with its sample register, a seal key, and a card for every active
-    resident; returns each resident's user-authentication serial."""
+    resident issued at ``issued_at`` (valid to the holder's 5th birthday after it): before
+    ``MORNING`` by default; returns each resident's user-authentication serial."""
     key = await register(settings)
     await update(
         settings,
@@ -58,7 +61,7 @@ async def chiyoda_with_cards(settings: Settings) -> dict[str, str]:
     await project(settings, "replica")
     await create_seal_key(settings, CHIYODA)
     holders = await residents_to_issue(settings, CHIYODA)
-    issued = await issue_cards(settings, "CN=T", holders, issued_at=MORNING - timedelta(days=30))
+    issued = await issue_cards(settings, "CN=T", holders, issued_at=issued_at)
     await project(settings, "registry", "certificates")
     return {c.resident_code: c.serial for c in issued if _authentication(c)}
 

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, time
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from tests.helpers import bcl_succeeds, scratch_folder
+from schemas.calendar import JST
+from tests.helpers import bcl_succeeds, scratch_folder, working_days_ahead
 
 CHIYODA = "131016"
 DIGESTED = ("journal", "replica", "fees")
@@ -87,11 +89,14 @@ def before(home: Path) -> dict[str, object]:
     listed = ["--kind", "user_authentication", "--status", "active", "--limit", "40"]
     serials = bcl_succeeds(env, "certificate", "list", CHIYODA, *listed, "--serials-only").split()
     pdf = home / "juminhyo.pdf"
+    # Asked at 10:00 on a working day after the cards' issuance, not at the wall clock's instant:
+    # at night or in the year-end closure the issuer would refuse every card.
+    asked_at = datetime.combine(working_days_ahead(1)[0], time(10), JST).isoformat()
     requests = []
     for serial in serials:
         sent = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "center", "submit", "--municipality", CHIYODA,
-             "--serial", serial, "--type", "juminhyo", "--save", str(pdf)],
+             "--serial", serial, "--type", "juminhyo", "--at", asked_at, "--save", str(pdf)],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if sent.returncode == 0 and pdf.exists():  # an adult's card: issued
