@@ -51,6 +51,18 @@ def working_days_ahead(count: int) -> list[date]:
     return days
 
 
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """A topic on the broker at ``bootstrap``, for tests that talk to a broker of their own."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 def with_database(dsn: str, database: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{database}"))

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.broker import start_broker, stop_broker
 from infra.storage import start_storage, stop_storage
 from producers.workload import platform_sample
 from schemas.codec import encode_event
+from tests.helpers import create_topic
 
 TOPIC = "bench.log"
 PARTITIONS = 6
@@ -59,12 +59,7 @@ async def sample_peak_memory(pids: Sequence[int], peak: list[float]) -> None:
 
 async def run_on(storage: str, values: Sequence[tuple[bytes, bytes]]) -> LogRun:
     async with broker_on(storage) as (bootstrap, pids):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
-        finally:
-            await admin.close()
+        await create_topic(bootstrap, TOPIC, PARTITIONS)
         peak = [0.0]
         sampler = asyncio.create_task(sample_peak_memory(pids, peak))
         try:

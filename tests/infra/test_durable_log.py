@@ -13,11 +13,11 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra import storage
 from infra.services import Services, down, up
 from pipeline.settings import Settings
+from tests.helpers import create_topic
 
 TOPIC = "durable.records"
 PARTITIONS = 3
@@ -74,15 +74,6 @@ async def read_back(bootstrap: str) -> dict[bytes, tuple[int, int]]:
     return found
 
 
-async def create_topic(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-
-
 def kill(*pids: int | None) -> None:
     processes = [psutil.Process(pid) for pid in pids if pid is not None]
     for process in processes:
@@ -93,7 +84,7 @@ def kill(*pids: int | None) -> None:
 async def test_acknowledged_records_survive_down_and_up(home: Path) -> None:
     first = up(center(home))
     assert first.storage_pid is not None
-    await create_topic(first.kafka_bootstrap)
+    await create_topic(first.kafka_bootstrap, TOPIC, PARTITIONS)
     acknowledged = await publish(first.kafka_bootstrap, [f"r{i}".encode() for i in range(300)])
 
     down(center(home))
@@ -109,7 +100,7 @@ async def test_acknowledged_records_and_commits_survive_every_process_killed_at_
     import asyncpg
 
     first = up(center(home))
-    await create_topic(first.kafka_bootstrap)
+    await create_topic(first.kafka_bootstrap, TOPIC, PARTITIONS)
     acknowledged = await publish(first.kafka_bootstrap, [f"a{i}".encode() for i in range(200)])
     connection = await asyncpg.connect(first.database_url)
     try:
@@ -139,7 +130,7 @@ async def test_acknowledged_records_and_commits_survive_every_process_killed_at_
 
 async def test_a_store_killed_alone_comes_back_where_the_broker_finds_it(home: Path) -> None:
     first: Services = up(center(home))
-    await create_topic(first.kafka_bootstrap)
+    await create_topic(first.kafka_bootstrap, TOPIC, PARTITIONS)
     acknowledged = await publish(first.kafka_bootstrap, [f"s{i}".encode() for i in range(100)])
 
     kill(first.storage_pid)
@@ -162,7 +153,7 @@ async def test_offsets_a_killed_broker_claimed_but_never_wrote_are_given_back(ho
     """tansu moves a partition's watermark before it writes the batch: killed in between, it
     leaves offsets that will never hold a record, which readers would wait for forever."""
     first = up(center(home))
-    await create_topic(first.kafka_bootstrap)
+    await create_topic(first.kafka_bootstrap, TOPIC, PARTITIONS)
     acknowledged = await publish(first.kafka_bootstrap, [f"c{i}".encode() for i in range(30)])
     kill(first.broker_pid)
     assert first.storage_endpoint is not None
