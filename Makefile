@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo lint format bench schemas clean
+.PHONY: install test demo lint format bench soak schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ format: $(STAMP)
 ## make bench: throughput figures, as ratios to the raw Kafka consume and Postgres COPY rates.
 bench: $(STAMP)
 	$(BIN)/python tests/bench/run.py
+
+## make soak: 200,000 events published while 52 SIGKILLs hit workers, broker, store and Postgres.
+soak: $(STAMP)
+	$(BIN)/python tests/soak/crash.py
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
