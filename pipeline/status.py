@@ -42,11 +42,11 @@ async def ahead_of_log(settings: Settings, projection: Projection) -> list[Topic
     """The partitions whose tracking says more was applied than the log holds: the log was lost
     or replaced under the projection (a broker with memory storage restarted, a log restored
     from elsewhere), so its tables describe events that are not in the log."""
+    # Tracking first: read after the log's ends, a running worker's newer batches would look
+    # like offsets the log does not have.
+    applied = await _applied_ends(settings, projection)
     marks = await log_ends(settings, projection)
-    return [
-        tp for tp, end in (await _applied_ends(settings, projection)).items()
-        if end > marks.get(tp, 0)
-    ]  # fmt: skip
+    return [tp for tp, end in applied.items() if end > marks.get(tp, 0)]
 
 
 async def _applied_ends(settings: Settings, projection: Projection) -> dict[TopicPartition, int]:

@@ -167,8 +167,10 @@ def bcl(*arguments: str) -> str:
     with (current_settings().home / "bcl-commands.log").open("a") as log:
         log.write(f"$ {command} (exit {done.returncode})\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        raise CommandFailed(f"{command}: {said[0] if said else done.returncode}")
+        said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        # The first line says what failed; a service's failure ends with its log's last line.
+        gist = " … ".join(dict.fromkeys([said[0], said[-1]])) if said else done.returncode
+        raise CommandFailed(f"{command}: {gist}")
     return done.stdout
 
 
@@ -633,7 +635,7 @@ async def audit(publisher: Publisher, kills: list[Kill]) -> Audit:
 DUPLICATE_FACETS: dict[str, Callable[[Duplicate], str | None]] = {
     "cause": lambda duplicate: duplicate.cause,
     "topic": lambda duplicate: duplicate.copies[0].topic,
-    "kill": lambda duplicate: duplicate.kill,
+    "kill": lambda duplicate: f"{duplicate.kill}: {duplicate.cause}",
 }
 
 
@@ -849,7 +851,7 @@ def print_report(report: Report, path: Path) -> None:
             f"(restarting after kill {rebuild.after_kill})"
         )
     for error in report.restart_errors:
-        console.print(f"restart failed: {error.splitlines()[0]}")
+        console.print(f"restart failed: {error}")
     for check, held in report.checks.items():
         console.print(f"{'[green]ok[/green]  ' if held else '[red]FAIL[/red]'} {check}")
     console.print(f"report: {path}")
