@@ -267,11 +267,27 @@ def _clear_stale_server(pgdata: Path) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     psutil.wait_procs(leftovers, timeout=10)
-    # A lock naming a live process that is not one of our servers is a PID reused by a stranger;
-    # Postgres would take it for a running server and refuse to start. A lock naming a dead process
+    # A lock naming a live process that is not one of our servers is a PID reused by a stranger,
+    # and one naming a killed postmaster that nobody reaped is a zombie: Postgres would take
+    # either for a running server and refuse to start. A lock naming a process that is gone
     # stays: Postgres reads it to release the dead server's shared memory.
-    if postmaster is not None and pid_alive(postmaster):
+    if postmaster is not None and (pid_alive(postmaster) or not _reaped(postmaster)):
         lock.unlink(missing_ok=True)
+
+
+def _reaped(pid: int, timeout: float = 5.0) -> bool:
+    """Whether a dead process is gone, waiting for its parent to reap it (PID 1 adopts a killed
+    postmaster whose launcher has exited, and reaps it only after a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _clean_env() -> dict[str, str]:

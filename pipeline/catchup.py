@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 
 from aiokafka import TopicPartition
 
@@ -20,7 +19,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import Projection, RawRecord
-from pipeline.publish import publish_many
+from pipeline.publish import Appender
 from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -171,7 +170,7 @@ async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionR
         async with producer(settings) as shared_producer:
             sink = DeadLetterSink(shared_producer, settings.topic(DEAD_LETTERS.name))
             gaps = LogGapReader(settings)
-            publisher = partial(publish_many, settings, shared_producer)
+            publisher = Appender.of(settings, shared_producer)
 
             def runner(projection: Projection, schema: str | None = None) -> ProjectionRunner:
                 return ProjectionRunner(

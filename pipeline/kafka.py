@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -12,7 +13,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, UnknownError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    RequestTimedOutError,
+    UnknownError,
+)
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.producer.sender import SendProduceReqHandler
 
 from pipeline.settings import Settings
@@ -21,19 +28,33 @@ from pipeline.topics import CATALOG, TopicSpec
 log = logging.getLogger("bcl.kafka")
 
 
-def _retry_produce_on_unknown_error() -> None:
-    """Make every producer in this process, faust's included, send a batch again when the broker
-    answers it with UNKNOWN_SERVER_ERROR, within the producer's delivery timeout.
+_SENT_ONCE: weakref.WeakSet[BatchBuilder] = weakref.WeakSet()
+# A request that fails in these ways may have been written: sending it again could write twice.
+_MAY_HAVE_LANDED = (KafkaConnectionError, RequestTimedOutError)
 
-    tansu 0.6.0 over S3 writes a batch as an object named by its first offset, created only if
-    absent; when two producers write one partition at once, the one that loses the race gets
-    that error, and nothing of its batch was written, so sending it again is exact. aiokafka
-    takes the code for final and failed the send. On Kafka the error is rare and the idempotent
-    producer there (``start_producer``) makes a retry harmless.
+
+def send_once(batch: BatchBuilder) -> None:
+    """Let aiokafka fail this batch, rather than send it again, when it may have landed; the
+    caller settles it from the log (``pipeline.publish``)."""
+    _SENT_ONCE.add(batch)
+
+
+def _retry_produce_as_told() -> None:
+    """Decide, for every producer in this process (faust's included), when aiokafka sends a
+    failed batch again within its delivery timeout.
+
+    - Again after UNKNOWN_SERVER_ERROR. tansu 0.6.0 over S3 writes a batch as an object named by
+      its first offset, created only if absent; when two producers write one partition at once,
+      the one that loses the race gets that error, and nothing of its batch was written, so
+      sending it again is exact. aiokafka takes the code for final and failed the send.
+    - Never after a lost connection or a timeout for a batch marked ``send_once``: without an
+      idempotent producer that resend is how an event gets into the log twice.
     """
     decides = SendProduceReqHandler._can_retry
 
     def can_retry(handler: SendProduceReqHandler, error: Exception, batch: Any) -> bool:
+        if isinstance(error, _MAY_HAVE_LANDED) and batch._builder in _SENT_ONCE:
+            return False
         if isinstance(error, UnknownError) and not batch.expired():
             return True
         return bool(decides(handler, error, batch))
@@ -41,7 +62,7 @@ def _retry_produce_on_unknown_error() -> None:
     SendProduceReqHandler._can_retry = can_retry
 
 
-_retry_produce_on_unknown_error()
+_retry_produce_as_told()
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

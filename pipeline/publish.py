@@ -1,18 +1,53 @@
-"""Publishing events: the one way an edge puts an envelope on a topic."""
+"""Publishing events: the one way an edge puts an envelope on a topic, and exactly once.
+
+tansu 0.6 has no idempotent producer, so a send whose acknowledgement was lost (the broker died
+after writing, or the connection dropped) may or may not have landed, and a producer that simply
+sends it again writes it twice. Every send here is therefore made once by aiokafka
+(``pipeline.kafka.send_once``), and a send that fails is settled by reading the log:
+
+1. Before a partition's first batch, take its *floor*: where its log ends. Nothing sent
+   afterwards can land below it. Each acknowledgement moves the floor to the end of what it
+   acknowledged.
+2. Send the batch; keep at most one batch per partition in flight, so events keep their order.
+3. A batch that failed in a way that may have landed keeps its partition's floor where it was.
+   When the broker answers again, read the partition from the floor to its end and look for the
+   batch's event ids; send again only the events not found there, and repeat from 3 until every
+   event is acknowledged or found.
+4. If the broker does not answer within ``RECOVERY_SECONDS``, raise ``Unconfirmed`` with each
+   event's floor; ``publish_many(..., landed_from=error.floors)`` later settles them exactly.
+
+A caller that kept events of its own across a crash (a processor's outbox) stores each event's
+floor with it (``Appender.floors_of``) and passes them as ``landed_from`` when it sends them
+again, since a previous process may have sent them already.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable, Iterable
-from dataclasses import dataclass
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from uuid import UUID
 
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
 
+from pipeline.kafka import high_watermarks, reader, send_once
 from pipeline.settings import Settings
 from schemas.codec import encode_event, headers_for
 from schemas.envelope import Envelope
+
+log = logging.getLogger("bcl.publish")
+
+RECOVERY_SECONDS = 300.0  # how long a failed send waits for the broker to answer again
+_RETRY_PAUSE = 0.5
+_STALL_SECONDS = 30.0  # a partition read that long without a record is read again later
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +57,372 @@ class Outgoing:
     envelope: Envelope
 
 
+class Unconfirmed(KafkaError):  # type: ignore[misc]
+    """Events neither acknowledged by the broker nor found in its log in time.
+
+    ``floors`` maps each event id to the offset of its partition from which it may lie in the
+    log; pass it as ``publish_many(..., landed_from=...)`` to send them again exactly once."""
+
+    retriable = True
+
+    def __init__(self, reason: str, floors: dict[UUID, int]) -> None:
+        super().__init__(
+            f"{len(floors):,} events are not confirmed on the log ({reason}); send them again "
+            "with their floors once the broker answers"
+        )
+        self.floors = floors
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    event_id: UUID
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class _Shipment:
+    """One batch sent to one partition, and what it holds."""
+
+    tp: TopicPartition
+    records: list[_Record]
+    future: asyncio.Future[RecordMetadata]
+    floor: int  # the partition's floor when it was sent
+
+
+@dataclass
+class _Open:
+    builder: BatchBuilder
+    records: list[_Record] = field(default_factory=list)
+
+
+class Appender:
+    """A producer's floors and its exactly-once sends (see the module's steps)."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer[bytes, bytes]) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.floors: dict[TopicPartition, int] = {}
+        # After failed sends: events found on the log (a blind resend's duplicates), and sent again.
+        self.found_on_log = 0
+        self.sent_again = 0
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
+
+    @classmethod
+    def of(cls, settings: Settings, producer: AIOKafkaProducer[bytes, bytes]) -> Appender:
+        """The producer's appender: floors live as long as the producer."""
+        appender = _APPENDERS.get(producer)
+        if appender is None:
+            appender = _APPENDERS[producer] = cls(settings, producer)
+        return appender
+
+    async def partition_of(self, message: Outgoing) -> TopicPartition:
+        """The partition Kafka's default (murmur2) partitioner gives the message's key."""
+        topic = self.settings.topic(message.topic)
+        if topic not in self._partitions:
+            self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        partitions = self._partitions[topic]
+        return TopicPartition(
+            topic, self._partitioner(message.key.encode(), partitions, partitions)
+        )
+
+    async def floors_of(self, messages: Iterable[Outgoing]) -> list[int]:
+        """Each message's floor: its partition's offset at or after which it will land."""
+        tps = [await self.partition_of(message) for message in messages]
+        await self._take_floors(tps)
+        return [self.floors[tp] for tp in tps]
+
+    async def append(
+        self,
+        messages: Iterable[Outgoing] | AsyncIterable[Outgoing],
+        *,
+        landed_from: Mapping[UUID, int] | None = None,
+        in_flight: int = 20_000,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send a stream of events exactly once; returns how many are on the log.
+
+        Events are packed into one record batch per partition, which costs a third of sending
+        them one by one. Every batch is settled before returning, so a caller that gets the
+        count back knows the log holds each event once. ``landed_from`` names events a previous
+        send may have written, with their floors: they are looked for first, and only those
+        not found are sent. ``on_sent`` hears the running count each time every event handed
+        so far is settled.
+
+        A failure raises ``Unconfirmed`` once nothing is in flight any more: its floors cover
+        every event handed since the last ``on_sent`` count; the events after those were never
+        sent.
+        """
+        sent = 0
+        if landed_from:
+            if isinstance(messages, AsyncIterable):
+                raise TypeError("landed_from needs the messages as a list")
+            messages = list(messages)
+            earlier = {
+                m.envelope.event_id: m for m in messages if m.envelope.event_id in landed_from
+            }
+            await self._look_for_first(earlier, landed_from)
+            sent += len(earlier)
+            messages = [m for m in messages if m.envelope.event_id not in landed_from]
+
+        open_batches: dict[TopicPartition, _Open] = {}
+        in_flight_at: dict[TopicPartition, _Shipment] = {}  # step 2: one per partition
+        handed: dict[UUID, TopicPartition] = {}  # since the last count
+        shipped_at: dict[UUID, int] = {}  # the floor each handed event was sent above
+
+        async def ship(tp: TopicPartition) -> None:
+            batch = open_batches.pop(tp)
+            previous = in_flight_at.pop(tp, None)
+            if previous is not None:
+                await self._settle([previous])
+            shipment = in_flight_at[tp] = await self._send(tp, batch)
+            shipped_at.update((record.event_id, shipment.floor) for record in batch.records)
+
+        async def settle() -> None:
+            nonlocal sent
+            for tp in list(open_batches):
+                await ship(tp)
+            shipments = list(in_flight_at.values())
+            in_flight_at.clear()
+            await self._settle(shipments)
+            sent += len(handed)
+            handed.clear()
+            shipped_at.clear()
+            if on_sent:
+                on_sent(sent)
+
+        async def one(message: Outgoing) -> None:
+            tp = await self.partition_of(message)
+            record = _record(message)
+            handed[record.event_id] = tp
+            for _ in range(2):
+                batch = open_batches.get(tp) or _Open(self.producer.create_batch())
+                appended = batch.builder.append(
+                    key=record.key, value=record.value, timestamp=None, headers=record.headers
+                )
+                if appended is not None:
+                    batch.records.append(record)
+                    open_batches[tp] = batch
+                    break
+                if not batch.records:
+                    del handed[record.event_id]
+                    raise ValueError(f"an event of {len(record.value):,} bytes does not fit")
+                open_batches[tp] = batch
+                await ship(tp)
+            if len(handed) >= in_flight:
+                await settle()
+
+        try:
+            if isinstance(messages, AsyncIterable):
+                async for message in messages:
+                    await one(message)
+            else:
+                for message in messages:
+                    await one(message)
+            await settle()
+        except Exception as error:
+            # Whatever aiokafka still holds must be done before anyone reads the log for it.
+            await asyncio.gather(*(s.future for s in in_flight_at.values()), return_exceptions=True)
+            if not _may_succeed_later(error):
+                raise
+            floors = {
+                event_id: shipped_at.get(event_id, self.floors.get(tp, 0))
+                for event_id, tp in handed.items()
+            }
+            if isinstance(error, Unconfirmed):
+                floors |= error.floors
+            raise Unconfirmed(f"{error!r}", floors) from error
+        return sent
+
+    async def _look_for_first(
+        self, earlier: Mapping[UUID, Outgoing], landed_from: Mapping[UUID, int]
+    ) -> None:
+        waiting = {
+            event_id: (await self.partition_of(message), _record(message))
+            for event_id, message in earlier.items()
+        }
+        floors: dict[TopicPartition, int] = {}
+        for event_id, (tp, _) in waiting.items():
+            floors[tp] = min(floors.get(tp, landed_from[event_id]), landed_from[event_id])
+        try:
+            await self._recover(waiting, floors)
+        except Unconfirmed as error:
+            raise Unconfirmed(str(error), {e: landed_from[e] for e in earlier}) from error
+
+    async def _send(self, tp: TopicPartition, batch: _Open) -> _Shipment:
+        # 1.
+        await self._take_floors([tp])
+        floor = self.floors[tp]
+        batch.builder.close()
+        send_once(batch.builder)
+        # 2.
+        future = await self.producer.send_batch(batch.builder, tp.topic, partition=tp.partition)
+        return _Shipment(tp, batch.records, future, floor)
+
+    async def _settle(self, shipments: list[_Shipment]) -> None:
+        """Wait for the shipments; recover the ones that failed (step 3)."""
+        if not shipments:
+            return
+        outcomes = await asyncio.gather(*(s.future for s in shipments), return_exceptions=True)
+        failed: dict[UUID, tuple[TopicPartition, _Record]] = {}
+        floors: dict[TopicPartition, int] = {}  # the lowest floor of a failed batch
+        for shipment, outcome in zip(shipments, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not _may_succeed_later(outcome):
+                    raise outcome
+                failed.update((r.event_id, (shipment.tp, r)) for r in shipment.records)
+                floors[shipment.tp] = min(floors.get(shipment.tp, shipment.floor), shipment.floor)
+            else:
+                self._acknowledged(shipment, outcome)
+        if failed:
+            await self._recover(failed, floors)
+
+    async def _recover(
+        self,
+        waiting: dict[UUID, tuple[TopicPartition, _Record]],
+        floors: dict[TopicPartition, int],
+    ) -> None:
+        """Steps 3 and 4: settle events that may have landed, from their partitions' floors."""
+        deadline = time.monotonic() + RECOVERY_SECONDS
+        last_error: BaseException | None = None
+        while waiting:
+            if time.monotonic() > deadline:
+                raise Unconfirmed(
+                    f"the broker did not answer for {RECOVERY_SECONDS:g}s: {last_error!r}",
+                    {event_id: floors[tp] for event_id, (tp, _) in waiting.items()},
+                )
+            shipments: list[_Shipment] = []
+            try:
+                found = await self._look_for(set(waiting), floors)
+                self.found_on_log += len(found)
+                for event_id in found:
+                    del waiting[event_id]
+                if not waiting:
+                    break
+                log.warning(
+                    "a failed send: %d events found on the log, %d sent again",
+                    len(found),
+                    len(waiting),
+                )
+                by_partition: dict[TopicPartition, list[_Record]] = {}
+                for tp, record in waiting.values():
+                    by_partition.setdefault(tp, []).append(record)
+                for tp, records in by_partition.items():
+                    shipments.append(await self._send(tp, _batch_of(self.producer, records)))
+            except (KafkaError, OSError, TimeoutError) as error:
+                if not _may_succeed_later(error):
+                    raise
+                last_error = error
+                await asyncio.sleep(_RETRY_PAUSE)
+            # Even after an error: what was sent must have settled before the log is read again.
+            outcomes = await asyncio.gather(*(s.future for s in shipments), return_exceptions=True)
+            for shipment, outcome in zip(shipments, outcomes, strict=True):
+                if isinstance(outcome, RecordMetadata):
+                    for record in shipment.records:
+                        del waiting[record.event_id]
+                    self.sent_again += len(shipment.records)
+                    self._acknowledged(shipment, outcome)
+                elif not _may_succeed_later(outcome):
+                    raise outcome
+                else:
+                    last_error = outcome
+
+    def _acknowledged(self, shipment: _Shipment, metadata: RecordMetadata) -> None:
+        """Step 1's move: what is sent from now on lands after what was acknowledged."""
+        end = metadata.offset + len(shipment.records)
+        self.floors[shipment.tp] = max(self.floors[shipment.tp], end)
+
+    async def _take_floors(self, tps: Iterable[TopicPartition]) -> None:
+        missing = {tp.topic for tp in tps if tp not in self.floors}
+        if not missing:
+            return
+        everything = [
+            TopicPartition(topic, partition)
+            for topic in sorted(missing)
+            for partition in self._partitions.get(topic)
+            or sorted(await self.producer.partitions_for(topic))
+        ]
+        async with reader(self.settings) as client:
+            for tp, end in (await high_watermarks(client, everything)).items():
+                self.floors.setdefault(tp, end)
+
+    async def _look_for(self, wanted: set[UUID], floors: Mapping[TopicPartition, int]) -> set[UUID]:
+        """Which of ``wanted`` the log holds from each partition's floor to its end."""
+        found: set[UUID] = set()
+        async with reader(self.settings) as client:
+            ends = await high_watermarks(client, list(floors))
+            spans = {tp: (floors[tp], ends[tp]) for tp in floors if floors[tp] < ends[tp]}
+            if not spans:
+                return found
+            client.assign(list(spans))
+            for tp, (start, _) in spans.items():
+                client.seek(tp, start)
+            progress = time.monotonic()
+            while spans:
+                if time.monotonic() - progress > _STALL_SECONDS:
+                    raise TimeoutError(f"no records for {_STALL_SECONDS:g}s from {sorted(spans)}")
+                fetched = await client.getmany(*spans, timeout_ms=1000)
+                for tp, records in fetched.items():
+                    if records:
+                        progress = time.monotonic()
+                    for record in records:
+                        event_id = _event_id(record.value)
+                        if event_id in wanted:
+                            found.add(event_id)
+                    if records and records[-1].offset + 1 >= spans[tp][1]:
+                        del spans[tp]
+        return found
+
+
+_APPENDERS: weakref.WeakKeyDictionary[AIOKafkaProducer[bytes, bytes], Appender] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _record(message: Outgoing) -> _Record:
+    return _Record(
+        message.envelope.event_id,
+        message.key.encode(),
+        encode_event(message.envelope),
+        headers_for(message.envelope),
+    )
+
+
+def _batch_of(producer: AIOKafkaProducer[bytes, bytes], records: list[_Record]) -> _Open:
+    batch = _Open(producer.create_batch())
+    for record in records:
+        if (
+            batch.builder.append(
+                key=record.key, value=record.value, timestamp=None, headers=record.headers
+            )
+            is None
+        ):
+            break
+        batch.records.append(record)
+    return batch
+
+
+def _event_id(value: bytes | None) -> UUID | None:
+    try:
+        return UUID(orjson.loads(value or b"")["event_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # not an envelope: a hostile or broken record is not what we look for
+
+
+def _may_succeed_later(error: BaseException) -> bool:
+    """A failure that a broker answering again may undo, as opposed to a refusal (too large,
+    not authorized) that sending again would only repeat."""
+    if isinstance(error, (KafkaConnectionError, KafkaTimeoutError, OSError, TimeoutError)):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
+
+
 async def publish(
     settings: Settings, producer: AIOKafkaProducer[bytes, bytes], message: Outgoing
 ) -> None:
-    await producer.send_and_wait(
-        settings.topic(message.topic),
-        key=message.key.encode(),
-        value=encode_event(message.envelope),
-        headers=headers_for(message.envelope),
-    )
+    await publish_many(settings, producer, [message])
 
 
 async def publish_many(
@@ -38,68 +430,11 @@ async def publish_many(
     producer: AIOKafkaProducer[bytes, bytes],
     messages: Iterable[Outgoing] | AsyncIterable[Outgoing],
     *,
+    landed_from: Mapping[UUID, int] | None = None,
     in_flight: int = 20_000,
     on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Send a stream of events with bounded buffering; returns how many the broker acknowledged.
-
-    Events are packed into one record batch per partition (the partition chosen by the key with
-    Kafka's default murmur2 partitioner, as any other producer would), which costs a third of
-    sending them one by one. Every batch is awaited before returning, so a caller that gets the
-    count back knows the broker holds all of them.
-    """
-    partitioner = DefaultPartitioner()
-    partitions: dict[str, list[int]] = {}
-    open_batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
-    pending: list[tuple[asyncio.Future[object], int]] = []
-    buffered = 0
-    sent = 0
-
-    async def ship(topic: str, partition: int) -> None:
-        nonlocal buffered
-        batch, count = open_batches.pop((topic, partition))
-        batch.close()
-        pending.append((await producer.send_batch(batch, topic, partition=partition), count))
-        buffered -= count
-
-    async def settle() -> None:
-        nonlocal sent
-        for topic, partition in list(open_batches):
-            await ship(topic, partition)
-        for future, count in pending:
-            await future
-            sent += count
-        pending.clear()
-        if on_sent:
-            on_sent(sent)
-
-    async def one(message: Outgoing) -> None:
-        nonlocal buffered
-        topic = settings.topic(message.topic)
-        if topic not in partitions:
-            partitions[topic] = sorted(await producer.partitions_for(topic))
-        key = message.key.encode()
-        partition = partitioner(key, partitions[topic], partitions[topic])
-        value = encode_event(message.envelope)
-        headers = headers_for(message.envelope)
-        for _ in range(2):
-            batch, count = open_batches.get((topic, partition)) or (producer.create_batch(), 0)
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is not None:
-                open_batches[(topic, partition)] = (batch, count + 1)
-                buffered += 1
-                break
-            if count == 0:
-                raise ValueError(f"an event of {len(value):,} bytes does not fit in a batch")
-            open_batches[(topic, partition)] = (batch, count)
-            await ship(topic, partition)
-        if buffered + sum(count for _, count in pending) >= in_flight:
-            await settle()
-
-    if isinstance(messages, AsyncIterable):
-        async for message in messages:
-            await one(message)
-    else:
-        for message in messages:
-            await one(message)
-    await settle()
-    return sent
+    """Send events exactly once through ``producer``; see ``Appender.append``."""
+    return await Appender.of(settings, producer).append(
+        messages, landed_from=landed_from, in_flight=in_flight, on_sent=on_sent
+    )

@@ -9,9 +9,10 @@ catch-up, a replay) can therefore redeliver, skip ahead or restart at any moment
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -24,7 +25,19 @@ from pipeline.publish import Outgoing
 from schemas.codec import EventDecodeError, decode_event, encode_event
 
 Decoded = ConsumedEvent | DeadLetter
-Publisher = Callable[[Sequence[Outgoing]], Awaitable[object]]
+
+
+class Publisher(Protocol):
+    """Where a processor's decisions go: ``pipeline.publish.Appender`` on a real log."""
+
+    async def floors_of(self, messages: Sequence[Outgoing]) -> list[int]:
+        """Each message's floor: the offset of its partition at or after which it will land."""
+
+    async def append(
+        self, messages: Sequence[Outgoing], *, landed_from: Mapping[UUID, int] | None = None
+    ) -> int:
+        """Put the messages on the log exactly once; ``landed_from`` names those a previous
+        send may have written, with their floors."""
 
 
 class GapReader(Protocol):
@@ -67,6 +80,10 @@ class ProjectionRunner:
         self.dead_letters = dead_letters
         self.gap_reader = gap_reader
         self.publisher = publisher
+        # Who wrote an outbox row: rows of another runner, or of a send of this one that did
+        # not commit its end, may be on the log already.
+        self.instance = uuid4()
+        self._maybe_sent: set[int] = set()
 
     async def tracked_offsets(self) -> dict[TopicPartition, int]:
         async with self.pool.acquire() as connection:
@@ -118,8 +135,8 @@ class ProjectionRunner:
         8. Move each tracking row forward to the last offset seen in its partition.
         9. Commit: rows, decisions, dead letters and tracking land together or not at all.
         10. Publish the outbox and empty it. A crash before this leaves the decisions in the
-            outbox, and the next start publishes them (``flush_outbox``): they are sent at least
-            once, under their own event ids, and never decided twice.
+            outbox, and the next start publishes them (``flush_outbox``): each is decided once
+            and on the log once.
         """
         result = BatchResult()
         if not items:
@@ -153,10 +170,8 @@ class ProjectionRunner:
             local = [e for e in events if self.is_local(e.topic)]
             if local and self.deciding:
                 assert isinstance(self.projection, Processor)
-                decided = await _to_outbox(
-                    connection,
-                    self.projection.name,
-                    await self.projection.decide(connection, local),
+                decided = await self._to_outbox(
+                    connection, await self.projection.decide(connection, local)
                 )
             # 7.
             if letters:
@@ -181,7 +196,9 @@ class ProjectionRunner:
         """Publish the decisions committed but not yet sent, oldest first; returns how many.
 
         Rows are locked while they are sent, so two runners of one processor never send the same
-        decision at once; a crash mid-way sends some again, which their event ids make harmless.
+        decision at once. A row that an earlier send may have written (another runner's, or
+        one whose delete did not commit) is looked for on the log from its floor first, so a
+        crash anywhere here sends nothing twice.
         """
         if not self.deciding:
             return 0
@@ -191,18 +208,48 @@ class ProjectionRunner:
             rows = await connection.fetch(
                 "DELETE FROM platform.outbox WHERE position IN (SELECT position FROM "
                 "platform.outbox WHERE processor = $1 FOR UPDATE SKIP LOCKED) "
-                "RETURNING position, topic, key, envelope",
+                "RETURNING position, topic, key, envelope, floor, writer",
                 self.projection.name,
             )
             if not rows:
                 return 0
-            await self.publisher(
-                [
-                    Outgoing(row["topic"], row["key"], decode_event(row["envelope"]).envelope)
-                    for row in sorted(rows, key=lambda row: row["position"])
-                ]
-            )
+            rows = sorted(rows, key=lambda row: row["position"])
+            messages = [
+                Outgoing(row["topic"], row["key"], decode_event(row["envelope"]).envelope)
+                for row in rows
+            ]
+            maybe_sent = {
+                message.envelope.event_id: row["floor"]
+                for row, message in zip(rows, messages, strict=True)
+                if row["writer"] != self.instance or row["position"] in self._maybe_sent
+            }
+            positions = {row["position"] for row in rows}
+            self._maybe_sent |= positions
+            await self.publisher.append(messages, landed_from=maybe_sent or None)
+        self._maybe_sent -= positions
         return len(rows)
+
+    async def _to_outbox(self, connection: Connection, decided: Sequence[Outgoing]) -> bool:
+        if not decided:
+            return False
+        assert self.publisher is not None
+        floors = await self.publisher.floors_of(decided)
+        await connection.executemany(
+            "INSERT INTO platform.outbox (processor, topic, key, envelope, floor, writer) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (
+                    self.projection.name,
+                    o.topic,
+                    o.key,
+                    encode_event(o.envelope),
+                    floor,
+                    self.instance,
+                )
+                for o, floor in zip(decided, floors, strict=True)
+            ],
+        )
+        return True
 
     async def _lock_tracking(
         self, connection: Connection, partitions: Sequence[tuple[str, int]]
@@ -269,16 +316,6 @@ async def discard_undelivered_decisions(connection: Connection) -> int:
     log was lost: what was decided but never published went with it (see infra.failover)."""
     deleted: str = await connection.execute("DELETE FROM platform.outbox")
     return int(deleted.rsplit(" ", 1)[1])
-
-
-async def _to_outbox(connection: Connection, processor: str, decided: Sequence[Outgoing]) -> bool:
-    if not decided:
-        return False
-    await connection.executemany(
-        "INSERT INTO platform.outbox (processor, topic, key, envelope) VALUES ($1, $2, $3, $4)",
-        [(processor, o.topic, o.key, encode_event(o.envelope)) for o in decided],
-    )
-    return True
 
 
 def _unseen(items: Iterable[Decoded], tracked: Mapping[tuple[str, int], int]) -> list[Decoded]:

@@ -18,7 +18,6 @@ import importlib
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -33,7 +32,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import start_producer
 from pipeline.projection import Projection
-from pipeline.publish import publish_many
+from pipeline.publish import Appender
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
@@ -139,7 +138,7 @@ class Worker:
                 cluster=self.settings.center,
                 dead_letters=sink,
                 gap_reader=gaps,
-                publisher=partial(publish_many, self.settings, producer),
+                publisher=Appender.of(self.settings, producer),
                 is_local=self.settings.is_local,
             )
             self.runners[projection.name] = runner

@@ -13,11 +13,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import jpholiday
+from aiokafka import AIOKafkaProducer
 
+from pipeline.publish import Appender
 from pipeline.settings import Settings
 from schemas.calendar import JST, is_year_end_closure
 
@@ -188,3 +191,21 @@ def two_centers(
                 capture_output=True,
                 timeout=120,
             )
+
+
+class PowerCut(Appender):
+    """A processor's publisher in a process that loses power right after its decisions were
+    committed: before sending them, or (``sends``) once the broker has them."""
+
+    def __init__(
+        self, settings: Settings, producer: AIOKafkaProducer[bytes, bytes], *, sends: bool
+    ) -> None:
+        super().__init__(settings, producer)
+        self.sends = sends
+        self.cuts = 0
+
+    async def append(self, messages: Any, **options: Any) -> int:
+        if self.sends:
+            await super().append(messages, **options)
+        self.cuts += 1
+        raise RuntimeError("power cut after the commit")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -10,6 +13,7 @@ import pytest
 
 from infra.postgres import PROCESS_NAME, SYSTEM_USER, start_postgres, stop_postgres
 from infra.processes import ServiceStartError, pid_alive
+from pipeline.settings import PROJECT_ROOT
 
 
 async def fetch(dsn: str, query: str) -> object:
@@ -79,6 +83,44 @@ async def test_a_killed_server_is_cleaned_up_at_the_next_start(scratch: Path) ->
     finally:
         stop_postgres(second.pid)
     assert not any(pid_alive(backend.pid) for backend in backends)
+
+
+# Starts a server and never reaps it: killed, it stays a zombie, as it does for a while when its
+# launcher has exited and PID 1 adopted it.
+LAUNCHER = """
+import signal, sys
+from pathlib import Path
+from infra.postgres import start_postgres
+print(start_postgres(Path(sys.argv[1])).pid, flush=True)
+signal.pause()
+"""
+
+
+async def test_a_killed_server_left_a_zombie_by_its_parent_does_not_block_the_next_start(
+    scratch: Path,
+) -> None:
+    data_dir = scratch / "postgres"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(data_dir)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert launcher.stdout is not None
+        postmaster = int(launcher.stdout.readline())
+        os.kill(postmaster, signal.SIGKILL)
+        while psutil.Process(postmaster).status() != psutil.STATUS_ZOMBIE:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+        second = start_postgres(data_dir)
+        try:
+            assert await fetch(second.dsn, "SELECT 1") == 1
+        finally:
+            stop_postgres(second.pid)
+    finally:
+        launcher.kill()
+        launcher.wait()
 
 
 def test_a_failed_start_reports_the_server_log(scratch: Path) -> None:

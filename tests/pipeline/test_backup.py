@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,9 @@ from pipeline.catchup import catch_up, refresh
 from pipeline.database import connect, create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.digest import ProjectionDigest, projection_digest
+from pipeline.kafka import producer
 from pipeline.migrations import migrate_all
 from pipeline.projection import PROJECTION_MODULES, load_projection
-from pipeline.publish import Outgoing
 from pipeline.replay import replay
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
@@ -49,7 +49,7 @@ from producers.retention import run_retention
 from schemas.events.residents import PersonalData, ResidentRecord
 from tests.conftest import Endpoints
 from tests.consumers.test_issuer_pipeline import ICHIRO, MAYOR, MORNING, request
-from tests.helpers import settings_env, with_database
+from tests.helpers import PowerCut, settings_env, with_database
 from tests.producers.push_helpers import (
     CHIYODA,
     SAMPLE_CSV,
@@ -301,19 +301,16 @@ async def test_decisions_waiting_in_the_outbox_are_restored_and_sent_from_the_re
     await signed_push(platform, key, write_csv(tmp_path / "death.csv", [death]), 2)
     pool = await create_pool(platform)
     try:
-
-        async def lose_power(decided: Sequence[Outgoing]) -> None:
-            raise RuntimeError("power cut after the commit")
-
-        runner = ProjectionRunner(
-            load_projection("revocations", platform),
-            pool,
-            cluster=platform.center,
-            dead_letters=DeadLetterSink(None),
-            publisher=lose_power,
-        )
-        with pytest.raises(RuntimeError, match="power cut"):
-            await catch_up(runner, platform)
+        async with producer(platform) as kafka:
+            runner = ProjectionRunner(
+                load_projection("revocations", platform),
+                pool,
+                cluster=platform.center,
+                dead_letters=DeadLetterSink(None),
+                publisher=PowerCut(platform, kafka, sends=False),
+            )
+            with pytest.raises(RuntimeError, match="power cut"):
+                await catch_up(runner, platform)
     finally:
         await pool.close()
     waiting = (await kept_rows(platform))["platform.outbox"]

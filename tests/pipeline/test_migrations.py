@@ -40,7 +40,11 @@ def test_platform_comes_first_then_the_projections_by_name() -> None:
 
 async def test_every_migration_is_applied_once(db: asyncpg.Connection) -> None:
     first = await migrate_all(db)
-    assert first[PLATFORM] == ["platform/001_dead_letters.sql", "platform/002_outbox.sql"]
+    assert first[PLATFORM] == [
+        "platform/001_dead_letters.sql",
+        "platform/002_outbox.sql",
+        "platform/003_outbox_floors.sql",
+    ]
     assert first["journal"][0] == "journal/001_events.sql"
     assert await migrate_all(db) == {group: [] for group in first}
 

@@ -11,11 +11,11 @@ reported. At the end, with everything back and caught up, the whole log is read 
 reader and compared with what the broker acknowledged and with the journal.
 
 Sending again. tansu 0.6 has no idempotent producer, so a send that failed may still have landed
-(its acknowledgement was lost with the broker). A failed send is not repeated blindly: the
-producer is stopped, so that nothing it still holds lands later, the log from the last watermark
-taken while nothing was in flight is read, and only the events not found there are sent again.
-The ones found are counted as "landed without acknowledgement": each is a duplicate a blind
-resend would have written. Every duplicate the audit still finds is reported with its cause:
+(its acknowledgement was lost with the broker). The project's producer path settles such a send
+from the log (``pipeline.publish``): only the events not found there are sent again. The ones
+found are counted as "found on the log after a failed send": each is a duplicate a blind resend
+would have written. A publish call that gives up (``Unconfirmed``) has its events handed to the
+next call with their floors. Every duplicate the audit still finds is reported with its cause:
 whose event it is (the soak's or a processor's) and how it was written twice, told apart by the
 record timestamps: a producer that sends a batch again keeps its bytes, timestamps included,
 while a new send (a processor publishing its outbox again) stamps the time anew.
@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,7 +63,7 @@ from pipeline.agents import WORKER_ROLES
 from pipeline.database import connect
 from pipeline.kafka import high_watermarks, partitions_of, reader, start_producer
 from pipeline.projection import PROJECTION_MODULES, load_projection
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import Appender, Outgoing, Unconfirmed, publish_many
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.status import dead_letter_counts, log_ends, wait_until_applied
 from pipeline.topics import SOURCE_TOPICS
@@ -81,9 +81,6 @@ RECOVERY_TIMEOUT = 300.0
 COMMAND_TIMEOUT = 3600.0
 REBUILT = re.compile(r"rebuilt (\S+) by replay")
 SETTLE_TIMEOUT = 1800.0
-# A watermark older than this is refreshed before the next event is handed to the producer:
-# it bounds how much of the log a failed send makes the publisher read.
-MARKS_EVERY = 5.0
 FIRST_CYCLE_GUESS = 10.0  # seconds from one kill to the next, before two kills are measured
 
 SEND_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -145,8 +142,7 @@ class Rebuild:
 class SendFailure:
     at: float
     error: str
-    unacknowledged: int  # events handed to the producer and not acknowledged
-    landed: int = 0  # of those, found in the log all the same
+    unacknowledged: int  # events handed to the producer and not confirmed
 
 
 class CommandFailed(RuntimeError):
@@ -272,8 +268,9 @@ class Center:
 
 
 class Publisher:
-    """The sample stream through the project's producer, at a pace that spreads it over the
-    kills, recording what the broker acknowledged and sending again only what did not land."""
+    """The sample stream through the project's producer path, at a pace that spreads it over the
+    kills, recording what it confirmed. A call that fails hands its unconfirmed events to the
+    next one with the floors the failure gave (``pipeline.publish.Unconfirmed``)."""
 
     def __init__(self, center: Center, events: int, seed: int, ack_every: int, kills: int):
         self.center = center
@@ -282,53 +279,59 @@ class Publisher:
         self.ack_every = ack_every
         self.kills_planned = kills
         self.acknowledged: set[UUID] = set()
-        self.landed_unacknowledged: set[UUID] = set()
-        self.resent: set[UUID] = set()
         # Each acknowledgement: when it came and the events it covered.
         self.acknowledgements: list[tuple[float, list[UUID]]] = []
         self.failures: list[SendFailure] = []
         self.unacknowledged: list[Outgoing] = []
-        self.to_resend: deque[Outgoing] = deque()
+        self.to_resend: list[Outgoing] = []
+        self.floors: dict[UUID, int] = {}
+        self.found_on_log = 0  # after failed sends, found written all the same
+        self.sent_again = 0
+        self.handed_again = 0
         self.acknowledged_in_call = 0
-        self.marks: dict[TopicPartition, int] = {}
-        self.marks_at = 0.0
         self.due = 0.0
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
-        self.marks = await log_marks()
-        self.marks_at = self.due = time.monotonic()
+        self.due = time.monotonic()
         try:
-            while not await self.send():
-                await self.reconcile()
+            while not await self.send():  # noqa: ASYNC110 (a pause before trying again)
+                await asyncio.sleep(0.5)
         finally:
             self.finished.set()
 
     async def send(self) -> bool:
         """Publish what is left; False when a send failed."""
-        self.acknowledged_in_call = 0
+        settings = current_settings()
         try:
-            client = await start_producer(current_settings())
+            client = await start_producer(settings)
         except SEND_ERRORS as error:
             self.failures.append(SendFailure(since(self.center.started), repr(error), 0))
-            await asyncio.sleep(0.5)
             return False
+        appender = Appender.of(settings, client)
         try:
+            if self.to_resend:
+                self.unacknowledged, self.to_resend = self.to_resend, []
+                self.handed_again += len(self.unacknowledged)
+                await publish_many(settings, client, self.unacknowledged, landed_from=self.floors)
+                self.acknowledged_in_call = 0
+                self.acknowledge(len(self.unacknowledged))
+            self.acknowledged_in_call = 0
             await publish_many(
-                current_settings(),
-                client,
-                self.paced(),
-                in_flight=self.ack_every,
-                on_sent=self.acknowledge,
+                settings, client, self.paced(), in_flight=self.ack_every, on_sent=self.acknowledge
             )
             return True
         except SEND_ERRORS as error:
+            if isinstance(error, Unconfirmed):
+                self.floors |= error.floors
             self.failures.append(
                 SendFailure(since(self.center.started), repr(error), len(self.unacknowledged))
             )
+            self.to_resend, self.unacknowledged = self.unacknowledged, []
             return False
         finally:
-            # Settles every batch it still holds, so none lands after the log is read.
+            self.found_on_log += appender.found_on_log
+            self.sent_again += appender.sent_again
             try:
                 await client.stop()
             except SEND_ERRORS as error:
@@ -337,19 +340,9 @@ class Publisher:
                 )
 
     async def paced(self) -> AsyncIterator[Outgoing]:
-        while True:
-            if self.to_resend:
-                outgoing = self.to_resend.popleft()
-                self.resent.add(outgoing.envelope.event_id)
-            else:
-                following = next(self.source, None)
-                if following is None:
-                    return
-                outgoing = following
-                self.not_yet_handed -= 1
+        while (outgoing := next(self.source, None)) is not None:
+            self.not_yet_handed -= 1
             await self.pace()
-            if not self.unacknowledged and time.monotonic() - self.marks_at > MARKS_EVERY:
-                await self.refresh_marks()
             self.unacknowledged.append(outgoing)
             yield outgoing
 
@@ -366,16 +359,8 @@ class Publisher:
         if delay > 0.005:
             await asyncio.sleep(delay)
 
-    async def refresh_marks(self) -> None:
-        """Where the log ends while nothing is in flight: a failed send's events lie beyond."""
-        try:
-            self.marks = await asyncio.wait_for(log_marks(), 5.0)
-            self.marks_at = time.monotonic()
-        except SEND_ERRORS:
-            pass  # the older marks still bound what is in flight
-
     def acknowledge(self, sent: int) -> None:
-        """``publish_many`` reports the count acknowledged so far in this call: every event it
+        """``publish_many`` reports the count confirmed so far in this call: every event it
         was handed up to then, in order."""
         newly = sent - self.acknowledged_in_call
         if newly <= 0:
@@ -384,30 +369,9 @@ class Publisher:
         del self.unacknowledged[:newly]
         self.acknowledged_in_call = sent
         self.acknowledged.update(events)
+        for event_id in events:
+            self.floors.pop(event_id, None)
         self.acknowledgements.append((time.monotonic(), events))
-
-    async def reconcile(self) -> None:
-        """After a failed send: find which unacknowledged events landed; queue the others."""
-        waiting = {outgoing.envelope.event_id: outgoing for outgoing in self.unacknowledged}
-        self.unacknowledged = []
-        if not waiting:
-            return
-        while True:
-            try:
-                landed = await asyncio.wait_for(self.find_in_log(set(waiting)), 60.0)
-                break
-            except SEND_ERRORS:
-                await asyncio.sleep(0.5)
-        self.landed_unacknowledged |= landed
-        if self.failures:
-            self.failures[-1].landed += len(landed)
-        self.to_resend.extend(o for event_id, o in waiting.items() if event_id not in landed)
-
-    async def find_in_log(self, wanted: set[UUID]) -> set[UUID]:
-        async with reader(current_settings()) as client:
-            ends = await high_watermarks(client, list(self.marks))
-            spans = {tp: (self.marks[tp], ends[tp]) for tp in self.marks}
-            return {event_id async for _, event_id in read_log(client, spans) if event_id in wanted}
 
     async def first_acknowledged_after(self, moment: float, deadline: float) -> list[UUID] | None:
         """The events of the first acknowledgement after ``moment``; None if the stream ended
@@ -421,12 +385,6 @@ class Publisher:
             if first is not None or self.finished.is_set() or time.monotonic() > deadline:
                 return first
             await asyncio.sleep(0.1)
-
-
-async def log_marks() -> dict[TopicPartition, int]:
-    """Where each partition of the journal's topics ends now."""
-    async with reader(current_settings()) as client:
-        return await high_watermarks(client, await journal_partitions(client))
 
 
 async def journal_partitions(client: AIOKafkaConsumer[bytes, bytes]) -> list[TopicPartition]:
@@ -591,7 +549,7 @@ async def audit(publisher: Publisher, kills: list[Kill]) -> Audit:
             'SELECT event_id, topic, partition, "offset" FROM journal.events'
         )
     journal = {row["event_id"]: (row["topic"], row["partition"], row["offset"]) for row in rows}
-    published = publisher.acknowledged | publisher.landed_unacknowledged
+    published = publisher.acknowledged
 
     def cause(event_id: UUID) -> str:
         whose = "the soak's event" if event_id in published else "a processor's event"
@@ -666,7 +624,7 @@ class KindFigures:
 class Report:
     options: dict[str, object]
     events_published: int
-    events_acknowledged: int
+    events_handed_again: int  # by the soak, after a publish call failed
     landed_without_acknowledgement: int
     events_sent_again: int
     send_failures: list[SendFailure]
@@ -751,10 +709,10 @@ async def soak(options: argparse.Namespace) -> Report:
     }
     return Report(
         options={name: str(value) for name, value in vars(options).items()},
-        events_published=len(publisher.acknowledged | publisher.landed_unacknowledged),
-        events_acknowledged=len(publisher.acknowledged),
-        landed_without_acknowledgement=len(publisher.landed_unacknowledged),
-        events_sent_again=len(publisher.resent),
+        events_published=len(publisher.acknowledged),
+        events_handed_again=publisher.handed_again,
+        landed_without_acknowledgement=publisher.found_on_log,
+        events_sent_again=publisher.sent_again,
         send_failures=publisher.failures,
         kills=center.kills,
         kills_by_kind={
@@ -801,10 +759,10 @@ def print_report(report: Report, path: Path) -> None:
     figures.add_column("figure")
     figures.add_column("value", justify="right")
     for label, value in (
-        ("events published", report.events_published),
-        ("  acknowledged by the broker", report.events_acknowledged),
-        ("  landed without acknowledgement", report.landed_without_acknowledgement),
+        ("events published (confirmed on the log)", report.events_published),
+        ("  found on the log after a failed send", report.landed_without_acknowledgement),
         ("  sent again after a failed send", report.events_sent_again),
+        ("  handed again after a publish call failed", report.events_handed_again),
         ("failed sends", len(report.send_failures)),
         ("kills", len(report.kills)),
         ("restarts", sum(report.restarts_by_part.values())),

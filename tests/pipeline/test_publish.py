@@ -1,0 +1,187 @@
+"""`pipeline.publish` against the real broker: a send is on the log exactly once, whatever its
+acknowledgement's fate.
+
+Faults are made where they happen in production, in the connection between the producer and
+the broker: a produce request the broker writes whose answer is lost with the connection, and
+one the connection drops before it is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import orjson
+import pytest
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.errors import KafkaConnectionError
+
+from infra.broker import start_broker, stop_broker
+from pipeline import publish as publish_module
+from pipeline.kafka import high_watermarks, partitions_of, producer, reader
+from pipeline.publish import Appender, Outgoing, Unconfirmed, publish, publish_many
+from pipeline.settings import Settings
+from pipeline.topics import ISSUANCE_REQUESTS
+from producers.workload import platform_sample
+from schemas.codec import encode_event, headers_for
+from tests.helpers import create_topic
+
+Fate = Literal["answer lost", "never written"]
+PRODUCE = 0  # the Kafka API key of a produce request
+
+
+@contextmanager
+def produce_requests_failing(*fates: Fate) -> Iterator[list[Fate]]:
+    """The next produce requests meet ``fates`` in turn, then requests go through again."""
+    plan = list(fates)
+    real = AIOKafkaConnection.send
+
+    def send(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        if request.API_KEY != PRODUCE or not plan:
+            return real(self, request, expect_response)
+        fate = plan.pop(0)
+        if fate == "never written":
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError("the connection dropped before the request went out")
+        answer = real(self, request, expect_response)
+
+        async def answer_lost() -> None:
+            await answer  # the broker has written the batch and answered
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError("the connection dropped before the answer came")
+
+        return answer_lost()
+
+    AIOKafkaConnection.send = send  # type: ignore[method-assign]
+    try:
+        yield plan
+    finally:
+        AIOKafkaConnection.send = real  # type: ignore[method-assign]
+
+
+def decisions(count: int) -> list[Outgoing]:
+    """Kiosk requests, each under a fresh event id (a test may publish more than one lot)."""
+    return [
+        Outgoing(
+            ISSUANCE_REQUESTS.name,
+            message.key,
+            message.envelope.model_copy(update={"event_id": uuid4()}),
+        )
+        for message in platform_sample(count * 3)
+        if message.topic == ISSUANCE_REQUESTS.name
+    ][:count]
+
+
+async def copies_on_log(settings: Settings) -> Counter[UUID]:
+    """How many times each event id is on the requests topic."""
+    copies: Counter[UUID] = Counter()
+    async with reader(settings) as client:
+        tps = await partitions_of(client, [settings.topic(ISSUANCE_REQUESTS.name)])
+        ends = await high_watermarks(client, tps)
+        wanted = {tp for tp in tps if ends[tp] > 0}
+        client.assign(list(wanted))
+        for tp in wanted:
+            client.seek(tp, 0)
+        while wanted:
+            for tp, records in (await client.getmany(*wanted, timeout_ms=1000)).items():
+                copies.update(UUID(orjson.loads(r.value or b"")["event_id"]) for r in records)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    wanted.discard(tp)
+    return copies
+
+
+@pytest.mark.parametrize("fate", ["answer lost", "never written"])
+async def test_a_failed_send_puts_each_event_on_the_log_once(
+    platform: Settings, fate: Fate
+) -> None:
+    sent = decisions(300)
+    async with producer(platform) as client:
+        with produce_requests_failing(fate) as plan:
+            confirmed = await publish_many(platform, client, sent)
+    assert plan == []  # the fault was met
+    assert confirmed == len(sent)
+    assert await copies_on_log(platform) == Counter(o.envelope.event_id for o in sent)
+
+
+async def test_one_event_published_alone_is_settled_the_same_way(platform: Settings) -> None:
+    [decision] = decisions(1)
+    async with producer(platform) as client:
+        with produce_requests_failing("answer lost"):
+            await publish(platform, client, decision)
+    assert await copies_on_log(platform) == Counter([decision.envelope.event_id])
+
+
+async def test_a_plain_producer_writes_an_event_twice_when_the_answer_is_lost(
+    platform: Settings,
+) -> None:
+    """The fault above is real: aiokafka alone sends the batch again and the log has it twice."""
+    [decision] = decisions(1)
+    async with producer(platform) as client:
+        with produce_requests_failing("answer lost"):
+            await client.send_and_wait(
+                platform.topic(decision.topic),
+                key=decision.key.encode(),
+                value=encode_event(decision.envelope),
+                headers=headers_for(decision.envelope),
+            )
+    assert await copies_on_log(platform) == Counter({decision.envelope.event_id: 2})
+
+
+async def test_events_a_crashed_sender_may_have_written_are_looked_for_before_sending(
+    platform: Settings,
+) -> None:
+    """An outbox handed to a new process: the first half reached the log before the crash."""
+    waiting = decisions(40)
+    async with producer(platform) as client:
+        floors = await Appender(platform, client).floors_of(waiting)
+        await publish_many(platform, client, waiting[:20])
+    async with producer(platform) as client:  # the new process
+        landed_from = {o.envelope.event_id: f for o, f in zip(waiting, floors, strict=True)}
+        confirmed = await publish_many(platform, client, waiting, landed_from=landed_from)
+    assert confirmed == 40
+    assert await copies_on_log(platform) == Counter(o.envelope.event_id for o in waiting)
+
+
+async def test_floors_follow_what_the_broker_acknowledged(platform: Settings) -> None:
+    first = decisions(1)
+    async with producer(platform) as client:
+        appender = Appender.of(platform, client)
+        [before] = await appender.floors_of(first)
+        await publish_many(platform, client, first)
+        [after] = await appender.floors_of(first)
+        assert Appender.of(platform, client) is appender
+    assert after == before + 1
+
+
+async def test_a_broker_that_does_not_come_back_leaves_the_events_unconfirmed_with_floors(
+    platform: Settings, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = start_broker(tmp_path / "broker")
+    settings = platform.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+    try:
+        await create_topic(broker.bootstrap, settings.topic(ISSUANCE_REQUESTS.name), 3)
+        sent = decisions(10)
+        monkeypatch.setattr(publish_module, "RECOVERY_SECONDS", 3.0)
+        async with producer(settings, request_timeout_ms=2000) as client:
+            floors = await Appender.of(settings, client).floors_of(sent)
+
+            def broker_dies() -> None:
+                stop_broker(broker.pid)
+
+            with pytest.raises(Unconfirmed) as refused:
+                await _after_fault(publish_many(settings, client, sent), broker_dies)
+    finally:
+        stop_broker(broker.pid)
+    assert refused.value.floors == {
+        o.envelope.event_id: f for o, f in zip(sent, floors, strict=True)
+    }
+    assert "not confirmed on the log" in str(refused.value)
+
+
+async def _after_fault(sending: Awaitable[int], fault: Callable[[], None]) -> int:
+    with produce_requests_failing("never written"):
+        fault()
+        return await sending
