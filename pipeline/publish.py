@@ -109,6 +109,9 @@ class Appender:
         self.sent_again = 0
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
+        # Events published one at a time, waiting for the lot in flight to settle (``send_one``).
+        self._waiting: list[tuple[Outgoing, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, settings: Settings, producer: AIOKafkaProducer[bytes, bytes]) -> Appender:
@@ -235,6 +238,33 @@ class Appender:
                 floors |= error.floors
             raise Unconfirmed(f"{error!r}", floors) from error
         return sent
+
+    async def send_one(self, message: Outgoing) -> None:
+        """Send one event exactly once, in a lot with every other event sent alone meanwhile.
+
+        aiokafka keeps one request in flight per broker and puts one batch per partition in
+        it, so events sent as batches of their own (kiosk requests, each from its own task)
+        would each wait for a round trip. The ones that arrive while a lot is in flight go out
+        together in the next, as a group commit does."""
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((message, settled))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_waiting())
+        await settled
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            lot, self._waiting = self._waiting, []
+            try:
+                await self.append([message for message, _ in lot])
+            except Exception as error:  # every sender of the lot hears it
+                for _, settled in lot:
+                    if not settled.done():
+                        settled.set_exception(error)
+            else:
+                for _, settled in lot:
+                    if not settled.done():
+                        settled.set_result(None)
 
     async def _look_for_first(
         self, earlier: Mapping[UUID, Outgoing], landed_from: Mapping[UUID, int]
@@ -422,7 +452,8 @@ def _may_succeed_later(error: BaseException) -> bool:
 async def publish(
     settings: Settings, producer: AIOKafkaProducer[bytes, bytes], message: Outgoing
 ) -> None:
-    await publish_many(settings, producer, [message])
+    """Send one event exactly once through ``producer``; see ``Appender.send_one``."""
+    await Appender.of(settings, producer).send_one(message)
 
 
 async def publish_many(

@@ -8,6 +8,7 @@ one the connection drops before it is written.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -112,6 +113,30 @@ async def test_one_event_published_alone_is_settled_the_same_way(platform: Setti
         with produce_requests_failing("answer lost"):
             await publish(platform, client, decision)
     assert await copies_on_log(platform) == Counter([decision.envelope.event_id])
+
+
+async def test_events_published_one_at_a_time_at_once_go_out_in_a_few_requests(
+    platform: Settings,
+) -> None:
+    """200 kiosk requests, each published by its own task: they share requests, as a group
+    commit does, instead of taking one round trip each."""
+    sent = decisions(200)
+    requests = 0
+    real = AIOKafkaConnection.send
+
+    def counting(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        nonlocal requests
+        requests += request.API_KEY == PRODUCE
+        return real(self, request, expect_response)
+
+    async with producer(platform) as client:
+        await publish(platform, client, sent[0])  # floors taken, connection open
+        requests = 0
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(AIOKafkaConnection, "send", counting)
+            await asyncio.gather(*(publish(platform, client, message) for message in sent[1:]))
+    assert await copies_on_log(platform) == Counter(o.envelope.event_id for o in sent)
+    assert requests <= 5
 
 
 async def test_a_plain_producer_writes_an_event_twice_when_the_answer_is_lost(
