@@ -32,7 +32,7 @@ from infra.processes import (
     stop_pid,
     stop_pids,
 )
-from pipeline.agents import WORKER_ROLES, role_of
+from pipeline.agents import WORKER_ROLES, WorkerRole, role_of
 from pipeline.settings import Settings
 
 WORKER_PID_FILES = ("worker.pid", "worker-*.pid")  # written by `bcl worker`, one per process
@@ -264,8 +264,10 @@ def mirror_pid_file(source: Settings, target: Settings) -> Path:
 
 def start_workers(settings: Settings, agents: str | None = None) -> list[ManagedProcess]:
     """The center's live worker in the background (`bcl down` stops it): a process per role of
-    ``WORKER_ROLES``, or one process hosting ``agents`` (comma-separated)."""
-    roles = WORKER_ROLES if agents is None else (role_of(agents.split(",")),)
+    ``WORKER_ROLES``, or one process hosting ``agents`` (comma-separated). A role whose worker
+    runs already is left to it: two would race for the same partitions, and `bcl down` would
+    know only the newer one."""
+    running = running_workers(settings, agents)
     return [
         start_bcl(
             ["worker", "--role", role.name]
@@ -275,8 +277,22 @@ def start_workers(settings: Settings, agents: str | None = None) -> list[Managed
             settings.center_home / role.pid_file_name,
             center_environment(settings),
         )
-        for role in roles
+        for role in _worker_roles(agents)
+        if role.file_stem not in running
     ]
+
+
+def running_workers(settings: Settings, agents: str | None = None) -> dict[str, int]:
+    """The PID of each role's worker that runs now (of ``agents``' role, when given)."""
+    running = {
+        role.file_stem: read_pid_file(settings.center_home / role.pid_file_name)
+        for role in _worker_roles(agents)
+    }
+    return {name: pid for name, pid in running.items() if pid is not None}
+
+
+def _worker_roles(agents: str | None) -> tuple[WorkerRole, ...]:
+    return WORKER_ROLES if agents is None else (role_of(agents.split(",")),)
 
 
 def start_mirror(source: Settings, target: Settings) -> ManagedProcess:

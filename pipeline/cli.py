@@ -304,8 +304,10 @@ def worker(
 
 
 def start_worker_in_background(current: Settings, agents: str | None = None) -> None:
-    from infra.services import start_workers
+    from infra.services import running_workers, start_workers
 
+    for name, pid in running_workers(current, agents).items():
+        console.print(f"{name} runs already (pid {pid}); `bcl down` stops it")
     for process in start_workers(current, agents):
         console.print(f"{process.name} started (pid {process.pid}), log: {process.log_path}")
 

@@ -11,7 +11,8 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from infra.processes import pid_alive
-from infra.services import down, status, up
+from infra.services import down, running_workers, start_workers, status, up
+from pipeline.agents import WORKER_ROLES
 from pipeline.settings import Settings
 
 
@@ -109,3 +110,17 @@ def test_an_external_broker_is_not_started(home: Path) -> None:
     }
     assert not (settings.center_home / "broker").exists()
     assert down(settings) == [f"postgres (pid {services.postgres_pid})"]
+
+
+def test_a_role_whose_worker_runs_is_not_started_twice(scratch: Path) -> None:
+    """`bcl worker --detach` run twice: the second finds both roles' workers and starts none.
+    This test's own process stands for them, under the pid files they would write."""
+    settings = center(scratch)
+    settings.center_home.mkdir(parents=True)
+    for role in WORKER_ROLES:
+        (settings.center_home / role.pid_file_name).write_text(f"{os.getpid()}\n")
+
+    assert start_workers(settings) == []
+    assert running_workers(settings) == {role.file_stem: os.getpid() for role in WORKER_ROLES}
+    issuer_only = running_workers(settings, agents="issuer")
+    assert issuer_only == {"worker-issuance": os.getpid()}
