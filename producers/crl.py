@@ -172,6 +172,13 @@ def _der_of(data: bytes) -> bytes:
     begin = data.find(_PEM_BEGIN)
     if begin < 0:
         return data
+    if (count := data.count(_PEM_BEGIN)) > 1:
+        # Importing only the first, as before, dropped the others' revocations without a word.
+        raise CrlRefused(
+            "several_crls",
+            f"it holds {count} PEM X509 CRLs; import each from a file of its own, the lowest "
+            "CRL number first",
+        )
     end = data.find(_PEM_END, begin)
     if end < 0:
         raise CrlRefused("not_a_crl", "it is a PEM X509 CRL with no END line (truncated?)")

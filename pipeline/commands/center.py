@@ -39,11 +39,23 @@ def _request_id(text: str) -> UUID:
 
 
 def _options(pairs: list[str] | None) -> dict[str, str]:
+    """The print options, each one a kiosk offers (``PRINT_OPTIONS``) with a value it takes."""
+    from schemas.events.issuance import PRINT_OPTIONS
+
     options: dict[str, str] = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
-        if not sep or not name:
+        if not sep or not name or not value:
             raise CommandError(f"--option {pair!r} must be NAME=VALUE, e.g. scope=household")
+        if name not in PRINT_OPTIONS:
+            known = ", ".join(sorted(PRINT_OPTIONS))
+            raise CommandError(f"--option {name!r} is not a print option; the options are {known}")
+        allowed = PRINT_OPTIONS[name]
+        if allowed is not None and value not in allowed:
+            raise CommandError(
+                f"--option {name}={value!r} is not offered; {name} is one of "
+                f"{', '.join(sorted(allowed))}"
+            )
         options[name] = value
     return options
 
@@ -145,8 +157,8 @@ def submit(
         list[str] | None,
         typer.Option(
             help="Print option NAME=VALUE (repeatable): scope=household for a whole household's "
-            "住民票; disaster_id=ID for the disaster certificate of one disaster (default: the "
-            "latest declared).",
+            "住民票 (scope=individual, the default, for the holder's own); disaster_id=ID for the "
+            "disaster certificate of one disaster (default: the latest declared).",
         ),
     ] = None,
     request_id: Annotated[

@@ -55,14 +55,26 @@ def print_table(table: Table) -> None:
     console.print(table, crop=False)
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...) in a
+# resident's name, say); OWASP's advice is to make such a cell text with a leading quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_text(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """CSV whose text cells a spreadsheet shows as text: one that would start a formula gets a
+    leading ``'``. Numbers stay numbers, negative ones included."""
+
     def text(value: object) -> object:
         if isinstance(value, bool):
             return "true" if value else "false"
+        if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+            return "'" + value
         return "" if value is None else value
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180's CRLF: with a bare LF the writer left a CR inside a cell unquoted, which broke
+    # the row in every reader.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     writer.writerows([text(v) for v in row] for row in rows)
     return buffer.getvalue()

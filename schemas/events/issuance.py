@@ -43,6 +43,14 @@ TAX_CERTIFICATE_TYPES = frozenset(
 )
 
 
+# The print options a kiosk offers (`bcl center submit --option NAME=VALUE`), each with the
+# values it takes; None: any value (a disaster's id is checked against the declared disasters).
+PRINT_OPTIONS: dict[str, frozenset[str] | None] = {
+    "scope": frozenset({"individual", "household"}),  # 本人のみ, or 世帯全員 on a 住民票
+    "disaster_id": None,
+}
+
+
 @REGISTRY.event("issuance.requested", 1)
 class IssuanceRequested(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

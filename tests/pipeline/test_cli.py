@@ -96,3 +96,37 @@ def test_up_centers_needs_two_distinct_known_centers(centers: str, tmp_path: Pat
     result = CliRunner().invoke(app, ["up", "--centers", centers], env={"BCL_HOME": str(tmp_path)})
     assert result.exit_code == 2
     assert "give two or more distinct centers" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (
+            "scope=everyone",
+            "--option scope='everyone' is not offered; scope is one of household, individual",
+        ),
+        (
+            "colour=red",
+            "--option 'colour' is not a print option; the options are disaster_id, scope",
+        ),
+        ("scope=", "--option 'scope=' must be NAME=VALUE"),
+        ("household", "--option 'household' must be NAME=VALUE"),
+    ],
+)
+def test_a_print_option_the_kiosks_do_not_offer_is_refused(
+    option: str, said: str, tmp_path: Path
+) -> None:
+    submit = [
+        "center",
+        "submit",
+        "--municipality",
+        "131016",
+        "--serial",
+        "0" * 16,
+        "--type",
+        "juminhyo",
+    ]
+    result = CliRunner().invoke(app, [*submit, "--option", option], env={"BCL_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert said in " ".join(result.output.split())
+    assert "Traceback" not in result.output

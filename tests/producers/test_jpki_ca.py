@@ -276,6 +276,21 @@ def test_garbage_is_not_a_crl(ca: CertificateAuthority) -> None:
     assert refusal(b"hello, world", ca.certificate).message == "it is not DER or PEM"
 
 
+def test_a_pem_file_of_several_crls_is_refused_rather_than_read_in_part(
+    ca: CertificateAuthority,
+) -> None:
+    first, second = (
+        x509.load_der_x509_crl(
+            ca.crl([], this_update=NOW, next_update=NEXT, crl_number=number)
+        ).public_bytes(serialization.Encoding.PEM)
+        for number in (1, 2)
+    )
+    refused = refusal(first + second, ca.certificate)
+    assert refused.code == "several_crls"
+    assert refused.message.startswith("it holds 2 PEM X509 CRLs; import each from a file")
+    assert read_crl(first, ca.certificate).crl_number == 1
+
+
 def test_a_certificate_is_not_a_crl(ca: CertificateAuthority) -> None:
     pem = ca.certificate.public_bytes(serialization.Encoding.PEM)
     der = ca.certificate.public_bytes(serialization.Encoding.DER)
