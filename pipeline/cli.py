@@ -8,6 +8,7 @@ so that importing the pipeline never pulls them in.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime
 from typing import Annotated, Any, get_args
@@ -542,6 +543,10 @@ def wait(
 
 
 def main() -> None:
+    # Everything a command writes, and every service it starts, is the operator's alone: keys,
+    # pushed registers, the log's store, logs (folders 0700, files 0600). infra.postgres adds
+    # search permission on the way to its data folder for the server's own account.
+    os.umask(0o077)
     app()
 
 

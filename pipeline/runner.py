@@ -25,6 +25,13 @@ from pipeline.publish import Outgoing
 from schemas.codec import EventDecodeError, decode_event, encode_event
 
 Decoded = ConsumedEvent | DeadLetter
+# What the database refuses because of the data a batch holds, as opposed to its own state
+# (a lost connection, a deadlock): the batch is split to find the events (``_isolate``).
+POISON = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
 
 
 class Publisher(Protocol):
@@ -53,6 +60,17 @@ class BatchResult:
     gap_filled: int = 0
     seconds: float = 0.0
     last_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def then(self, later: BatchResult) -> BatchResult:
+        """This batch's result followed by a later one's, as one."""
+        return BatchResult(
+            applied=self.applied + later.applied,
+            skipped=self.skipped + later.skipped,
+            dead_lettered=self.dead_lettered + later.dead_lettered,
+            gap_filled=self.gap_filled + later.gap_filled,
+            seconds=self.seconds + later.seconds,
+            last_offsets=self.last_offsets | later.last_offsets,
+        )
 
 
 class ProjectionRunner:
@@ -114,6 +132,32 @@ class ProjectionRunner:
             return await self._apply(items)
         except asyncpg.InvalidCachedStatementError:
             return await self._apply(items)
+        except POISON as error:
+            return await self._isolate(items, error)
+
+    async def _isolate(self, items: Sequence[Decoded], error: asyncpg.PostgresError) -> BatchResult:
+        """Apply a batch that the database refused for what it holds (a NUL byte in a text, a
+        value too large for an index) in halves, down to the events it refuses, which become
+        dead letters with its reason: one bad event never stops a projection."""
+        if len(items) == 1:
+            [item] = items
+            if isinstance(item, DeadLetter):
+                raise error  # even recording it fails: not this event's doing
+            letter = DeadLetter(
+                topic=item.topic,
+                partition=item.partition,
+                offset=item.offset,
+                key=item.key,
+                value=encode_event(item.envelope),
+                headers={"type": item.envelope.type},
+                reason="refused_by_database",
+                detail=f"{error.sqlstate}: {error}",
+                projection=self.projection.name,
+            )
+            return await self._apply([letter])
+        half = len(items) // 2
+        first = await self.apply_decoded(items[:half])
+        return first.then(await self.apply_decoded(items[half:]))
 
     async def _apply(self, items: Sequence[Decoded]) -> BatchResult:
         """Apply one decoded batch in one transaction.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from tests.helpers import bcl_succeeds
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
@@ -130,3 +133,13 @@ def test_a_print_option_the_kiosks_do_not_offer_is_refused(
     assert result.exit_code == 2
     assert said in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_what_a_command_writes_under_the_home_is_the_operators_alone(tmp_path: Path) -> None:
+    """The test CA's private key, say: folders 0700 and files 0600, whatever the shell's umask."""
+    home = tmp_path / "home"
+    bcl_succeeds({**os.environ, "BCL_HOME": str(home)}, "certificate", "ca")
+    written = list(home.rglob("*"))
+    assert any(path.name.endswith(".key.pem") for path in written)
+    modes = {path.relative_to(home): stat.S_IMODE(path.stat().st_mode) for path in written}
+    assert modes == {path: 0o700 if (home / path).is_dir() else 0o600 for path in modes}

@@ -229,6 +229,43 @@ async def test_bad_messages_become_dead_letters_and_the_rest_applies(
     assert await journal_count(pool) == len(sample)
 
 
+async def test_events_the_database_refuses_become_dead_letters_and_the_rest_applies(
+    platform: Settings, pool: asyncpg.Pool
+) -> None:
+    """Valid envelopes Postgres will not store (a NUL byte in a text): the batch is split down
+    to them, they are dead letters with the database's reason, and every other event applies."""
+    topic = platform.topic(ISSUANCE_REQUESTS.name)
+    sample = [o for o in platform_sample(120) if o.envelope.type == "issuance.requested"][:60]
+    poisoned = [_with_print_option(sample[i].envelope, "a\u0000b") for i in (7, 31, 32)]
+    async with producer(platform) as client:
+        await publish_many(platform, client, sample)
+        for value in poisoned:
+            await client.send_and_wait(topic, key=b"poison", value=value)
+
+    runner = runner_for(platform, pool)
+    report = await catch_up(runner, platform)
+
+    assert report.dead_lettered == len(poisoned)
+    letters = await pool.fetch("SELECT reason, detail FROM platform.dead_letters")
+    assert [r["reason"] for r in letters] == ["refused_by_database"] * len(poisoned)
+    assert all(r["detail"].startswith("22P05: unsupported Unicode escape") for r in letters)
+    assert await journal_count(pool) == len(sample)
+    ends = await runner.tracked_offsets()
+    assert sum(offset + 1 for offset in ends.values()) == len(sample) + len(poisoned)
+
+
+def _with_print_option(envelope: object, value: str) -> bytes:
+    import orjson
+
+    from schemas.codec import encode_event
+    from schemas.ids import new_event_id
+
+    data = orjson.loads(encode_event(envelope))  # type: ignore[arg-type]
+    data["event_id"] = str(new_event_id())
+    data["payload"]["print_options"] = {"note": value}
+    return orjson.dumps(data)
+
+
 def _with_type(envelope: object, new_type: str) -> bytes:
     import orjson
 
