@@ -40,7 +40,7 @@ from aiokafka.structs import RecordMetadata
 
 from pipeline.kafka import high_watermarks, reader, send_once
 from pipeline.settings import Settings
-from schemas.codec import encode_event, headers_for
+from schemas.codec import MAX_EVENT_BYTES, encode_event, headers_for
 from schemas.envelope import Envelope
 
 log = logging.getLogger("bcl.publish")
@@ -412,11 +412,14 @@ _APPENDERS: weakref.WeakKeyDictionary[AIOKafkaProducer[bytes, bytes], Appender] 
 
 
 def _record(message: Outgoing) -> _Record:
+    value = encode_event(message.envelope)
+    if len(value) > MAX_EVENT_BYTES:
+        raise ValueError(
+            f"{message.envelope.type} {message.envelope.event_id} takes {len(value):,} bytes; "
+            f"an event may take at most {MAX_EVENT_BYTES:,} (its readers would refuse it)"
+        )
     return _Record(
-        message.envelope.event_id,
-        message.key.encode(),
-        encode_event(message.envelope),
-        headers_for(message.envelope),
+        message.envelope.event_id, message.key.encode(), value, headers_for(message.envelope)
     )
 
 

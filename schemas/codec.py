@@ -18,12 +18,21 @@ from schemas.registry import (
 )
 
 DecodeErrorReason = Literal[
-    "not_json", "invalid_envelope", "unknown_type", "unsupported_version", "invalid_payload"
+    "not_json",
+    "too_large",
+    "invalid_envelope",
+    "unknown_type",
+    "unsupported_version",
+    "invalid_payload",
 ]
 
 # Enough for the sender to fix the first problems; a payload that is wrong everywhere would
 # otherwise flood the dead-letter record.
 _MAX_LISTED_ERRORS = 5
+# The largest encoded event (Kafka's own default record limit): the largest real one, a
+# certificate with its X.509 body or a municipality's profile, is a few kilobytes, and a field
+# of megabytes would be stored whole by every projection.
+MAX_EVENT_BYTES = 1 << 20
 
 
 class EventDecodeError(SchemaError):
@@ -88,6 +97,11 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
 
 
 def decode_event(raw: bytes, registry: EventRegistry = REGISTRY) -> DecodedEvent:
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventDecodeError(
+            "too_large",
+            f"{len(raw):,} bytes; an event may take at most {MAX_EVENT_BYTES:,} encoded",
+        )
     try:
         # pydantic parses and validates in one pass in Rust, the fast path for valid input;
         # anything it refuses is classified below, where the reason is worth the extra parse.

@@ -8,7 +8,14 @@ import uuid6
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import DecodedEvent, EventDecodeError, decode_event, encode_event, headers_for
+from schemas.codec import (
+    MAX_EVENT_BYTES,
+    DecodedEvent,
+    EventDecodeError,
+    decode_event,
+    encode_event,
+    headers_for,
+)
 from schemas.codes import municipality_check_digit
 from schemas.envelope import Envelope
 from schemas.events.issuance import (
@@ -202,6 +209,14 @@ def test_invalid_payload_names_the_payload_fields() -> None:
         "issuance.cancelled v1: payload.request_id: Field required; payload.reason: String should "
         "have at least 1 character; payload.extra: Extra inputs are not permitted"
     )
+
+
+def test_an_event_larger_than_the_limit_is_refused_unread() -> None:
+    wire = valid_wire()
+    wire["payload"]["reason"] = "x" * (5 << 20)
+    error = decode_error(orjson.dumps(wire))
+    assert error.reason == "too_large"
+    assert error.detail.endswith(f"bytes; an event may take at most {MAX_EVENT_BYTES:,} encoded")
 
 
 def test_long_error_lists_are_cut_short() -> None:
