@@ -8,6 +8,7 @@ that needs them gets its own database and its own topic prefix, so tests never s
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ from pipeline.kafka import create_topics
 from pipeline.migrations import migrate_all
 from pipeline.settings import Settings
 from tests.helpers import scratch_folder, with_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped with SIGTERM (a CI timeout, `timeout`, a closed terminal) tears its fixtures
+    # down as Ctrl-C does; without this the session's broker and Postgres outlived it.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @dataclass(frozen=True)
