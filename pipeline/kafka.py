@@ -28,15 +28,15 @@ from pipeline.topics import CATALOG, TopicSpec
 log = logging.getLogger("bcl.kafka")
 
 
-_SENT_ONCE: weakref.WeakSet[BatchBuilder] = weakref.WeakSet()
+_SENT_ONCE: weakref.WeakSet[object] = weakref.WeakSet()  # batches, and producers' senders
 # A request that fails in these ways may have been written: sending it again could write twice.
 _MAY_HAVE_LANDED = (KafkaConnectionError, RequestTimedOutError)
 
 
-def send_once(batch: BatchBuilder) -> None:
-    """Let aiokafka fail this batch, rather than send it again, when it may have landed; the
-    caller settles it from the log (``pipeline.publish``)."""
-    _SENT_ONCE.add(batch)
+def send_once(sent: BatchBuilder | AIOKafkaProducer[bytes, bytes]) -> None:
+    """Let aiokafka fail this batch, or every batch of this producer, rather than send it again
+    when it may have landed; the caller settles it from the log (``pipeline.publish``)."""
+    _SENT_ONCE.add(sent if isinstance(sent, BatchBuilder) else sent._sender)
 
 
 def _retry_produce_as_told() -> None:
@@ -53,7 +53,8 @@ def _retry_produce_as_told() -> None:
     decides = SendProduceReqHandler._can_retry
 
     def can_retry(handler: SendProduceReqHandler, error: Exception, batch: Any) -> bool:
-        if isinstance(error, _MAY_HAVE_LANDED) and batch._builder in _SENT_ONCE:
+        once = batch._builder in _SENT_ONCE or handler._sender in _SENT_ONCE
+        if isinstance(error, _MAY_HAVE_LANDED) and once:
             return False
         if isinstance(error, UnknownError) and not batch.expired():
             return True

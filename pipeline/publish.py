@@ -109,9 +109,9 @@ class Appender:
         self.sent_again = 0
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
-        # Events published one at a time, waiting for the lot in flight to settle (``send_one``).
-        self._waiting: list[tuple[Outgoing, asyncio.Future[None]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        # Single sends that failed, waiting to be settled from the log together (``send_one``).
+        self._unsettled: dict[UUID, tuple[TopicPartition, _Record, int, asyncio.Future[None]]] = {}
+        self._settler: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, settings: Settings, producer: AIOKafkaProducer[bytes, bytes]) -> Appender:
@@ -240,31 +240,66 @@ class Appender:
         return sent
 
     async def send_one(self, message: Outgoing) -> None:
-        """Send one event exactly once, in a lot with every other event sent alone meanwhile.
+        """Send one event exactly once, through aiokafka's own batching.
 
-        aiokafka keeps one request in flight per broker and puts one batch per partition in
-        it, so events sent as batches of their own (kiosk requests, each from its own task)
-        would each wait for a round trip. The ones that arrive while a lot is in flight go out
-        together in the next, as a group commit does."""
+        Kiosk requests are published one at a time, each from its own task. aiokafka appends
+        those that arrive while a request is in flight to one open batch per partition, which
+        the next request carries whole; batches of their own would each wait for a round trip.
+        The producer is marked ``send_once`` whole, so a batch of such events that may have
+        landed fails instead of being sent again, and each of its events is settled from the
+        log, all of them in one read (``_settle_alone``)."""
+        tp = await self.partition_of(message)
+        record = _record(message)
+        # 1.
+        await self._take_floors([tp])
+        floor = self.floors[tp]
+        send_once(self.producer)
+        try:
+            # 2.
+            sent = await self.producer.send(
+                tp.topic,
+                record.value,
+                key=record.key,
+                headers=record.headers,
+                partition=tp.partition,
+            )
+            metadata = await sent
+        except Exception as error:
+            if not _may_succeed_later(error):
+                raise
+            # 3. and 4.
+            await self._settle_alone(tp, record, floor)
+            return
+        self.floors[tp] = max(self.floors[tp], metadata.offset + 1)
+
+    async def _settle_alone(self, tp: TopicPartition, record: _Record, floor: int) -> None:
+        """Settle a failed single send with every other one that failed meanwhile: after a
+        broker crash, hundreds of kiosk requests share one read of the log."""
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((message, settled))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_waiting())
+        self._unsettled[record.event_id] = (tp, record, floor, settled)
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_unsettled())
         await settled
 
-    async def _send_waiting(self) -> None:
-        while self._waiting:
-            lot, self._waiting = self._waiting, []
+    async def _settle_unsettled(self) -> None:
+        while self._unsettled:
+            lot, self._unsettled = self._unsettled, {}
+            floors: dict[TopicPartition, int] = {}
+            for tp, _, floor, _ in lot.values():
+                floors[tp] = min(floors.get(tp, floor), floor)
             try:
-                await self.append([message for message, _ in lot])
+                await self._recover({e: (tp, r) for e, (tp, r, _, _) in lot.items()}, floors)
             except Exception as error:  # every sender of the lot hears it
-                for _, settled in lot:
-                    if not settled.done():
-                        settled.set_exception(error)
+                outcome: BaseException | None = error
             else:
-                for _, settled in lot:
-                    if not settled.done():
-                        settled.set_result(None)
+                outcome = None
+            for _, _, _, settled in lot.values():
+                if settled.done():
+                    continue
+                if outcome is None:
+                    settled.set_result(None)
+                else:
+                    settled.set_exception(outcome)
 
     async def _look_for_first(
         self, earlier: Mapping[UUID, Outgoing], landed_from: Mapping[UUID, int]
@@ -368,6 +403,13 @@ class Appender:
         missing = {tp.topic for tp in tps if tp not in self.floors}
         if not missing:
             return
+        # Every topic this producer has partitioned for, in one read: a stream of several
+        # topics would otherwise start a reader for each.
+        missing |= {
+            topic
+            for topic, partitions in self._partitions.items()
+            if TopicPartition(topic, partitions[0]) not in self.floors
+        }
         everything = [
             TopicPartition(topic, partition)
             for topic in sorted(missing)
