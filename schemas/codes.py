@@ -5,6 +5,7 @@ sentence saying what to fix, without pydantic's "Value error, " prefix.
 """
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -144,3 +145,21 @@ def serial_number(serial: str) -> int:
 def canonical_serial(serial: str) -> str:
     """A serial as typed (any case, leading zeros or not) in the form events carry."""
     return certificate_serial(serial_number(serial.strip()))
+
+
+def _check_plain_text(text: str) -> str:
+    for position, character in enumerate(text, start=1):
+        category = unicodedata.category(character)
+        if category in ("Cc", "Cs"):
+            what = "a lone surrogate" if category == "Cs" else "a control character"
+            raise PydanticCustomError(
+                "control_character",
+                f"has {what} (U+{ord(character):04X}) at character {position}; names and "
+                "addresses are plain text: remove it",
+            )
+    return text
+
+
+# Names and addresses: no control characters (a NUL, a line break, an escape) and no lone
+# surrogates. Postgres refuses a NUL in text, and the rest breaks the printed certificate.
+PlainText = Annotated[str, AfterValidator(_check_plain_text)]

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.codes import MunicipalityCode
+from schemas.codes import MunicipalityCode, PlainText
 from schemas.events.residents import (
     REMOVAL_REASONS,
     ChangeReason,
@@ -84,13 +84,13 @@ class ResidentRow(_RowBase):
     reason: ChangeReason
     effective_date: date | None = None
     death_date_unknown: bool = False
-    name: str = Field(min_length=1, max_length=100)
-    name_kana: str | None = Field(default=None, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=100)
+    name_kana: PlainText | None = Field(default=None, max_length=200)
     birth_date: date
     sex: Literal["male", "female"]
-    address: str = Field(min_length=1, max_length=300)
-    previous_address: str | None = Field(default=None, max_length=300)
-    head_of_household: str | None = Field(default=None, max_length=100)
+    address: PlainText = Field(min_length=1, max_length=300)
+    previous_address: PlainText | None = Field(default=None, max_length=300)
+    head_of_household: PlainText | None = Field(default=None, max_length=100)
     resident_since: date | None = None
     address_since: date | None = None
     notified_on: date | None = None
