@@ -119,11 +119,24 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
         return etag
 
     def _delete_object(self, bucket: str, key: str) -> None:
+        """localbucket's DeleteObject, answering only once the listings have forgotten the
+        object: localbucket answers first, and a listing asked right after the answer could
+        still name it."""
         target: Path = self._object_path(bucket, key)
+        bucket_dir: Path = self._bucket_dir(bucket).resolve()
         with _WRITES:
-            super()._delete_object(bucket, key)
+            if target.is_file():
+                target.unlink(missing_ok=True)
+                parent = target.parent
+                while parent != bucket_dir:  # folders left empty go too, as in localbucket
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+                    parent = parent.parent
             _FOLDERS.removed(target)
             _ENTRIES.pop(target, None)
+        self._send(HTTPStatus.NO_CONTENT)
 
     def _list_entries(
         self,
