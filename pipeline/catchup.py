@@ -19,6 +19,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import Projection, RawRecord
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Appender
 from pipeline.runner import Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
@@ -118,7 +119,7 @@ async def catch_up(
                 for tp, found in fetched.items():
                     records.extend(r for r in found if r.offset < report.targets[tp])
                 if records:
-                    await batches.put(decode_records(records, runner.projection.name))
+                    await batches.put(decode_records(records, runner.projection.name, runner.keys))
                 for tp in list(pending):
                     if await client.position(tp) >= report.targets[tp]:
                         pending.discard(tp)
@@ -178,6 +179,7 @@ async def runners(settings: Settings) -> AsyncIterator[Callable[..., ProjectionR
                     pool,
                     cluster=settings.center,
                     dead_letters=sink,
+                    keys=EdgeKeys.of(settings),
                     gap_reader=gaps,
                     schema=schema,
                     publisher=publisher if schema is None else None,

@@ -491,6 +491,7 @@ def sample(
 ) -> None:
     """Publish a sample stream from the workload generator."""
     from pipeline.kafka import producer
+    from pipeline.proofs import proven_by_their_edges
     from pipeline.publish import publish_many
     from producers.workload import platform_sample
 
@@ -503,7 +504,7 @@ def sample(
                 return await publish_many(
                     settings(),
                     client,
-                    platform_sample(count, seed=seed),
+                    proven_by_their_edges(settings(), platform_sample(count, seed=seed)),
                     on_sent=lambda n: bar.update(task, completed=n),
                 )
 

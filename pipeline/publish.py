@@ -454,6 +454,11 @@ _APPENDERS: weakref.WeakKeyDictionary[AIOKafkaProducer[bytes, bytes], Appender] 
 
 
 def _record(message: Outgoing) -> _Record:
+    if message.envelope.proof is None:
+        raise ValueError(
+            f"{message.envelope.type} {message.envelope.event_id} has no proof of origin; its "
+            "edge proves it first (pipeline.proofs.prove), or every consumer would refuse it"
+        )
     value = encode_event(message.envelope)
     if len(value) > MAX_EVENT_BYTES:
         raise ValueError(

@@ -21,6 +21,7 @@ from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
 from pipeline.projection import ConsumedEvent, Processor, Projection, RawRecord
+from pipeline.proofs import EdgeKeys, Unauthenticated
 from pipeline.publish import Outgoing
 from schemas.codec import EventDecodeError, decode_event, encode_event
 
@@ -81,12 +82,14 @@ class ProjectionRunner:
         *,
         cluster: str,
         dead_letters: DeadLetterSink,
+        keys: EdgeKeys,
         gap_reader: GapReader | None = None,
         schema: str | None = None,
         publisher: Publisher | None = None,
         is_local: Callable[[str], bool] = lambda topic: True,
     ) -> None:
-        """``publisher`` sends a processor's decisions. Without one (a replay into shadow tables,
+        """``keys`` check each event's proof of origin (``pipeline.proofs``).
+        ``publisher`` sends a processor's decisions. Without one (a replay into shadow tables,
         whose decisions are in the log already) the processor only records, never decides.
         ``is_local`` tells a topic of this center's own from another center's mirrored copy:
         what entered at another center is decided there, and its decisions arrive mirrored."""
@@ -96,6 +99,7 @@ class ProjectionRunner:
         self.cluster = cluster
         self.schema = schema or projection.name
         self.dead_letters = dead_letters
+        self.keys = keys
         self.gap_reader = gap_reader
         self.publisher = publisher
         # Who wrote an outbox row: rows of another runner, or of a send of this one that did
@@ -119,7 +123,7 @@ class ProjectionRunner:
 
     async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
         """Decode and apply one batch; see ``apply_decoded``."""
-        return await self.apply_decoded(decode_records(records, self.projection.name))
+        return await self.apply_decoded(decode_records(records, self.projection.name, self.keys))
 
     async def apply_decoded(self, items: Sequence[Decoded]) -> BatchResult:
         """Apply one decoded batch in one transaction (`_apply`).
@@ -200,7 +204,9 @@ class ProjectionRunner:
             fresh = _unseen(items, tracked)
             result.skipped = len(items) - len(fresh)
             # 4.
-            fills = decode_records(await self._fill_gaps(fresh, tracked), self.projection.name)
+            fills = decode_records(
+                await self._fill_gaps(fresh, tracked), self.projection.name, self.keys
+            )
             result.gap_filled = len(fills)
             batch = [*fills, *fresh]
             if not batch:
@@ -373,8 +379,9 @@ def _unseen(items: Iterable[Decoded], tracked: Mapping[tuple[str, int], int]) ->
     return fresh
 
 
-def decode_records(records: Iterable[RawRecord], projection: str) -> list[Decoded]:
-    """Each record as an event, or as a dead letter saying why it is not one."""
+def decode_records(records: Iterable[RawRecord], projection: str, keys: EdgeKeys) -> list[Decoded]:
+    """Each record as an event proven by an edge with the right to publish it, or as a dead
+    letter saying why it is not one."""
     decoded: list[Decoded] = []
     for record in records:
         if record.value is None:
@@ -386,6 +393,11 @@ def decode_records(records: Iterable[RawRecord], projection: str) -> list[Decode
             event = decode_event(record.value)
         except EventDecodeError as error:
             decoded.append(DeadLetter.of(record, error.reason, error.detail, projection))
+            continue
+        try:
+            keys.check(record.value, event.envelope)
+        except Unauthenticated as error:
+            decoded.append(DeadLetter.of(record, "unauthenticated", str(error), projection))
             continue
         decoded.append(
             ConsumedEvent(

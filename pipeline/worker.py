@@ -32,6 +32,7 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import start_producer
 from pipeline.projection import Projection
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Appender
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
@@ -137,6 +138,7 @@ class Worker:
                 self._pool,
                 cluster=self.settings.center,
                 dead_letters=sink,
+                keys=EdgeKeys.of(self.settings),
                 gap_reader=gaps,
                 publisher=Appender.of(self.settings, producer),
                 is_local=self.settings.is_local,

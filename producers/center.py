@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.database import create_pool
 from pipeline.kafka import high_watermarks, new_reader, partitions_of, reader, start_producer
+from pipeline.proofs import EdgeKeys, Unauthenticated
 from pipeline.publish import Outgoing, publish
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
@@ -152,6 +153,7 @@ class CenterGateway:
 
     def __init__(self, settings: Settings, *, answer_timeout: float = 10.0) -> None:
         self.settings = settings
+        self._keys = EdgeKeys.of(settings)
         self.origin = settings.center
         self.answer_timeout = answer_timeout
         self._producer: AIOKafkaProducer[bytes, bytes] | None = None
@@ -216,13 +218,15 @@ class CenterGateway:
         request as of that instant.
         """
         requested_at = at or datetime.now(UTC)
-        envelope = Envelope.new(
-            "issuance.requested",
-            request,
-            origin=self.origin,
-            source=f"center:{self.origin}",
-            occurred_at=requested_at,
-            municipality=request.resident_municipality,
+        envelope = self._prove(
+            Envelope.new(
+                "issuance.requested",
+                request,
+                origin=self.origin,
+                source=f"center:{self.origin}",
+                occurred_at=requested_at,
+                municipality=request.resident_municipality,
+            )
         )
         answer = self._expect(request.request_id) if wait else None
         try:
@@ -317,16 +321,18 @@ class CenterGateway:
     ) -> None:
         request_id = str(outcome.request_id)
         assert outcome.decided_at is not None
-        envelope = Envelope.new(
-            event_type,
-            notice,
-            origin=self.origin,
-            source=f"center:{self.origin}",
-            occurred_at=at,
-            municipality=outcome.municipality,
-            # One notice of each kind per request: a repeat, even with another time, is the same
-            # event, so a kiosk retrying cannot make two deliveries.
-            event_id=derived_event_id(outcome.decided_at, event_type, request_id),
+        envelope = self._prove(
+            Envelope.new(
+                event_type,
+                notice,
+                origin=self.origin,
+                source=f"center:{self.origin}",
+                occurred_at=at,
+                municipality=outcome.municipality,
+                # One notice of each kind per request: a repeat, even with another time, is the
+                # same event, so a kiosk retrying cannot make two deliveries.
+                event_id=derived_event_id(outcome.decided_at, event_type, request_id),
+            )
         )
         await self._publish(Outgoing(ISSUANCE_REQUESTS.name, request_id, envelope))
 
@@ -381,11 +387,17 @@ class CenterGateway:
                 for record in records:
                     self._answer(record.value)
 
+    def _prove(self, envelope: Envelope) -> Envelope:
+        return self._keys.prove(f"center:{self.origin}", envelope)
+
     def _answer(self, value: bytes | None) -> None:
         try:
             event = decode_event(value or b"")
-        except EventDecodeError:
-            return  # the issuer's processors park it as a dead letter; nobody here waits for it
+            self._keys.check(value or b"", event.envelope)
+        except (EventDecodeError, Unauthenticated):
+            # Not an answer to give a resident (a forged outcome, say): the projections reading
+            # this topic park it as a dead letter with the reason.
+            return
         payload = event.payload
         if not isinstance(payload, IssuanceIssued | IssuanceRejected):
             return

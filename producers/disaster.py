@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from pipeline.kafka import start_producer
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish
 from pipeline.settings import Settings
 from pipeline.topics import DISASTER_EVENTS
@@ -52,13 +53,17 @@ class DisasterDesk:
     ) -> Envelope:
         """Put one act on the log; returns its envelope (its event id names it)."""
         assert self._producer is not None, "use DisasterDesk as an async context manager"
-        envelope = Envelope.new(
-            REGISTRY.type_of(type(payload)),
-            payload,
-            origin=self.settings.center,
-            source=_source(municipality, payload),
-            occurred_at=at or datetime.now(UTC),
-            municipality=municipality,
+        envelope = prove(
+            self.settings,
+            "disaster",
+            Envelope.new(
+                REGISTRY.type_of(type(payload)),
+                payload,
+                origin=self.settings.center,
+                source=_source(municipality, payload),
+                occurred_at=at or datetime.now(UTC),
+                municipality=municipality,
+            ),
         )
         key = disaster_key(municipality, payload)
         await publish(self.settings, self._producer, Outgoing(DISASTER_EVENTS.name, key, envelope))

@@ -22,6 +22,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
@@ -85,14 +86,18 @@ def card_certificates(
 
 
 def issued_event(settings: Settings, certificate: CertificateIssued) -> Outgoing:
-    envelope = Envelope.new(
-        "certificate.issued",
-        certificate,
-        origin=settings.center,
-        # Cards are issued at the municipal counter of the holder's residence.
-        source=f"municipality:{certificate.municipality}",
-        occurred_at=certificate.not_before,
-        municipality=certificate.municipality,
+    envelope = prove(
+        settings,
+        "jpki",
+        Envelope.new(
+            "certificate.issued",
+            certificate,
+            origin=settings.center,
+            # Cards are issued at the municipal counter of the holder's residence.
+            source=f"municipality:{certificate.municipality}",
+            occurred_at=certificate.not_before,
+            municipality=certificate.municipality,
+        ),
     )
     return Outgoing(JPKI_CERTIFICATES.name, certificate.serial, envelope)
 
@@ -222,14 +227,18 @@ async def _checked_publish(
     if result.transition is None or result.state is None:
         status = state.status.value if state else "unknown"
         raise CertificateCommandError(f"certificate {event.serial} is {status} already")
-    envelope = Envelope.new(
-        event_type,
-        event,
-        origin=settings.center,
-        source=source,
-        occurred_at=result.state.changed_at,
-        municipality=result.state.municipality,
-        event_id=revocation_event_id(event) if isinstance(event, CertificateRevoked) else None,
+    envelope = prove(
+        settings,
+        "jpki",
+        Envelope.new(
+            event_type,
+            event,
+            origin=settings.center,
+            source=source,
+            occurred_at=result.state.changed_at,
+            municipality=result.state.municipality,
+            event_id=revocation_event_id(event) if isinstance(event, CertificateRevoked) else None,
+        ),
     )
     async with producer(settings) as kafka:
         await publish_many(
@@ -383,13 +392,17 @@ def _crl_events(
             )
             event_type, event_id = "certificate.revoked", revocation_event_id(event)
             counts["revoked"] += 1
-        envelope = Envelope.new(
-            event_type,
-            event,
-            origin=settings.center,
-            source="jpki",
-            occurred_at=entry.revoked_at,
-            event_id=event_id,
+        envelope = prove(
+            settings,
+            "jpki",
+            Envelope.new(
+                event_type,
+                event,
+                origin=settings.center,
+                source="jpki",
+                occurred_at=entry.revoked_at,
+                event_id=event_id,
+            ),
         )
         yield Outgoing(JPKI_CERTIFICATES.name, serial, envelope)
 
@@ -423,11 +436,15 @@ def _crl_imported_event(settings: Settings, report: CrlImportReport) -> Outgoing
         revocations=report.revocations,
         suspensions=report.suspensions,
     )
-    envelope = Envelope.new(
-        "certificate.crl_imported",
-        payload,
-        origin=settings.center,
-        source="jpki",
-        occurred_at=report.this_update,
+    envelope = prove(
+        settings,
+        "jpki",
+        Envelope.new(
+            "certificate.crl_imported",
+            payload,
+            origin=settings.center,
+            source="jpki",
+            occurred_at=report.this_update,
+        ),
     )
     return Outgoing(JPKI_CERTIFICATES.name, f"crl:{report.issuer}", envelope)

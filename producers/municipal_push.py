@@ -78,6 +78,7 @@ from pipeline.database import Connection, connect, create_pool
 from pipeline.kafka import producer
 from pipeline.migrations import migrate
 from pipeline.projection import load_projection
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish, publish_many
 from pipeline.settings import Settings
 from pipeline.signing import SigningKeyError, load_public_key, sign_digest, verify_digest
@@ -105,7 +106,7 @@ from schemas.inputs.resident_diff import (
     parse_row,
 )
 from schemas.registry import REGISTRY
-from schemas.sealed import Sealed
+from schemas.sealed import Sealed, sealed_context
 
 STATEMENT_TAG = "bcl-push-v1"
 SIGNATURE_SIZE = 64  # Ed25519
@@ -730,10 +731,13 @@ class _Publisher:
 
         async def next_chunk() -> tuple[list[dict[str, Any]] | None, _Keys]:
             chunk = await asyncio.to_thread(next, chunks, None)
+            # A removal's sealed data is sealed again for the event that carries it.
             sealed_for = [
-                (batch.municipality, entry["row"]["resident_code"])
+                (batch.municipality, entry["removal"]["resident_code"])
+                if "removal" in entry
+                else (batch.municipality, entry["row"]["resident_code"])
                 for entry in chunk or ()
-                if "row" in entry and entry["row"]["record"] != "seal"
+                if "removal" in entry or entry["row"]["record"] != "seal"
             ]
             if not sealed_for:
                 return chunk, {}
@@ -764,6 +768,18 @@ class _Publisher:
         pushed = {"batch": batch.sequence, "line": line}
         if "removal" in entry:
             removal = entry["removal"]
+            key = self._data_key(batch, keys, removal["resident_code"])
+            try:
+                personal = open_sealed(
+                    key, Sealed.model_validate(removal["personal"]), removal["sealed_in"].encode()
+                )
+            except SealedDataError as error:
+                raise PushInterrupted(
+                    f"the replica's record of resident {removal['resident_code']} of "
+                    f"{municipality} cannot be opened ({error}); rebuild it with "
+                    f"`bcl replay replica` and push batch {batch.sequence} again"
+                ) from None
+            carrier = _carrier(batch, line, "removal", "resident.removed", removal["resident_code"])
             payload = {
                 "municipality": municipality,
                 "resident_code": removal["resident_code"],
@@ -773,7 +789,7 @@ class _Publisher:
                 "effective_date": removal["effective_date"],
                 "death_date_unknown": False,
                 "pushed": pushed,
-                "personal": removal["personal"],
+                "personal": _sealed_json(seal(key, personal, carrier)),
             }
             return self._outgoing(
                 batch,
@@ -802,15 +818,9 @@ class _Publisher:
                 payload,
                 _day_start(date.fromisoformat(row["effective_date"])),
             )
-        key = keys.get((municipality, code))
-        if key is None:
-            raise PushInterrupted(
-                f"resident {code} of {municipality} had their data key destroyed (retention "
-                f"ended) while batch {batch.sequence} was being published; leave their rows out "
-                f"and push the corrected file as batch {batch.sequence}"
-            )
-        aad = f"{municipality}:{code}".encode()
+        key = self._data_key(batch, keys, code)
         if row["record"] == "tax":
+            aad = _carrier(batch, line, "tax", "tax.recorded", code)
             amounts = {name: row[name] for name in _AMOUNT_FIELDS}
             payload = {
                 "municipality": municipality,
@@ -821,6 +831,8 @@ class _Publisher:
             }
             return self._outgoing(batch, line, "tax", "tax.recorded", payload, batch.received_at)
         effective = row["effective_date"]
+        event_type = change_event_type(ChangeReason(row["reason"]))
+        aad = _carrier(batch, line, "resident", event_type, code)
         payload = {
             "municipality": municipality,
             "resident_code": code,
@@ -838,11 +850,22 @@ class _Publisher:
             batch,
             line,
             "resident",
-            change_event_type(ChangeReason(row["reason"])),
+            event_type,
             payload,
             # A death of unknown date happened, as far as anyone knows, when it was received.
             _day_start(date.fromisoformat(effective)) if effective else batch.received_at,
         )
+
+    @staticmethod
+    def _data_key(batch: _Batch, keys: _Keys, code: str) -> DataKey:
+        key = keys.get((batch.municipality, code))
+        if key is None:
+            raise PushInterrupted(
+                f"resident {code} of {batch.municipality} had their data key destroyed "
+                f"(retention ended) while batch {batch.sequence} was being published; leave "
+                f"their rows out and push the corrected file as batch {batch.sequence}"
+            )
+        return key
 
     def _outgoing(
         self,
@@ -920,19 +943,51 @@ def _envelope(
     payload: dict[str, Any],
     occurred_at: datetime,
 ) -> Envelope:
-    return Envelope(
-        event_id=derived_event_id(
-            batch.received_at, batch.municipality, str(batch.sequence), str(line), kind
+    edge = f"municipality:{batch.municipality}"
+    return prove(
+        settings,
+        edge,
+        Envelope(
+            event_id=_event_id(batch, line, kind),
+            type=event_type,
+            version=REGISTRY.current_version(event_type),
+            occurred_at=occurred_at,
+            recorded_at=datetime.now(UTC),
+            origin=settings.center,
+            source=edge,
+            municipality=batch.municipality,
+            sequence=_sequence(batch, line),
+            payload=payload,
         ),
-        type=event_type,
-        version=REGISTRY.current_version(event_type),
-        occurred_at=occurred_at,
-        recorded_at=datetime.now(UTC),
-        origin=settings.center,
-        source=f"municipality:{batch.municipality}",
-        municipality=batch.municipality,
-        sequence=batch.sequence * LINES_PER_BATCH + line,
-        payload=payload,
+    )
+
+
+def _event_id(batch: _Batch, line: int, kind: str) -> uuid.UUID:
+    return derived_event_id(
+        batch.received_at, batch.municipality, str(batch.sequence), str(line), kind
+    )
+
+
+def _sequence(batch: _Batch, line: int) -> int:
+    return batch.sequence * LINES_PER_BATCH + line
+
+
+def _carrier(batch: _Batch, line: int, kind: str, event_type: str, code: str) -> bytes:
+    """The context of the sealed data of the event for ``line`` (``schemas.sealed``)."""
+    return sealed_context(
+        batch.municipality, code, event_type, _event_id(batch, line, kind), _sequence(batch, line)
+    )
+
+
+def _stored_context(municipality: str, row: asyncpg.Record) -> bytes:
+    """The context of a resident's sealed data as the replica keeps it, from the event that
+    carried it there."""
+    return sealed_context(
+        municipality,
+        row["resident_code"],
+        change_event_type(ChangeReason(row["reason"])),
+        row["event_id"],
+        row["sequence"],
     )
 
 
@@ -1018,12 +1073,11 @@ class _Replica:
             row["relationship"],
         ):
             return False
-        code = row["resident_code"]
         try:
             personal = open_sealed(
                 key,
                 Sealed.model_validate_json(stored["personal"]),
-                f"{self.municipality}:{code}".encode(),
+                _stored_context(self.municipality, stored),
             )
         except SealedDataError:
             return False
@@ -1033,8 +1087,9 @@ class _Replica:
         if not codes:
             return {}
         found = await self.connection.fetch(
-            "SELECT resident_code, household_number, relationship, active, personal "
-            "FROM replica.residents WHERE municipality = $1 AND resident_code = ANY($2::text[])",
+            "SELECT resident_code, household_number, relationship, active, personal, reason, "
+            "event_id, sequence FROM replica.residents "
+            "WHERE municipality = $1 AND resident_code = ANY($2::text[])",
             self.municipality,
             codes,
         )
@@ -1085,7 +1140,8 @@ class _Replica:
         chunk: list[dict[str, Any]] = []
         cursor = self.connection.cursor(
             """
-            SELECT r.resident_code, r.household_number, r.relationship, r.personal
+            SELECT r.resident_code, r.household_number, r.relationship, r.personal, r.reason,
+                   r.event_id, r.sequence
             FROM replica.residents r
             WHERE r.municipality = $1 AND r.active
               AND NOT EXISTS (SELECT 1 FROM snapshot_residents s
@@ -1105,6 +1161,7 @@ class _Replica:
                         "relationship": row["relationship"],
                         "effective_date": as_of.isoformat(),
                         "personal": orjson.loads(row["personal"]),
+                        "sealed_in": _stored_context(self.municipality, row).decode(),
                     },
                 }
             )

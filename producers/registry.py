@@ -17,6 +17,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish
 from pipeline.seals import (
     generate_seal_key,
@@ -62,13 +63,17 @@ async def join(
         raise RegistryError(
             f"municipality {code} is already registered; change it with `bcl municipality update`"
         )
-    envelope = Envelope.new(
-        "municipality.joined",
-        MunicipalityJoined(code=code, joined_on=joined_on, profile=profile),
-        origin=settings.center,
-        source="registry",
-        occurred_at=datetime.now(UTC),
-        municipality=code,
+    envelope = prove(
+        settings,
+        "registry",
+        Envelope.new(
+            "municipality.joined",
+            MunicipalityJoined(code=code, joined_on=joined_on, profile=profile),
+            origin=settings.center,
+            source="registry",
+            occurred_at=datetime.now(UTC),
+            municipality=code,
+        ),
     )
     await _publish(settings, code, envelope)
     return envelope
@@ -93,13 +98,17 @@ async def _replace(
     settings: Settings, code: str, current: MunicipalityProfile, changes: dict[str, Any]
 ) -> MunicipalityProfile:
     profile = MunicipalityProfile.model_validate({**current.model_dump(), **changes})
-    envelope = Envelope.new(
-        "municipality.updated",
-        MunicipalityUpdated(code=code, profile=profile),
-        origin=settings.center,
-        source="registry",
-        occurred_at=datetime.now(UTC),
-        municipality=code,
+    envelope = prove(
+        settings,
+        "registry",
+        Envelope.new(
+            "municipality.updated",
+            MunicipalityUpdated(code=code, profile=profile),
+            origin=settings.center,
+            source="registry",
+            occurred_at=datetime.now(UTC),
+            municipality=code,
+        ),
     )
     await _publish(settings, code, envelope)
     return profile

@@ -15,6 +15,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect, create_pool
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
@@ -70,18 +71,22 @@ async def run_retention(settings: Settings, as_of: date) -> list[Purged]:
                 Outgoing(
                     RESIDENT_CHANGES.name,
                     f"{p.municipality}:{p.resident_code}",
-                    Envelope.new(
-                        "resident.purged",
-                        ResidentPurged(
+                    prove(
+                        settings,
+                        "retention",
+                        Envelope.new(
+                            "resident.purged",
+                            ResidentPurged(
+                                municipality=p.municipality,
+                                resident_code=p.resident_code,
+                                removed_on=p.removed_on,
+                                purged_on=as_of,
+                            ),
+                            origin=settings.center,
+                            source="retention",
+                            occurred_at=now,
                             municipality=p.municipality,
-                            resident_code=p.resident_code,
-                            removed_on=p.removed_on,
-                            purged_on=as_of,
                         ),
-                        origin=settings.center,
-                        source="retention",
-                        occurred_at=now,
-                        municipality=p.municipality,
                     ),
                 )
                 for p in due

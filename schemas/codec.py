@@ -58,6 +58,21 @@ def _json_fallback(value: object) -> object:
 
 
 def encode_event(envelope: Envelope) -> bytes:
+    """The event's bytes; its proof, if it has one, is the last field, after the bytes it
+    proves (``proof_suffix``)."""
+    body = encode_unproven(envelope)
+    if envelope.proof is None:
+        return body
+    return body[:-1] + proof_suffix(envelope.proof)
+
+
+def proof_suffix(proof: str) -> bytes:
+    """What a proof adds to the end of the proven bytes (whose closing brace it replaces)."""
+    return b',"proof":' + orjson.dumps(proof) + b"}"
+
+
+def encode_unproven(envelope: Envelope) -> bytes:
+    """The event's bytes without its proof: what the proof is computed over."""
     # Built by hand rather than with model_dump: orjson writes UUIDs and aware datetimes
     # (ISO 8601 with offset) natively, and skipping pydantic's serialiser is markedly faster.
     return orjson.dumps(

@@ -33,6 +33,13 @@ class Envelope(BaseModel):
     correlation_id: UUID | None = None
     causation_id: UUID | None = None
     payload: dict[str, Any]
+    # Written last by ``encode_event``, over the bytes before it (``pipeline.proofs``).
+    proof: str | None = Field(
+        default=None,
+        max_length=120,
+        pattern=r"^[a-z]+(:[0-9A-Za-z_-]+)?#[0-9]+:[A-Za-z0-9_-]{43}$",
+        description="The publishing edge's proof of origin: <edge>#<key generation>:<MAC>.",
+    )
 
     @field_validator("event_id")
     @classmethod

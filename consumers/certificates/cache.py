@@ -27,6 +27,7 @@ from consumers.certificates.rules import (
 from pipeline.database import connect
 from pipeline.kafka import partitions_of, reader
 from pipeline.projection import ConsumedEvent
+from pipeline.proofs import EdgeKeys
 from pipeline.runner import decode_records
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
@@ -37,6 +38,7 @@ log = logging.getLogger("bcl.certificates.cache")
 class CertificateCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = EdgeKeys.of(settings)
         self.states: dict[str, CertificateState] = {}
         self.positions: dict[TopicPartition, int] = {}  # next offset to read
         self.fallbacks = 0
@@ -105,7 +107,7 @@ class CertificateCache:
                     self.apply(
                         [
                             item
-                            for item in decode_records(records, "certificate-cache")
+                            for item in decode_records(records, "certificate-cache", self.keys)
                             if isinstance(item, ConsumedEvent)
                         ]
                     )

@@ -21,6 +21,7 @@ import orjson
 from consumers.certificates.rules import HolderEvent, basic_four, holder_event, revocation_due
 from pipeline.database import Connection, insert_new_rows, upsert_rows
 from pipeline.projection import ConsumedEvent
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES, RESIDENT_CHANGES
@@ -35,6 +36,7 @@ from schemas.events.certificates import (
     revocation_event_id,
 )
 from schemas.events.residents import ResidentRecord
+from schemas.sealed import carried_by
 
 log = logging.getLogger("bcl.revoker")
 
@@ -49,9 +51,11 @@ class RevokerProcessor:
         "holder_events": "municipality, resident_code, at, reason",
     }
 
-    def __init__(self, vault: Vault, origin: Origin) -> None:
+    def __init__(self, vault: Vault, origin: Origin, keys: EdgeKeys) -> None:
         self.vault = vault
         self.origin = origin
+        # Revocations that follow a death or a move away are J-LIS's (the JPKI edge's) to make.
+        self.keys = keys
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         """Remember the certificates issued and revoked and the revoking changes."""
@@ -107,7 +111,7 @@ class RevokerProcessor:
         for event in changes:
             record: ResidentRecord = event.payload  # type: ignore[assignment]
             resident = _resident(record)
-            after = _basic_four_mac(keys.get(resident), record)
+            after = _basic_four_mac(keys.get(resident), record, event.envelope)
             before = latest.get(resident, stored.get(resident))
             # Equal MACs under the resident's one key: equal basic four. No MAC before (a first
             # record) or after (purged data) means no comparison, so no change.
@@ -171,14 +175,17 @@ class RevokerProcessor:
         self, serial: str, kind: CertificateKind, resident: Resident, due: HolderEvent
     ) -> Outgoing:
         payload = CertificateRevoked(serial=serial, kind=kind, reason=due.reason, revoked_at=due.at)
-        envelope = Envelope.new(
-            "certificate.revoked",
-            payload,
-            origin=self.origin,
-            source="jpki",
-            occurred_at=due.at,
-            municipality=resident[0],
-            event_id=revocation_event_id(payload),
+        envelope = self.keys.prove(
+            "jpki",
+            Envelope.new(
+                "certificate.revoked",
+                payload,
+                origin=self.origin,
+                source="jpki",
+                occurred_at=due.at,
+                municipality=resident[0],
+                event_id=revocation_event_id(payload),
+            ),
         )
         return Outgoing(JPKI_CERTIFICATES.name, serial, envelope)
 
@@ -187,13 +194,13 @@ def _resident(record: ResidentRecord) -> Resident:
     return (record.municipality, record.resident_code)
 
 
-def _basic_four_mac(key: DataKey | None, record: ResidentRecord) -> bytes | None:
+def _basic_four_mac(
+    key: DataKey | None, record: ResidentRecord, envelope: Envelope
+) -> bytes | None:
     if key is None:
         return None  # purged: nothing of theirs can be read, nor needs revoking any more
     try:
-        personal = open_sealed(
-            key, record.personal, f"{record.municipality}:{record.resident_code}".encode()
-        )
+        personal = open_sealed(key, record.personal, carried_by(envelope, *_resident(record)))
     except SealedDataError as error:
         log.error("a change of a resident of %s cannot be opened: %s", record.municipality, error)
         return None
@@ -201,4 +208,4 @@ def _basic_four_mac(key: DataKey | None, record: ResidentRecord) -> bytes | None
 
 
 def make(settings: Settings) -> RevokerProcessor:
-    return RevokerProcessor(batch_vault(settings), settings.center)
+    return RevokerProcessor(batch_vault(settings), settings.center, EdgeKeys.of(settings))

@@ -30,6 +30,7 @@ from consumers.disaster.rules import (
 )
 from pipeline.database import Connection, insert_new_rows, upsert_rows
 from pipeline.projection import ConsumedEvent, load_projection
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from pipeline.status import wait_until_applied
@@ -107,6 +108,7 @@ class DisasterProcessor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = EdgeKeys.of(settings)
 
     # ------------------------------------------------------------------------------ recording
 
@@ -139,7 +141,7 @@ class DisasterProcessor:
             elif isinstance(payload, ApplicationAccepted | ApplicationRejected | ApplicationReady):
                 made.append(("notification.sent", _applicant_notice(payload)))
             for number, (event_type, decision) in enumerate(made):
-                outgoing = _outgoing(key, event_type, decision, envelope, number)
+                outgoing = _outgoing(self.keys, key, event_type, decision, envelope, number)
                 # Recorded here too, so the next event of the same batch sees it.
                 await _RECORDERS[type(decision)](connection, decision, outgoing.envelope)
                 decided.append(outgoing)
@@ -158,20 +160,25 @@ class DisasterProcessor:
             )
 
 
-def _outgoing(key: str, event_type: str, payload: Any, cause: Envelope, number: int) -> Outgoing:
+def _outgoing(
+    keys: EdgeKeys, key: str, event_type: str, payload: Any, cause: Envelope, number: int
+) -> Outgoing:
     at = datetime.now(UTC)
     return Outgoing(
         DISASTER_EVENTS.name,
         key,
-        Envelope.new(
-            event_type,
-            payload,
-            origin=cause.origin,
-            source="disaster",
-            occurred_at=at,
-            municipality=cause.municipality,
-            causation_id=cause.event_id,
-            event_id=derived_event_id(at, event_type, str(cause.event_id), str(number)),
+        keys.prove(
+            "disaster",
+            Envelope.new(
+                event_type,
+                payload,
+                origin=cause.origin,
+                source="disaster",
+                occurred_at=at,
+                municipality=cause.municipality,
+                causation_id=cause.event_id,
+                event_id=derived_event_id(at, event_type, str(cause.event_id), str(number)),
+            ),
         ),
     )
 

@@ -44,6 +44,7 @@ from consumers.issuer.rules import (
 )
 from pipeline.database import Connection, insert_new_rows
 from pipeline.projection import ConsumedEvent
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Outgoing
 from pipeline.seals import load_seal_key, seal, seals_home
 from pipeline.settings import Settings
@@ -147,6 +148,7 @@ class IssuerProcessor:
 
     def __init__(self, settings: Settings, vault: Vault, renderer: Executor | None) -> None:
         self.settings = settings
+        self.keys = EdgeKeys.of(settings)
         self.vault = vault
         self.renderer = renderer
         self._seal_keys: dict[tuple[str, str], ec.EllipticCurvePrivateKey] = {}
@@ -434,17 +436,20 @@ class IssuerProcessor:
         self, event: ConsumedEvent, payload: IssuanceIssued | IssuanceRejected, decided_at: datetime
     ) -> _Decision:
         request_id = str(payload.request_id)
-        envelope = Envelope.new(
-            "issuance.issued" if isinstance(payload, IssuanceIssued) else "issuance.rejected",
-            payload,
-            # Decided for the center the request entered at; the answer goes back through it.
-            origin=event.envelope.origin,
-            source="issuer",
-            occurred_at=decided_at,
-            municipality=payload.municipality,
-            correlation_id=event.envelope.correlation_id or event.envelope.event_id,
-            causation_id=event.envelope.event_id,
-            event_id=derived_event_id(decided_at, "issuance.outcome", request_id),
+        envelope = self.keys.prove(
+            f"issuer:{event.envelope.origin}",
+            Envelope.new(
+                "issuance.issued" if isinstance(payload, IssuanceIssued) else "issuance.rejected",
+                payload,
+                # Decided for the center the request entered at; the answer goes back through it.
+                origin=event.envelope.origin,
+                source="issuer",
+                occurred_at=decided_at,
+                municipality=payload.municipality,
+                correlation_id=event.envelope.correlation_id or event.envelope.event_id,
+                causation_id=event.envelope.event_id,
+                event_id=derived_event_id(decided_at, "issuance.outcome", request_id),
+            ),
         )
         return _Decision(Outgoing(ISSUANCE_OUTCOMES.name, request_id, envelope), payload)
 

@@ -22,6 +22,7 @@ from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
 from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
+from schemas.envelope import Envelope
 from schemas.events.residents import (
     BatchAccepted,
     ChangeReason,
@@ -32,6 +33,7 @@ from schemas.events.residents import (
     TaxAmounts,
     TaxRecorded,
 )
+from schemas.sealed import carried_by
 
 log = logging.getLogger("bcl.replica")
 
@@ -186,7 +188,9 @@ class ReplicaProjection:
         for event in events:
             p: TaxRecorded = event.payload  # type: ignore[assignment]
             key = keys.get((p.municipality, p.resident_code))
-            amounts = _open(key, p.amounts, p.municipality, p.resident_code, TaxAmounts)
+            amounts = _open(
+                key, p.amounts, event.envelope, (p.municipality, p.resident_code), TaxAmounts
+            )
             if amounts is None:
                 continue
             sequence = event.envelope.sequence or 0
@@ -279,7 +283,11 @@ def _change_row(
     event: ConsumedEvent, payload: ResidentRecord, key: DataKey | None
 ) -> dict[str, object] | None:
     personal = _open(
-        key, payload.personal, payload.municipality, payload.resident_code, PersonalData
+        key,
+        payload.personal,
+        event.envelope,
+        (payload.municipality, payload.resident_code),
+        PersonalData,
     )
     if personal is None:
         return None
@@ -311,17 +319,21 @@ def _change_row(
 
 
 def _open(
-    key: DataKey | None, sealed: Any, municipality: str, resident_code: str, model: Any
+    key: DataKey | None, sealed: Any, envelope: Envelope, resident: Resident, model: Any
 ) -> Any:
     if key is None:
         # The resident's data key is gone: they were purged, and so is everything of theirs.
         return None
     try:
-        return model.model_validate(
-            open_sealed(key, sealed, f"{municipality}:{resident_code}".encode())
-        )
+        return model.model_validate(open_sealed(key, sealed, carried_by(envelope, *resident)))
     except SealedDataError as error:
-        log.error("sealed data of a resident of %s cannot be opened: %s", municipality, error)
+        log.error(
+            "sealed data of a resident of %s in %s %s cannot be opened: %s",
+            resident[0],
+            envelope.type,
+            envelope.event_id,
+            error,
+        )
         return None
 
 

@@ -132,6 +132,7 @@ def traffic(
     be fed months of traffic. Example: bcl workload traffic --municipalities 200 --days 7
     """
     from pipeline.kafka import producer
+    from pipeline.proofs import proven_by_their_edges
     from pipeline.publish import publish_many
     from producers.workload import (
         national_holidays,
@@ -162,7 +163,10 @@ def traffic(
             ) as bar:
                 task = bar.add_task("publish", total=None)
                 return await publish_many(
-                    settings(), client, events(), on_sent=lambda n: bar.update(task, completed=n)
+                    settings(),
+                    client,
+                    proven_by_their_edges(settings(), events()),
+                    on_sent=lambda n: bar.update(task, completed=n),
                 )
 
     sent = run_async(send())

@@ -35,6 +35,7 @@ from pipeline.digest import ProjectionDigest, projection_digest
 from pipeline.kafka import producer
 from pipeline.migrations import migrate_all
 from pipeline.projection import PROJECTION_MODULES, load_projection
+from pipeline.proofs import EdgeKeys
 from pipeline.replay import replay
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
@@ -47,6 +48,7 @@ from producers.municipal_push import next_sequence
 from producers.registry import create_seal_key, update
 from producers.retention import run_retention
 from schemas.events.residents import PersonalData, ResidentRecord
+from schemas.sealed import carried_by
 from tests.conftest import Endpoints
 from tests.consumers.test_issuer_pipeline import ICHIRO, MAYOR, MORNING, request
 from tests.helpers import PowerCut, settings_env, with_database
@@ -252,11 +254,13 @@ async def test_a_restored_center_replays_to_the_same_projections_and_opens_resid
     assert await digests(fresh) == before
 
     # The restored vault opens what the log holds sealed ...
-    record = next(
-        e.event.payload
+    carrier = next(
+        e.event
         for e in await logged_events(fresh)
         if isinstance(e.event.payload, ResidentRecord) and e.event.payload.resident_code == ICHIRO
     )
+    record = carrier.payload
+    assert isinstance(record, ResidentRecord)
     pool = await create_pool(fresh, max_size=1)
     try:
         vault = Vault(pool, load_kek(fresh, create=False))
@@ -266,7 +270,7 @@ async def test_a_restored_center_replays_to_the_same_projections_and_opens_resid
     data_key = keys[(CHIYODA, ICHIRO)]
     assert data_key is not None
     personal = PersonalData.model_validate(
-        open_sealed(data_key, record.personal, f"{CHIYODA}:{ICHIRO}".encode())
+        open_sealed(data_key, record.personal, carried_by(carrier.envelope, CHIYODA, ICHIRO))
     )
     assert personal.name == "神田 一郎"
     # ... the intake takes the next batch, and the restored seal key seals new certificates.
@@ -307,6 +311,7 @@ async def test_decisions_waiting_in_the_outbox_are_restored_and_sent_from_the_re
                 pool,
                 cluster=platform.center,
                 dead_letters=DeadLetterSink(None),
+                keys=EdgeKeys.of(platform),
                 publisher=PowerCut(platform, kafka, sends=False),
             )
             with pytest.raises(RuntimeError, match="power cut"):

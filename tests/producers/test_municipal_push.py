@@ -32,6 +32,7 @@ from schemas.events.residents import (
     SealChanged,
     TaxRecorded,
 )
+from schemas.sealed import carried_by
 from tests.producers.push_helpers import (
     CHIYODA,
     SAMPLE_CSV,
@@ -105,6 +106,7 @@ async def test_an_accepted_push_publishes_each_row_then_its_receipt(platform: Se
             if secret:
                 assert all(secret.encode() not in e.raw for e in logged), secret
     # ... and opens, with the resident's key, to exactly what the file said.
+    carrier = by_line[2].event.envelope
     first = by_line[2].event.payload
     assert isinstance(first, ResidentRecord)
     pool = await create_pool(platform, max_size=1)
@@ -116,7 +118,7 @@ async def test_an_accepted_push_publishes_each_row_then_its_receipt(platform: Se
     data_key = keys[(CHIYODA, first.resident_code)]
     assert data_key is not None
     personal = PersonalData.model_validate(
-        open_sealed(data_key, first.personal, f"{CHIYODA}:{first.resident_code}".encode())
+        open_sealed(data_key, first.personal, carried_by(carrier, CHIYODA, first.resident_code))
     )
     assert (personal.name, personal.my_number) == (rows[0]["name"], rows[0]["my_number"])
 

@@ -13,7 +13,9 @@ from pipeline.topics import RESIDENT_CHANGES
 from pipeline.vault import Vault, load_kek, open_sealed
 from producers.retention import run_retention
 from schemas.codec import decode_event
+from schemas.envelope import Envelope
 from schemas.events.residents import ChangeReason, ResidentRecord
+from schemas.sealed import carried_by
 from tests.consumers.test_replica_projection import CHIYODA, resident_event, send
 
 GONE = "11111111111"
@@ -21,7 +23,7 @@ KEPT = "22222222222"
 RECENT = "33333333333"
 
 
-async def log_records(settings: Settings) -> list[ResidentRecord]:
+async def log_records(settings: Settings) -> list[tuple[Envelope, ResidentRecord]]:
     async with reader(settings) as client:
         tps = [
             TopicPartition(settings.topic(RESIDENT_CHANGES.name), p)
@@ -34,9 +36,9 @@ async def log_records(settings: Settings) -> list[ResidentRecord]:
         while batch := await client.getmany(timeout_ms=1500):
             for records in batch.values():
                 for record in records:
-                    payload = decode_event(record.value).payload  # type: ignore[arg-type]
-                    if isinstance(payload, ResidentRecord):
-                        found.append(payload)
+                    event = decode_event(record.value)  # type: ignore[arg-type]
+                    if isinstance(event.payload, ResidentRecord):
+                        found.append((event.envelope, event.payload))
         return found
 
 
@@ -62,11 +64,11 @@ async def test_retention_shreds_exactly_the_residents_removed_over_five_years_ag
     try:
         vault = Vault(pool, load_kek(platform))
         readable = {}
-        for record in await log_records(platform):
+        for envelope, record in await log_records(platform):
             key = (
                 await vault.data_keys_for(None, [(CHIYODA, record.resident_code)], create=False)
             )[(CHIYODA, record.resident_code)]
-            aad = f"{CHIYODA}:{record.resident_code}".encode()
+            aad = carried_by(envelope, CHIYODA, record.resident_code)
             readable[record.resident_code] = key is not None and bool(
                 open_sealed(key, record.personal, aad)
             )

@@ -1,0 +1,141 @@
+"""Proof of origin for every event on the log (DESIGN §7).
+
+Each edge (``schemas.rights``) proves what it publishes with an HMAC-SHA256 under a key of its
+own, over the event's bytes up to the proof: event id, type, origin, source, municipality,
+sequence, payload, everything. A consumer recomputes it and refuses the event (dead letter
+``unauthenticated``) if the proof is missing or wrong, or if the edge has no right to the event.
+
+Why a keyed MAC and not a signature: ``make bench`` measures Ed25519 at about 40 µs to sign and
+130 µs to verify an event on this machine, which alone would hold a replay under 8,000 events/s
+per core; HMAC-SHA256 takes about 2 µs. The price is that a verifier could also prove: the keys
+live only with the processes that hold the vault's key-encryption key (KEK), which can read every
+resident's data anyway.
+
+An edge's key is derived from the KEK (HKDF-SHA256, the edge's name and key generation as info),
+so both centers, which share the KEK, verify each other's mirrored events, and a log restored
+from backup verifies without any key table. Someone who can write to the broker but lacks the
+KEK can prove nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from pipeline.publish import Outgoing
+from pipeline.settings import Settings
+from pipeline.vault import load_kek
+from schemas.codec import encode_unproven, proof_suffix
+from schemas.envelope import Envelope
+from schemas.rights import edge_of, edge_problem, rights_problem
+
+# Raised when an edge's key leaks: events proven with an older generation stay valid (they were
+# written before), new ones are proven with the current one.
+KEY_GENERATION = 1
+
+
+class Unauthenticated(ValueError):
+    """An event whose proof of origin does not hold; the message says what is wrong."""
+
+
+@dataclass
+class EdgeKeys:
+    """The keys of every edge, derived from the KEK on first use."""
+
+    kek: bytes = field(repr=False)
+    _keys: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> EdgeKeys:
+        kek = load_kek(settings)
+        keys = _KEYS.get(kek)
+        if keys is None:
+            keys = _KEYS[kek] = cls(kek)
+        return keys
+
+    def key(self, edge: str, generation: int = KEY_GENERATION) -> bytes:
+        found = self._keys.get((edge, generation))
+        if found is None:
+            found = HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=f"bcl edge proof:{edge}#{generation}".encode(),
+            ).derive(self.kek)
+            self._keys[(edge, generation)] = found
+        return found
+
+    def prove(self, edge: str, envelope: Envelope) -> Envelope:
+        """``envelope`` with ``edge``'s proof; ValueError if ``edge`` may not publish it (an
+        edge's own mistake is caught here rather than at every consumer)."""
+        problem = rights_problem(edge, envelope)
+        if problem is not None:
+            raise ValueError(problem)
+        return envelope.model_copy(update={"proof": self.proof(edge, envelope)})
+
+    def proof(self, edge: str, envelope: Envelope) -> str:
+        """The proof ``edge``'s key makes of ``envelope``, whether or not the edge has the
+        right to it (consumers check that)."""
+        unproven = (
+            envelope if envelope.proof is None else envelope.model_copy(update={"proof": None})
+        )
+        mac = self._mac(edge, KEY_GENERATION, encode_unproven(unproven))
+        return f"{edge}#{KEY_GENERATION}:{mac}"
+
+    def check(self, raw: bytes, envelope: Envelope) -> None:
+        """Raise Unauthenticated unless ``raw``, decoded as ``envelope``, carries a valid proof
+        from an edge with the right to publish it."""
+        proof = envelope.proof
+        if proof is None:
+            raise Unauthenticated(
+                "the event carries no proof of origin; every event is published by its edge "
+                "(`bcl` commands and the platform's processes), never by a plain Kafka client"
+            )
+        named, _, mac = proof.rpartition(":")
+        edge, _, generation = named.rpartition("#")
+        problem = edge_problem(edge)
+        if problem is not None:
+            raise Unauthenticated(f"proof names {problem}")
+        suffix = proof_suffix(proof)
+        if not raw.endswith(suffix):
+            raise Unauthenticated(
+                "the proof is not the last field of the event: it was re-encoded or altered "
+                "after its edge proved it"
+            )
+        body = raw[: -len(suffix)] + b"}"
+        if not hmac.compare_digest(mac, self._mac(edge, int(generation), body)):
+            raise Unauthenticated(
+                f"the proof does not match the event: it was not proven by edge {edge}, or "
+                "was altered afterwards"
+            )
+        problem = rights_problem(edge, envelope)
+        if problem is not None:
+            raise Unauthenticated(problem)
+
+    def _mac(self, edge: str, generation: int, body: bytes) -> str:
+        digest = hmac.digest(self.key(edge, generation), body, hashlib.sha256)
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+# One per KEK a process uses, so each edge's key is derived once.
+_KEYS: dict[bytes, EdgeKeys] = {}
+
+
+def prove(settings: Settings, edge: str, envelope: Envelope) -> Envelope:
+    """``envelope`` proven by ``edge`` with the key derived from ``settings``' KEK."""
+    return EdgeKeys.of(settings).prove(edge, envelope)
+
+
+def proven_by_their_edges(settings: Settings, messages: Iterable[Outgoing]) -> Iterator[Outgoing]:
+    """Each message proven by the edge whose rights cover it (``schemas.rights.edge_of``): for
+    the workload generator and the benches, which stand in for every edge of the platform."""
+    keys = EdgeKeys.of(settings)
+    for message in messages:
+        envelope = message.envelope
+        yield Outgoing(message.topic, message.key, keys.prove(edge_of(envelope), envelope))
