@@ -30,8 +30,10 @@ What the intake answers, as ``PushReport.outcome``:
 Validation is all-or-nothing and streams: the file may be a gigabyte, and memory stays bounded
 (rows go to disk, and a report keeps at most ``MAX_PROBLEMS`` problems). Every push that is read
 at all (a valid municipality code, a file within ``push_max_bytes``), refused ones included,
-keeps a copy of the file, its ``report.json`` and, once valid, the canonical rows
-(``rows.jsonl``) in ``$BCL_HOME/<center>/pushes/<municipality>/<sequence>-<sha256[:12]>/``.
+keeps its ``report.json`` (the file's digest, the outcome and the problems, without the values of
+personal fields) in ``$BCL_HOME/<center>/pushes/<municipality>/<sequence>-<sha256[:12]>/``. The
+file itself is not kept. Its canonical rows (``rows.jsonl``, and a snapshot's ``changes.jsonl``)
+wait there, each line sealed (``pipeline.sealed_files``), until the batch is published.
 
 The ledger ``intake.batches`` records each accepted, held or publishing batch; a refusal takes no
 sequence. Pushes of one municipality are decided one at a time (a Postgres advisory lock).
@@ -80,6 +82,7 @@ from pipeline.migrations import migrate
 from pipeline.projection import load_projection
 from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish, publish_many
+from pipeline.sealed_files import SealedLines
 from pipeline.settings import Settings
 from pipeline.signing import SigningKeyError, load_public_key, sign_digest, verify_digest
 from pipeline.topics import RESIDENT_CHANGES
@@ -155,6 +158,8 @@ _Keys = dict[tuple[str, str], DataKey | None]
 _PERSONAL_FIELDS = tuple(PersonalData.model_fields)
 _AMOUNT_FIELDS = tuple(TaxAmounts.model_fields)
 _REMOVALS = frozenset(reason.value for reason in REMOVAL_REASONS)
+_WITHHELD_FIELDS = frozenset(_PERSONAL_FIELDS + _AMOUNT_FIELDS)
+WITHHELD = "(personal data, not kept)"
 _UTF8_BOM = codecs.BOM_UTF8
 
 
@@ -330,7 +335,7 @@ async def push_file(
             try:
                 intake = _Intake(settings, ledger, municipality, copy, sha, full, as_of, progress)
                 return await intake.take(
-                    sequence, signature, path, encoding, file_format or _format_by_name(path)
+                    sequence, signature, encoding, file_format or _format_by_name(path)
                 )
             finally:
                 await ledger.execute("SELECT pg_advisory_unlock($1)", lock)
@@ -395,7 +400,6 @@ class _Intake:
         self,
         sequence: int | None,
         signature: bytes | None,
-        original: Path,
         encoding: str,
         file_format: FileFormat | None,
     ) -> PushReport:
@@ -403,7 +407,9 @@ class _Intake:
         number = sequence or expected
         folder = self.settings.center_home / "pushes" / self.municipality
         folder = folder / f"{number:06d}-{self.sha[:12]}"
-        self.copy = await asyncio.to_thread(_keep_original, self.copy, folder, original.suffix)
+        # The file itself is not kept: its digest is, with the report and, until published,
+        # its rows sealed (DESIGN §7: nothing personal in clear at rest).
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         report = PushReport(
             self.municipality, number, self.sha, "refused", None, "", kept_at=folder
         )
@@ -469,6 +475,7 @@ class _Intake:
             _check_file,
             self.copy,
             folder / ROWS_FILE,
+            _sealed_rows(self.settings, self.municipality, folder),
             file_format,
             encoding,
             self.municipality,
@@ -637,6 +644,9 @@ class _Intake:
             batch.sequence,
             events,
         )
+        # On the log now, sealed per resident: the batch's rows at rest have served.
+        for name in (ROWS_FILE, CHANGES_FILE):
+            await asyncio.to_thread((batch.folder / name).unlink, missing_ok=True)
         return events
 
     async def _release(self, publisher: _Publisher, number: int) -> list[int]:
@@ -727,7 +737,9 @@ class _Publisher:
         return events
 
     async def _events(self, batch: _Batch, changes: Path) -> AsyncIterator[Outgoing]:
-        chunks = _entry_chunks(changes)
+        chunks = _entry_chunks(
+            changes, _sealed_rows(self.settings, batch.municipality, batch.folder)
+        )
 
         async def next_chunk() -> tuple[list[dict[str, Any]] | None, _Keys]:
             chunk = await asyncio.to_thread(next, chunks, None)
@@ -893,14 +905,16 @@ class _Publisher:
             return changes, await asyncio.to_thread(_count_lines, changes)
         await refresh(self.settings, load_projection("replica", self.settings))
         partial = changes.with_suffix(".partial")
-        out: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
+        sealed = _sealed_rows(self.settings, batch.municipality, batch.folder)
+        file: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
+        out = sealed.writer(file)
         count = 0
         last_line = 0
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 replica = _Replica(connection, self.vault, batch.municipality)
                 await replica.start()
-                chunks = _entry_chunks(batch.folder / ROWS_FILE)
+                chunks = _entry_chunks(batch.folder / ROWS_FILE, sealed)
                 try:
                     while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                         differing = await replica.differing(chunk)
@@ -919,7 +933,7 @@ class _Publisher:
                     count += len(removals)
                     await asyncio.to_thread(out.writelines, map(_json_line, removals))
         finally:
-            await asyncio.to_thread(out.close)
+            await asyncio.to_thread(file.close)
         await asyncio.to_thread(os.replace, partial, changes)
         return changes, count
 
@@ -1180,16 +1194,20 @@ def _json_line(entry: dict[str, Any]) -> bytes:
     return orjson.dumps(entry) + b"\n"
 
 
-def _entry_chunks(path: Path) -> Generator[list[dict[str, Any]], None, None]:
-    with path.open("rb") as entries:
-        chunk: list[dict[str, Any]] = []
-        for line in entries:
-            chunk.append(orjson.loads(line))
-            if len(chunk) == CHUNK_ROWS:
-                yield chunk
-                chunk = []
-        if chunk:
+def _entry_chunks(path: Path, sealed: SealedLines) -> Generator[list[dict[str, Any]], None, None]:
+    chunk: list[dict[str, Any]] = []
+    for line in sealed.lines(path):
+        chunk.append(orjson.loads(line))
+        if len(chunk) == CHUNK_ROWS:
             yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sealed_rows(settings: Settings, municipality: str, folder: Path) -> SealedLines:
+    """How a batch's rows and changes are kept at rest: sealed under a key of that batch."""
+    return SealedLines(load_kek(settings), f"push:{municipality}:{folder.name}")
 
 
 def _count_lines(path: Path) -> int:
@@ -1249,19 +1267,16 @@ def _stage_copy(source: Path, pushes: Path, limit: int) -> tuple[Path, str] | No
     return copy, digest.hexdigest()
 
 
-def _keep_original(copy: Path, folder: Path, suffix: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    kept = folder / f"original{suffix or '.txt'}"
-    # Same digest, same bytes: a re-push replaces the kept copy with an identical one.
-    os.replace(copy, kept)
-    return kept
-
-
 def _write_report(report: PushReport) -> None:
+    """Keep the report at rest, the values of personal fields withheld: the sender saw them
+    when it pushed, and a file under ``$BCL_HOME`` is no place for names and My Numbers."""
     assert report.kept_at is not None
-    (report.kept_at / REPORT_FILE).write_bytes(
-        orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
-    )
+    kept = report.to_json()
+    kept["problems"] = [
+        {**problem, "value": WITHHELD} if problem["field"] in _WITHHELD_FIELDS else problem
+        for problem in kept["problems"]
+    ]
+    (report.kept_at / REPORT_FILE).write_bytes(orjson.dumps(kept, option=orjson.OPT_INDENT_2))
 
 
 def _too_large(path: Path, size: int | None, limit: int) -> str:
@@ -1300,6 +1315,7 @@ def _sniff_format(first_line: bytes) -> FileFormat:
 def _check_file(
     copy: Path,
     spool: Path,
+    sealed: SealedLines,
     file_format: FileFormat | None,
     encoding: str,
     municipality: str,
@@ -1319,7 +1335,8 @@ def _check_file(
     problems: list[RowProblem] = []
     rows = 0
     foreign: set[str] = set()
-    with copy.open("rb") as raw, spool.open("wb") as out:
+    with copy.open("rb") as raw, spool.open("wb") as file:
+        out = sealed.writer(file)
         lines = _Lines(raw, codec.name)
         first = lines.peek()
         if first is None:

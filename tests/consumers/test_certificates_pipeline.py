@@ -18,6 +18,7 @@ from pipeline.database import connect, create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import load_projection
+from pipeline.proofs import EdgeKeys, prove
 from pipeline.publish import Outgoing, publish
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
@@ -166,13 +167,18 @@ async def test_only_the_municipality_of_residence_lifts_a_suspension(platform: S
     with pytest.raises(CertificateCommandError, match="suspended already"):
         await suspend(platform, serial)
 
-    # Published anyway (by a client that skipped the check): the projection refuses it too.
-    forged = Envelope.new(
-        "certificate.suspension_lifted",
-        SuspensionLifted(serial=serial, municipality=YOKOHAMA, lifted_at=datetime.now(UTC)),
-        origin="east",
-        source=f"municipality:{YOKOHAMA}",
-        occurred_at=datetime.now(UTC),
+    # Published anyway (by a JPKI edge that skipped the check, within its rights to publish
+    # lifts for any municipality): the projection refuses it too.
+    forged = prove(
+        platform,
+        "jpki",
+        Envelope.new(
+            "certificate.suspension_lifted",
+            SuspensionLifted(serial=serial, municipality=YOKOHAMA, lifted_at=datetime.now(UTC)),
+            origin="east",
+            source=f"municipality:{YOKOHAMA}",
+            occurred_at=datetime.now(UTC),
+        ),
     )
     async with producer(platform) as kafka:
         await publish(platform, kafka, Outgoing(JPKI_CERTIFICATES.name, serial, forged))
@@ -337,6 +343,7 @@ async def test_a_revoker_crash_before_its_outbox_is_emptied_revokes_once(
                 pool,
                 cluster=platform.center,
                 dead_letters=DeadLetterSink(None),
+                keys=EdgeKeys.of(platform),
                 publisher=power_cut,
             )
             with pytest.raises(RuntimeError, match="power cut"):

@@ -19,6 +19,7 @@ from pipeline.database import connect
 from pipeline.digest import projection_digest
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import prove
 from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_REQUESTS
@@ -150,13 +151,17 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
                     Outgoing(
                         ISSUANCE_REQUESTS.name,
                         str(two_copies.request_id),
-                        Envelope.new(
-                            "issuance.delivered",
-                            again,
-                            origin="west",
-                            source="center:west",
-                            occurred_at=printed,
-                            municipality=CHIYODA,
+                        prove(
+                            platform,
+                            "center:west",
+                            Envelope.new(
+                                "issuance.delivered",
+                                again,
+                                origin="west",
+                                source="center:west",
+                                occurred_at=printed,
+                                municipality=CHIYODA,
+                            ),
                         ),
                     )
                 ],

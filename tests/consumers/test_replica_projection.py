@@ -12,6 +12,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect, create_pool
 from pipeline.digest import projection_digest
 from pipeline.kafka import producer
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import Outgoing, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
@@ -26,6 +27,8 @@ from schemas.events.residents import (
     ResidentRecord,
     change_event_type,
 )
+from schemas.ids import new_event_id
+from schemas.sealed import sealed_context
 
 CHIYODA = "131016"
 ALICE = "12345678901"
@@ -53,6 +56,8 @@ async def resident_event(
     personal = PersonalData(
         name="千代田 花子", birth_date=date(1980, 4, 1), sex="female", address=address
     )
+    # The sealed data is bound to the event that carries it (``schemas.sealed``).
+    event_type, event_id = change_event_type(reason), new_event_id()
     record = ResidentRecord(
         municipality=CHIYODA,
         resident_code=resident,
@@ -62,23 +67,29 @@ async def resident_event(
         effective_date=effective,
         death_date_unknown=death_date_unknown,
         pushed=PushPosition(batch=1, line=sequence),
-        personal=seal(key, personal.model_dump(mode="json"), f"{CHIYODA}:{resident}".encode()),
+        personal=seal(
+            key,
+            personal.model_dump(mode="json"),
+            sealed_context(CHIYODA, resident, event_type, event_id, sequence),
+        ),
     )
     envelope = Envelope.new(
-        change_event_type(reason),
+        event_type,
         record,
         origin="east",
         source=f"municipality:{CHIYODA}",
         occurred_at=datetime(2024, 3, 1, tzinfo=UTC),
         municipality=CHIYODA,
         sequence=sequence,
+        event_id=event_id,
     )
     return Outgoing(RESIDENT_CHANGES.name, f"{CHIYODA}:{resident}", envelope)
 
 
 async def send(settings: Settings, *messages: Outgoing) -> None:
+    """Publish ``messages``, each proven by its edge, and project them."""
     async with producer(settings) as client:
-        await publish_many(settings, client, messages)
+        await publish_many(settings, client, proven_by_their_edges(settings, messages))
     await refresh(settings, make(settings))
 
 

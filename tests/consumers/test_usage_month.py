@@ -13,6 +13,7 @@ import pytest
 from pipeline.catchup import refresh
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import publish_many
 from pipeline.settings import Settings
 from producers.workload import (
@@ -42,7 +43,8 @@ async def test_a_generated_month_reproduces_the_national_shares(platform: Settin
     nation = synthetic_nation(seed=SEED)
     visits = national_traffic(nation, start=date(2024, 3, 1), days=31, scale=0.008, seed=SEED)
     async with producer(platform) as client:
-        sent = await publish_many(platform, client, recorded_traffic(visits, seed=SEED))
+        events = proven_by_their_edges(platform, recorded_traffic(visits, seed=SEED))
+        sent = await publish_many(platform, client, events)
     assert sent > 80_000
     await refresh(platform, load_projection("usage", platform))
 

@@ -15,6 +15,7 @@ from pipeline.database import connect
 from pipeline.digest import projection_digest
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import Outgoing, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
@@ -63,9 +64,11 @@ async def test_live_usage_counts_each_request_once_and_replays_to_the_same_diges
 ) -> None:
     nation = synthetic_nation(40)
     visits = list(national_traffic(nation, start=START, days=2, scale=0.05))
-    events = list(recorded_traffic(visits))
+    events = list(proven_by_their_edges(platform, recorded_traffic(visits)))
     requests = [e for e in events if e.envelope.type == "issuance.requested"]
-    again = [resent_at_the_other_center(m) for m in requests[:50]]
+    again = list(
+        proven_by_their_edges(platform, (resent_at_the_other_center(m) for m in requests[:50]))
+    )
     redelivered = events[:300]
 
     worker = start_worker(platform, tmp_path / "worker.log", agents="usage")
@@ -134,7 +137,7 @@ async def test_a_notice_before_its_request_still_lands_on_the_request(platform: 
     """Order across topics is not guaranteed (mirrors, replays): facets fill in any order."""
     nation = synthetic_nation(3)
     visits = list(national_traffic(nation, start=START, days=1, scale=0.01))[:40]
-    events = list(recorded_traffic(visits))
+    events = list(proven_by_their_edges(platform, recorded_traffic(visits)))
     backwards = [e for e in reversed(events) if e.envelope.type != "certificate.revoked"]
     async with producer(platform) as client:
         await publish_many(platform, client, backwards)

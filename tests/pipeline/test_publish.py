@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaConnectionError
 from infra.broker import start_broker, stop_broker
 from pipeline import publish as publish_module
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import Appender, Outgoing, Unconfirmed, publish, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_REQUESTS
@@ -63,9 +64,10 @@ def produce_requests_failing(*fates: Fate) -> Iterator[list[Fate]]:
         AIOKafkaConnection.send = real  # type: ignore[method-assign]
 
 
-def decisions(count: int) -> list[Outgoing]:
-    """Kiosk requests, each under a fresh event id (a test may publish more than one lot)."""
-    return [
+def decisions(settings: Settings, count: int) -> list[Outgoing]:
+    """Kiosk requests, each under a fresh event id (a test may publish more than one lot),
+    proven by their edges."""
+    requests = [
         Outgoing(
             ISSUANCE_REQUESTS.name,
             message.key,
@@ -74,6 +76,7 @@ def decisions(count: int) -> list[Outgoing]:
         for message in platform_sample(count * 3)
         if message.topic == ISSUANCE_REQUESTS.name
     ][:count]
+    return list(proven_by_their_edges(settings, requests))
 
 
 async def copies_on_log(settings: Settings) -> Counter[UUID]:
@@ -100,7 +103,7 @@ async def copies_on_log(settings: Settings) -> Counter[UUID]:
 async def test_a_failed_send_puts_each_event_on_the_log_once(
     platform: Settings, fate: Fate
 ) -> None:
-    sent = decisions(300)
+    sent = decisions(platform, 300)
     async with producer(platform) as client:
         with produce_requests_failing(fate) as plan:
             confirmed = await publish_many(platform, client, sent)
@@ -110,7 +113,7 @@ async def test_a_failed_send_puts_each_event_on_the_log_once(
 
 
 async def test_one_event_published_alone_is_settled_the_same_way(platform: Settings) -> None:
-    [decision] = decisions(1)
+    [decision] = decisions(platform, 1)
     async with producer(platform) as client:
         with produce_requests_failing("answer lost"):
             await publish(platform, client, decision)
@@ -122,7 +125,7 @@ async def test_events_published_one_at_a_time_at_once_go_out_in_a_few_requests(
 ) -> None:
     """200 kiosk requests, each published by its own task: they share requests, as a group
     commit does, instead of taking one round trip each."""
-    sent = decisions(200)
+    sent = decisions(platform, 200)
     requests = 0
     real = AIOKafkaConnection.send
 
@@ -145,7 +148,7 @@ async def test_a_plain_producer_writes_an_event_twice_when_the_answer_is_lost(
     platform: Settings,
 ) -> None:
     """The fault above is real: aiokafka alone sends the batch again and the log has it twice."""
-    [decision] = decisions(1)
+    [decision] = decisions(platform, 1)
     async with producer(platform) as client:
         with produce_requests_failing("answer lost"):
             await client.send_and_wait(
@@ -161,7 +164,7 @@ async def test_events_a_crashed_sender_may_have_written_are_looked_for_before_se
     platform: Settings,
 ) -> None:
     """An outbox handed to a new process: the first half reached the log before the crash."""
-    waiting = decisions(40)
+    waiting = decisions(platform, 40)
     async with producer(platform) as client:
         floors = await Appender(platform, client).floors_of(waiting)
         await publish_many(platform, client, waiting[:20])
@@ -175,7 +178,7 @@ async def test_events_a_crashed_sender_may_have_written_are_looked_for_before_se
 async def test_an_event_larger_than_its_readers_take_is_refused_before_sending(
     platform: Settings,
 ) -> None:
-    [decision] = decisions(1)
+    [decision] = decisions(platform, 1)
     payload = decision.envelope.payload | {"print_options": {"note": "x" * (2 << 20)}}
     huge = Outgoing(
         decision.topic, decision.key, decision.envelope.model_copy(update={"payload": payload})
@@ -189,7 +192,7 @@ async def test_an_event_larger_than_its_readers_take_is_refused_before_sending(
 
 
 async def test_floors_follow_what_the_broker_acknowledged(platform: Settings) -> None:
-    first = decisions(1)
+    first = decisions(platform, 1)
     async with producer(platform) as client:
         appender = Appender.of(platform, client)
         [before] = await appender.floors_of(first)
@@ -206,7 +209,7 @@ async def test_a_broker_that_does_not_come_back_leaves_the_events_unconfirmed_wi
     settings = platform.model_copy(update={"kafka_bootstrap": broker.bootstrap})
     try:
         await create_topic(broker.bootstrap, settings.topic(ISSUANCE_REQUESTS.name), 3)
-        sent = decisions(10)
+        sent = decisions(settings, 10)
         monkeypatch.setattr(publish_module, "RECOVERY_SECONDS", 3.0)
         async with producer(settings, request_timeout_ms=2000) as client:
             floors = await Appender.of(settings, client).floors_of(sent)

@@ -15,10 +15,16 @@ import asyncpg
 
 from pipeline.database import connect
 from pipeline.kafka import producer
-from pipeline.publish import publish_many
+from pipeline.proofs import proven_by_their_edges
+from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from producers.workload import platform_sample
 from tests.helpers import settings_env, start_worker, wait_for_journal
+
+
+def proven_sample(settings: Settings, count: int, *, seed: int) -> list[Outgoing]:
+    """``platform_sample(count, seed=seed)``, each event proven by its edge."""
+    return list(proven_by_their_edges(settings, platform_sample(count, seed=seed)))
 
 
 async def bcl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +48,7 @@ async def test_replay_rebuilds_while_queries_and_the_worker_keep_going(
     worker = start_worker(platform, tmp_path / "worker.log", agents="journal")
     try:
         async with producer(platform) as client:
-            await publish_many(platform, client, platform_sample(20_000, seed=3))
+            await publish_many(platform, client, proven_sample(platform, 20_000, seed=3))
         assert await wait_for_journal(platform, 20_000, timeout=180) == 20_000
 
         # Queries run all through the rebuild; more events arrive meanwhile.
@@ -60,7 +66,7 @@ async def test_replay_rebuilds_while_queries_and_the_worker_keep_going(
 
         async def publish_more() -> int:
             async with producer(platform) as client:
-                return await publish_many(platform, client, platform_sample(3_000, seed=4))
+                return await publish_many(platform, client, proven_sample(platform, 3_000, seed=4))
 
         querying = asyncio.create_task(query_constantly())
         more = asyncio.create_task(publish_more())
@@ -88,7 +94,7 @@ async def test_replayed_digest_equals_the_live_one(platform: Settings, tmp_path:
     worker = start_worker(platform, tmp_path / "worker.log", agents="journal")
     try:
         async with producer(platform) as client:
-            await publish_many(platform, client, platform_sample(10_000, seed=5))
+            await publish_many(platform, client, proven_sample(platform, 10_000, seed=5))
         assert await wait_for_journal(platform, 10_000, timeout=180) == 10_000
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
@@ -108,7 +114,8 @@ async def test_replayed_digest_equals_the_live_one(platform: Settings, tmp_path:
 async def test_replay_since_a_time_reads_only_what_came_after_onto_the_live_rows(
     platform: Settings, tmp_path: Path
 ) -> None:
-    before, after = list(platform_sample(6_000, seed=5)), list(platform_sample(4_000, seed=6))
+    before = proven_sample(platform, 6_000, seed=5)
+    after = proven_sample(platform, 4_000, seed=6)
     worker = start_worker(platform, tmp_path / "worker.log", agents="journal")
     try:
         async with producer(platform) as client:

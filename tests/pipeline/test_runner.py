@@ -14,11 +14,16 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import producer, reader
 from pipeline.projection import ConsumedEvent
-from pipeline.publish import publish_many
+from pipeline.proofs import EdgeKeys, proven_by_their_edges
+from pipeline.publish import Outgoing, publish_many
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, ISSUANCE_REQUESTS
 from producers.workload import platform_sample
+from schemas.codec import encode_event
+from schemas.envelope import Envelope
+from schemas.ids import new_event_id
+from schemas.rights import edge_of
 
 
 async def read_all(settings: Settings, topic: str) -> list[object]:
@@ -34,6 +39,11 @@ async def read_all(settings: Settings, topic: str) -> list[object]:
                 return found
             for records in batch.values():
                 found.extend(records)
+
+
+def proven_sample(settings: Settings, count: int) -> list[Outgoing]:
+    """``platform_sample(count)``, each event proven by its edge."""
+    return list(proven_by_their_edges(settings, platform_sample(count)))
 
 
 async def journal_count(pool: asyncpg.Pool) -> int:
@@ -71,13 +81,14 @@ def runner_for(
         pool,
         cluster=settings.center,
         dead_letters=DeadLetterSink(None),
+        keys=EdgeKeys.of(settings),
         gap_reader=LogGapReader(settings),
     )
 
 
 async def test_redelivered_records_are_skipped(platform: Settings, pool: asyncpg.Pool) -> None:
     async with producer(platform) as client:
-        await publish_many(platform, client, platform_sample(300))
+        await publish_many(platform, client, proven_sample(platform, 300))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
     runner = runner_for(platform, pool)
 
@@ -92,7 +103,7 @@ async def test_redelivered_records_are_skipped(platform: Settings, pool: asyncpg
 
 async def test_a_gap_is_filled_from_the_log(platform: Settings, pool: asyncpg.Pool) -> None:
     async with producer(platform) as client:
-        await publish_many(platform, client, platform_sample(300))
+        await publish_many(platform, client, proven_sample(platform, 300))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
     by_partition: dict[int, list[object]] = {}
     for record in records:
@@ -116,7 +127,7 @@ async def test_a_failing_batch_leaves_nothing_behind(
 
     exploding = JournalThen(explode)
     async with producer(platform) as client:
-        await publish_many(platform, client, platform_sample(50))
+        await publish_many(platform, client, proven_sample(platform, 50))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
 
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -140,7 +151,7 @@ async def test_a_batch_goes_again_when_a_kept_statement_meets_tables_of_another_
         shapes.append(len(await connection.fetchrow("SELECT * FROM events LIMIT 1")))
 
     async with producer(platform) as client:
-        await publish_many(platform, client, platform_sample(40))
+        await publish_many(platform, client, proven_sample(platform, 40))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
     runner = runner_for(platform, pool, JournalThen(read_a_row))
     half = len(records) // 2
@@ -176,7 +187,7 @@ async def test_only_a_batch_that_decides_nothing_commits_without_waiting_for_its
         settings.append(await connection.fetchval("SELECT current_setting('synchronous_commit')"))
 
     async with producer(platform) as client:
-        await publish_many(platform, client, platform_sample(20))
+        await publish_many(platform, client, proven_sample(platform, 20))
     records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
     await runner_for(platform, pool, JournalThen(note_commit_setting)).apply_records(
         records[:10]  # type: ignore[arg-type]
@@ -199,7 +210,7 @@ async def test_bad_messages_become_dead_letters_and_the_rest_applies(
     platform: Settings, pool: asyncpg.Pool
 ) -> None:
     topic = platform.topic(ISSUANCE_REQUESTS.name)
-    sample = list(platform_sample(40))
+    sample = proven_sample(platform, 40)
     bad = [
         (b"not json at all \xff", "not_json"),
         (b'{"event_id": "nope"}', "invalid_envelope"),
@@ -235,8 +246,9 @@ async def test_events_the_database_refuses_become_dead_letters_and_the_rest_appl
     """Valid envelopes Postgres will not store (a NUL byte in a text): the batch is split down
     to them, they are dead letters with the database's reason, and every other event applies."""
     topic = platform.topic(ISSUANCE_REQUESTS.name)
-    sample = [o for o in platform_sample(120) if o.envelope.type == "issuance.requested"][:60]
-    poisoned = [_with_print_option(sample[i].envelope, "a\u0000b") for i in (7, 31, 32)]
+    proven = proven_sample(platform, 120)
+    sample = [o for o in proven if o.envelope.type == "issuance.requested"][:60]
+    poisoned = [_with_print_option(platform, sample[i].envelope, "a\u0000b") for i in (7, 31, 32)]
     async with producer(platform) as client:
         await publish_many(platform, client, sample)
         for value in poisoned:
@@ -254,22 +266,16 @@ async def test_events_the_database_refuses_become_dead_letters_and_the_rest_appl
     assert sum(offset + 1 for offset in ends.values()) == len(sample) + len(poisoned)
 
 
-def _with_print_option(envelope: object, value: str) -> bytes:
-    import orjson
-
-    from schemas.codec import encode_event
-    from schemas.ids import new_event_id
-
-    data = orjson.loads(encode_event(envelope))  # type: ignore[arg-type]
-    data["event_id"] = str(new_event_id())
-    data["payload"]["print_options"] = {"note": value}
-    return orjson.dumps(data)
+def _with_print_option(settings: Settings, envelope: Envelope, value: str) -> bytes:
+    """A copy of ``envelope`` under a new id with ``value`` as a print option, proven by its
+    edge: an event that passes every check before the database's."""
+    payload = {**envelope.payload, "print_options": {"note": value}}
+    changed = envelope.model_copy(update={"event_id": new_event_id(), "payload": payload})
+    return encode_event(EdgeKeys.of(settings).prove(edge_of(changed), changed))
 
 
 def _with_type(envelope: object, new_type: str) -> bytes:
     import orjson
-
-    from schemas.codec import encode_event
 
     data = orjson.loads(encode_event(envelope))  # type: ignore[arg-type]
     data["type"] = new_type
@@ -278,8 +284,6 @@ def _with_type(envelope: object, new_type: str) -> bytes:
 
 def _with_payload(envelope: object, payload: dict[str, object]) -> bytes:
     import orjson
-
-    from schemas.codec import encode_event
 
     data = orjson.loads(encode_event(envelope))  # type: ignore[arg-type]
     data["payload"] = payload

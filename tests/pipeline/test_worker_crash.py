@@ -12,6 +12,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import publish_many
 from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
@@ -32,7 +33,11 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     try:
         async with producer(platform) as client:
             publishing = asyncio.create_task(
-                publish_many(platform, client, platform_sample(EVENTS, seed=11))
+                publish_many(
+                    platform,
+                    client,
+                    proven_by_their_edges(platform, platform_sample(EVENTS, seed=11)),
+                )
             )
             # Kill while the log is still growing and while the worker is catching up after a
             # restart, at moments no one chose.

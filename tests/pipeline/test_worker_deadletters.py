@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from pipeline.kafka import producer
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import publish_many
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, ISSUANCE_REQUESTS
@@ -23,7 +24,7 @@ from tests.pipeline.test_runner import read_all
 async def test_the_worker_parks_bad_messages_and_applies_those_around_them(
     platform: Settings, tmp_path: Path
 ) -> None:
-    valid = list(platform_sample(600, seed=9))
+    valid = list(proven_by_their_edges(platform, platform_sample(600, seed=9)))
     template = orjson.loads(encode_event(valid[-1].envelope))
     unknown_type = orjson.dumps({**template, "type": "issuance.teleported"})
     invalid = orjson.dumps({**template, "occurred_at": "yesterday"})

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.catchup import refresh
 from pipeline.database import connect, create_pool
+from pipeline.projection import load_projection
 from pipeline.settings import Settings
 from pipeline.signing import generate_signing_key
 from pipeline.vault import Vault, load_kek, open_sealed
 from producers.municipal_push import (
     LINES_PER_BATCH,
     REFUSAL_REASONS,
+    WITHHELD,
     held_batches,
     next_sequence,
     push_file,
@@ -136,10 +139,10 @@ async def test_an_accepted_push_publishes_each_row_then_its_receipt(platform: Se
         full=False,
     )
 
-    # The kept folder: the file as received, the canonical rows, the report.
+    # The kept folder: the report alone. Neither the file nor its rows stay at rest once on the
+    # log (sealed per resident there).
     assert report.kept_at is not None
-    assert (report.kept_at / "original.csv").read_bytes() == SAMPLE_CSV.read_bytes()
-    assert len((report.kept_at / "rows.jsonl").read_bytes().splitlines()) == 18
+    assert sorted(path.name for path in report.kept_at.iterdir()) == ["report.json"]
     assert orjson.loads((report.kept_at / "report.json").read_bytes())["outcome"] == "accepted"
     assert await next_sequence(platform, CHIYODA) == 2
 
@@ -150,11 +153,22 @@ async def test_json_lines_push_the_same_rows(platform: Settings) -> None:
     from_jsonl = await signed_push(platform, key, SAMPLE_JSONL, 2)
     assert (from_csv.outcome, from_jsonl.outcome) == ("accepted", "accepted")
     assert from_jsonl.events_published == from_csv.events_published == 18
-    canonical = [
-        [orjson.loads(line)["row"] for line in (report.kept_at / "rows.jsonl").open("rb")]
-        for report in (from_csv, from_jsonl)
-        if report.kept_at
-    ]
+    await refresh(platform, load_projection("replica", platform))
+    async with connect(platform) as connection:
+        canonical = [
+            [
+                tuple(row)
+                for row in await connection.fetch(
+                    "SELECT resident_code, reason, effective_date, household_number, "
+                    "relationship, name, name_kana, birth_date, sex, address, previous_address, "
+                    "head_of_household, resident_since, address_since, notified_on "
+                    "FROM replica.changes WHERE batch = $1 ORDER BY line",
+                    batch,
+                )
+            ]
+            for batch in (1, 2)
+        ]
+    assert len(canonical[0]) == sum(row["record"] == "resident" for row in sample_rows())
     assert canonical[0] == canonical[1]
 
 
@@ -185,11 +199,17 @@ async def test_one_bad_row_refuses_the_whole_batch_with_every_problem(
     assert await logged_events(platform) == []
     assert await next_sequence(platform, CHIYODA) == 1  # a refusal takes no sequence
     assert report.kept_at is not None
-    assert (report.kept_at / "original.csv").read_bytes() == bad.read_bytes()
+    assert sorted(path.name for path in report.kept_at.iterdir()) == ["report.json"]
     kept = orjson.loads((report.kept_at / "report.json").read_bytes())
     assert kept["reason"] == "invalid_rows"
-    assert len(kept["problems"]) == 4
-    assert not (report.kept_at / "rows.jsonl").exists()
+    # The report at rest withholds what is personal (a My Number), not what the sender mistyped
+    # in a code.
+    assert {(p["field"], p["value"]) for p in kept["problems"]} == {
+        ("effective_date", "2024-02-30"),
+        ("my_number", WITHHELD),
+        ("municipality", "131017"),
+        ("sex", WITHHELD),
+    }
 
     fixed = await signed_push(platform, key, SAMPLE_CSV, 1)
     assert fixed.outcome == "accepted"

@@ -63,6 +63,7 @@ from pipeline.agents import WORKER_ROLES
 from pipeline.database import connect
 from pipeline.kafka import high_watermarks, partitions_of, reader, start_producer
 from pipeline.projection import PROJECTION_MODULES, load_projection
+from pipeline.proofs import proven_by_their_edges
 from pipeline.publish import Appender, Outgoing, Unconfirmed, publish_many
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.status import dead_letter_counts, log_ends, wait_until_applied
@@ -274,7 +275,10 @@ class Publisher:
 
     def __init__(self, center: Center, events: int, seed: int, ack_every: int, kills: int):
         self.center = center
-        self.source: Iterator[Outgoing] = platform_sample(events, seed=seed)
+        # Each event proven by its edge, as the platform's own would publish it.
+        self.source: Iterator[Outgoing] = proven_by_their_edges(
+            current_settings(), platform_sample(events, seed=seed)
+        )
         self.not_yet_handed = events
         self.ack_every = ack_every
         self.kills_planned = kills
