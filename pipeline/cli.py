@@ -12,6 +12,7 @@ import os
 import time
 from datetime import datetime
 from typing import Annotated, Any, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -139,6 +140,14 @@ def centers_of(names: str) -> list[Settings]:
     return current.topology(wanted)  # type: ignore[arg-type]
 
 
+def without_password(dsn: str) -> str:
+    """``dsn`` fit for a terminal: its password, if any, masked."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def start_center(current: Settings, *, worker: bool) -> None:
     """One center's services up, migrated, its topics created; its worker if asked."""
     from infra.services import up as start_services
@@ -154,7 +163,7 @@ def start_center(current: Settings, *, worker: bool) -> None:
         + (f" (pid {started.broker_pid})" if started.broker_pid else " (external)")
     )
     console.print(
-        f"postgres {started.database_url}"
+        f"postgres {without_password(started.database_url)}"
         + (f" (pid {started.postgres_pid})" if started.postgres_pid else " (external)")
     )
 

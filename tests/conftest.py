@@ -36,7 +36,27 @@ def pytest_configure(config: pytest.Config) -> None:
 @dataclass(frozen=True)
 class Endpoints:
     bootstrap: str
-    dsn: str
+    dsn: str  # the application role's, as the pipeline connects
+    admin_dsn: str  # one that may create databases (the embedded server's superuser)
+    owner: str | None  # the role that owns the databases made for tests, if not admin_dsn's
+
+    async def create_database(self) -> tuple[str, str]:
+        """A new empty database, as `bcl up` makes one: its name and the application's DSN."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            owner = f" OWNER {self.owner}" if self.owner else ""
+            await admin.execute(f"CREATE DATABASE {name}{owner}")
+        finally:
+            await admin.close()
+        return name, with_database(self.dsn, name)
+
+    async def drop_database(self, name: str) -> None:
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
@@ -49,10 +69,11 @@ def scratch() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
     from infra.broker import start_broker, stop_broker
-    from infra.postgres import start_postgres, stop_postgres
+    from infra.postgres import APPLICATION_ROLE, start_postgres, stop_postgres
 
     bootstrap = os.environ.get("BCL_KAFKA_BOOTSTRAP")
     dsn = os.environ.get("BCL_DATABASE_URL")
+    admin_dsn, owner = dsn, None
     stops = []
     with scratch_folder() as base:
         try:
@@ -63,8 +84,9 @@ def endpoints() -> Iterator[Endpoints]:
             if not dsn:
                 postgres = start_postgres(base / "postgres")
                 stops.append(lambda: stop_postgres(postgres.pid))
-                dsn = postgres.dsn
-            yield Endpoints(bootstrap, dsn)
+                dsn, admin_dsn, owner = postgres.dsn, postgres.admin_dsn, APPLICATION_ROLE
+            assert admin_dsn is not None
+            yield Endpoints(bootstrap, dsn, admin_dsn, owner)
         finally:
             for stop in reversed(stops):
                 stop()
@@ -91,14 +113,9 @@ def west_bootstrap(endpoints: Endpoints) -> Iterator[str]:
 @pytest.fixture
 async def db_dsn(endpoints: Endpoints) -> AsyncIterator[str]:
     """The address of a database of its own, so each test starts with no schema applied."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(endpoints.dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield with_database(endpoints.dsn, name)
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    name, dsn = await endpoints.create_database()
+    yield dsn
+    await endpoints.drop_database(name)
 
 
 @pytest.fixture

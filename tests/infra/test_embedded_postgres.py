@@ -11,7 +11,14 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from infra.postgres import PROCESS_NAME, SYSTEM_USER, start_postgres, stop_postgres
+from infra.postgres import (
+    APPLICATION_ROLE,
+    CREDENTIALS_FILE,
+    PROCESS_NAME,
+    SYSTEM_USER,
+    start_postgres,
+    stop_postgres,
+)
 from infra.processes import ServiceStartError, pid_alive
 from pipeline.settings import PROJECT_ROOT
 
@@ -34,7 +41,7 @@ async def test_postgres_serves_the_bcl_database_on_localhost_only(scratch: Path)
         assert await fetch(handle.dsn, "SHOW full_page_writes") == "on"
         assert await fetch(handle.dsn, "SHOW synchronous_commit") == "on"
         assert await fetch(handle.dsn, "SHOW default_statistics_target") == "10"
-        sockets = await fetch(handle.dsn, "SHOW unix_socket_directories")
+        sockets = await fetch(handle.admin_dsn, "SHOW unix_socket_directories")
         assert sockets == str(scratch / "postgres" / "run")
         server = psutil.Process(handle.pid)
         listening = {
@@ -123,6 +130,55 @@ async def test_a_killed_server_left_a_zombie_by_its_parent_does_not_block_the_ne
         launcher.wait()
 
 
+async def test_every_login_needs_a_password_and_the_pipeline_is_no_superuser(
+    scratch: Path,
+) -> None:
+    handle = start_postgres(scratch / "postgres")
+    try:
+        role = await fetch(
+            handle.dsn,
+            "SELECT row(rolsuper, rolcreaterole, rolcreatedb)::text FROM pg_roles "
+            "WHERE rolname = current_user",
+        )
+        assert role == "(f,f,f)"
+        owner = await fetch(
+            handle.dsn,
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()",
+        )
+        assert owner == APPLICATION_ROLE
+        # Who reaches the port without the password gets nothing, the superuser included.
+        address = handle.dsn.split("@", 1)[1]
+        for dsn in (
+            f"postgresql://{APPLICATION_ROLE}@{address}",
+            f"postgresql://{APPLICATION_ROLE}:wrong@{address}",
+            f"postgresql://postgres@{address}",
+        ):
+            with pytest.raises(
+                (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+            ):
+                await fetch(dsn, "SELECT 1")
+        # Another role that can log in may not even connect to the pipeline's database.
+        admin = await asyncpg.connect(handle.admin_dsn)
+        try:
+            await admin.execute("CREATE ROLE stranger LOGIN PASSWORD 'stranger'")
+        finally:
+            await admin.close()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await fetch(f"postgresql://stranger:stranger@{address}", "SELECT 1")
+        kept = scratch / "postgres" / CREDENTIALS_FILE
+        assert kept.stat().st_mode & 0o777 == 0o600
+    finally:
+        stop_postgres(handle.pid)
+
+
+def test_a_cluster_made_without_passwords_is_refused_with_what_to_do(scratch: Path) -> None:
+    data_dir = scratch / "postgres"
+    stop_postgres(start_postgres(data_dir).pid)
+    (data_dir / CREDENTIALS_FILE).unlink()
+    with pytest.raises(ServiceStartError, match="made before BCL required passwords"):
+        start_postgres(data_dir)
+
+
 def test_a_failed_start_reports_the_server_log(scratch: Path) -> None:
     data_dir = scratch / "postgres"
     stop_postgres(start_postgres(data_dir).pid)
@@ -135,6 +191,6 @@ def test_a_failed_start_reports_the_server_log(scratch: Path) -> None:
 async def test_a_data_folder_too_deep_for_a_socket_path_serves_tcp_only(scratch: Path) -> None:
     handle = start_postgres(scratch / ("deep" * 20) / "postgres")
     try:
-        assert await fetch(handle.dsn, "SHOW unix_socket_directories") == ""
+        assert await fetch(handle.admin_dsn, "SHOW unix_socket_directories") == ""
     finally:
         stop_postgres(handle.pid)

@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,7 +50,7 @@ from schemas.events.residents import PersonalData, ResidentRecord
 from schemas.sealed import carried_by
 from tests.conftest import Endpoints
 from tests.consumers.test_issuer_pipeline import ICHIRO, MAYOR, MORNING, request
-from tests.helpers import PowerCut, settings_env, with_database
+from tests.helpers import PowerCut, settings_env
 from tests.producers.push_helpers import (
     CHIYODA,
     SAMPLE_CSV,
@@ -75,24 +74,19 @@ async def fresh(
     """A second center as `bcl up` leaves a new one: its own migrated, empty database and an
     empty home, on the same log as ``platform``; the original KEK handed over apart, as the
     operator keeps it (BCL_KEK_FILE)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(endpoints.dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        settings = Settings(
-            home=tmp_path / "restored",
-            kafka_bootstrap=platform.kafka_bootstrap,
-            database_url=with_database(endpoints.dsn, name),
-            topic_prefix=platform.topic_prefix,
-            partitions=platform.partitions,
-            kek_file=platform.home / "kek",
-        )
-        async with connect(settings) as connection:
-            await migrate_all(connection)
-        yield settings
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    name, dsn = await endpoints.create_database()
+    settings = Settings(
+        home=tmp_path / "restored",
+        kafka_bootstrap=platform.kafka_bootstrap,
+        database_url=dsn,
+        topic_prefix=platform.topic_prefix,
+        partitions=platform.partitions,
+        kek_file=platform.home / "kek",
+    )
+    async with connect(settings) as connection:
+        await migrate_all(connection)
+    yield settings
+    await endpoints.drop_database(name)
 
 
 def bcl(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

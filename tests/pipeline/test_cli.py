@@ -143,3 +143,11 @@ def test_what_a_command_writes_under_the_home_is_the_operators_alone(tmp_path: P
     assert any(path.name.endswith(".key.pem") for path in written)
     modes = {path.relative_to(home): stat.S_IMODE(path.stat().st_mode) for path in written}
     assert modes == {path: 0o700 if (home / path).is_dir() else 0o600 for path in modes}
+
+
+def test_a_database_address_is_shown_without_its_password() -> None:
+    from pipeline.cli import without_password
+
+    shown = without_password("postgresql://bcl_app:s3cr3t-Pw_x@127.0.0.1:5432/bcl")
+    assert shown == "postgresql://bcl_app:***@127.0.0.1:5432/bcl"
+    assert without_password("postgresql://me@db.example/bcl") == "postgresql://me@db.example/bcl"
