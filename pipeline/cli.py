@@ -41,6 +41,7 @@ def _sub_apps() -> None:
         center,
         certificates,
         disaster,
+        edges,
         failover,
         fees,
         mirror,
@@ -79,6 +80,9 @@ def _sub_apps() -> None:
     )
     app.add_typer(
         mirror.app, name="mirror", help="Copy a center's topics into the other center's cluster."
+    )
+    app.add_typer(
+        edges.app, name="edges", help="Who may write what on the log, and the broker ACLs for it."
     )
 
 

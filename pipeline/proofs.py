@@ -24,6 +24,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -50,6 +51,12 @@ class EdgeKeys:
 
     kek: bytes = field(repr=False)
     _keys: dict[tuple[str, int], bytes] = field(default_factory=dict, repr=False)
+    # Verdicts already reached, by edge and by (edge, type, claims): a consumer meets the same
+    # few thousand combinations over and over, and judging one takes longer than the MAC.
+    _edges: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _rights: dict[tuple[str, str, str, str, str | None], str | None] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of(cls, settings: Settings) -> EdgeKeys:
@@ -99,7 +106,9 @@ class EdgeKeys:
             )
         named, _, mac = proof.rpartition(":")
         edge, _, generation = named.rpartition("#")
-        problem = edge_problem(edge)
+        if edge not in self._edges:
+            self._edges[edge] = _remembered(self._edges, edge_problem(edge))
+        problem = self._edges[edge]
         if problem is not None:
             raise Unauthenticated(f"proof names {problem}")
         suffix = proof_suffix(proof)
@@ -114,13 +123,27 @@ class EdgeKeys:
                 f"the proof does not match the event: it was not proven by edge {edge}, or "
                 "was altered afterwards"
             )
-        problem = rights_problem(edge, envelope)
+        claims = (edge, envelope.type, envelope.source, envelope.origin, envelope.municipality)
+        if claims not in self._rights:
+            self._rights[claims] = _remembered(self._rights, rights_problem(edge, envelope))
+        problem = self._rights[claims]
         if problem is not None:
             raise Unauthenticated(problem)
 
     def _mac(self, edge: str, generation: int, body: bytes) -> str:
         digest = hmac.digest(self.key(edge, generation), body, hashlib.sha256)
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+_MAX_REMEMBERED = 100_000
+
+
+def _remembered(verdicts: dict[Any, str | None], verdict: str | None) -> str | None:
+    """``verdict``, with room made for it: a stream of distinct forged claims must not grow a
+    consumer's memory without end."""
+    if len(verdicts) >= _MAX_REMEMBERED:
+        verdicts.clear()
+    return verdict
 
 
 # One per KEK a process uses, so each edge's key is derived once.

@@ -160,6 +160,9 @@ def _check_plain_text(text: str) -> str:
     return text
 
 
+# Standard base64 with padding, as signatures travel in events.
+BASE64 = r"^[A-Za-z0-9+/]*={0,2}$"
+
 # Names and addresses: no control characters (a NUL, a line break, an escape) and no lone
 # surrogates. Postgres refuses a NUL in text, and the rest breaks the printed certificate.
 PlainText = Annotated[str, AfterValidator(_check_plain_text)]

@@ -59,12 +59,14 @@ _DISASTER = frozenset(
 class EdgeRights:
     """What an edge of one kind may publish.
 
+    ``topic``: the one topic its events go to (a broker's ACLs let it write there alone).
     ``sources``: the ``source`` claims it may make, as shell patterns; ``{scope}`` stands for the
     part of its identity after the colon. ``scope``: which envelope field must name the edge's
     own scope (a municipality pushes only its own residents, a center requests only in its own
     origin), or None.
     """
 
+    topic: str
     types: frozenset[str]
     sources: tuple[str, ...]
     scope: str | None = None
@@ -72,9 +74,12 @@ class EdgeRights:
 
 EDGE_RIGHTS: Final[dict[str, EdgeRights]] = {
     "registry": EdgeRights(
-        frozenset({"municipality.joined", "municipality.updated"}), sources=("registry",)
+        "municipalities",
+        frozenset({"municipality.joined", "municipality.updated"}),
+        sources=("registry",),
     ),
     "municipality": EdgeRights(
+        "resident.changes",
         frozenset(
             {
                 "resident.registered",
@@ -89,19 +94,27 @@ EDGE_RIGHTS: Final[dict[str, EdgeRights]] = {
         scope="municipality",
     ),
     "center": EdgeRights(
+        "issuance.requests",
         frozenset({"issuance.requested", "issuance.delivered", "issuance.cancelled"}),
         sources=("center:{scope}",),
         scope="origin",
     ),
     "issuer": EdgeRights(
-        frozenset({"issuance.issued", "issuance.rejected"}), sources=("issuer",), scope="origin"
+        "issuance.outcomes",
+        frozenset({"issuance.issued", "issuance.rejected"}),
+        sources=("issuer",),
+        scope="origin",
     ),
     # A card is issued at the municipality's window, so its issuance names the municipality.
-    "jpki": EdgeRights(_CERTIFICATES, sources=("jpki", "municipality:*")),
+    "jpki": EdgeRights("jpki.certificates", _CERTIFICATES, sources=("jpki", "municipality:*")),
     "disaster": EdgeRights(
-        _DISASTER, sources=("disaster", "portal", "shelter:*", "staff:*", "municipality:*")
+        "disaster.events",
+        _DISASTER,
+        sources=("disaster", "portal", "shelter:*", "staff:*", "municipality:*"),
     ),
-    "retention": EdgeRights(frozenset({"resident.purged"}), sources=("retention",)),
+    "retention": EdgeRights(
+        "resident.changes", frozenset({"resident.purged"}), sources=("retention",)
+    ),
 }
 
 _EDGE = re.compile(r"(?P<kind>[a-z]+)(?::(?P<scope>[0-9A-Za-z_-]+))?")

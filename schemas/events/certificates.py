@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.codes import CertificateSerial, MunicipalityCode
+from schemas.codes import CertificateSerial, MunicipalityCode, PlainText
 from schemas.events.residents import ResidentCode
 from schemas.ids import derived_event_id
 from schemas.registry import REGISTRY
@@ -51,7 +51,9 @@ class CertificateIssued(BaseModel):
     not_after: AwareDatetime = Field(
         description="End of validity: the end of the holder's 5th birthday after issuance."
     )
-    issuer: str = Field(min_length=1, description="The issuing CA's name (RFC 4514).")
+    issuer: PlainText = Field(
+        min_length=1, max_length=1_000, description="The issuing CA's name (RFC 4514)."
+    )
 
 
 @REGISTRY.event("certificate.suspended", 1)
@@ -102,7 +104,9 @@ class CrlImported(BaseModel):
 
     model_config = _FROZEN
 
-    issuer: str = Field(min_length=1, description="The CRL's issuer (RFC 4514).")
+    issuer: PlainText = Field(
+        min_length=1, max_length=1_000, description="The CRL's issuer (RFC 4514)."
+    )
     crl_number: int | None = Field(default=None, ge=0)
     this_update: AwareDatetime
     next_update: AwareDatetime | None = None

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.codes import CertificateSerial, MunicipalityCode
+from schemas.codes import CertificateSerial, MunicipalityCode, PlainText
 from schemas.events.residents import ResidentCode
 from schemas.registry import REGISTRY
 
@@ -137,8 +137,8 @@ class SupportNeedsRegistered(BaseModel):
 
     municipality: MunicipalityCode
     resident_code: ResidentCode
-    needs: tuple[str, ...] = Field(
-        min_length=1, description="e.g. wheelchair, dialysis, hearing, dementia."
+    needs: tuple[Annotated[PlainText, StringConstraints(max_length=100)], ...] = Field(
+        min_length=1, max_length=50, description="e.g. wheelchair, dialysis, hearing, dementia."
     )
     plan: str = Field(default="", max_length=2_000, description="The individual evacuation plan.")
     supporter: str = Field(default="", max_length=200, description="Who helps them evacuate.")
@@ -256,7 +256,7 @@ class TapRefused(BaseModel):
     shelter_id: ShelterId
     tap_event_id: UUID
     reason: TapRefusal
-    message: str = Field(min_length=1)
+    message: PlainText = Field(min_length=1, max_length=2_000)
 
 
 @REGISTRY.event("application.submitted", 1)
@@ -305,7 +305,7 @@ class ApplicationRefused(BaseModel):
     application_id: UUID
     disaster_id: DisasterId
     reason: ApplicationRefusal
-    message: str = Field(min_length=1)
+    message: PlainText = Field(min_length=1, max_length=2_000)
 
 
 @REGISTRY.event("application.accepted", 1)

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.codes import CertificateSerial, MunicipalityCode
+from schemas.codes import BASE64, CertificateSerial, MunicipalityCode, PlainText
 from schemas.registry import REGISTRY
 from schemas.sealed import Sealed
 
@@ -111,7 +111,7 @@ class IssuanceCancelled(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: UUID
-    reason: str = Field(min_length=1)
+    reason: PlainText = Field(min_length=1, max_length=500)
 
 
 # ------------------------------------------------------------------------- issuance.outcomes
@@ -176,7 +176,11 @@ class IssuanceIssued(BaseModel):
     digest: str = Field(
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the signed content (hex)."
     )
-    signature: str = Field(description="base64 of the DER ECDSA signature of the content.")
+    signature: str = Field(
+        pattern=BASE64,
+        max_length=200,
+        description="base64 of the DER ECDSA signature of the content.",
+    )
     seal_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     pages: int = Field(ge=1)
     fee: FeeQuote
@@ -205,7 +209,9 @@ class IssuanceRejected(BaseModel):
     municipality: MunicipalityCode
     certificate_type: CertificateType
     reason: RejectionReason
-    message: str = Field(min_length=1, description="What the resident or operator can act on.")
+    message: PlainText = Field(
+        min_length=1, max_length=2_000, description="What the resident or operator can act on."
+    )
     outside_counter_hours: bool | None = Field(
         default=None,
         description="The request came while the municipality's counter was closed (None: the "

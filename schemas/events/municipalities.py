@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from pydantic_core import PydanticCustomError
 
 from schemas.calendar import JST, is_year_end_closure
-from schemas.codes import MunicipalityCode
+from schemas.codes import MunicipalityCode, PlainText
 from schemas.events.issuance import TAX_CERTIFICATE_TYPES, CertificateType
 from schemas.registry import REGISTRY
 
@@ -70,7 +70,7 @@ class MaintenanceWindow(BaseModel):
 
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    reason: str = Field(min_length=1)
+    reason: PlainText = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")
     def _starts_before_ending(self) -> Self:
@@ -123,7 +123,7 @@ def _default_counter_hours() -> dict[Weekday, TimeWindow]:
 class MunicipalityProfile(BaseModel):
     model_config = _FROZEN
 
-    name: str = Field(min_length=1)
+    name: PlainText = Field(min_length=1, max_length=100)
     uses_bcl: bool = Field(
         description="Pushes its resident data to BCL rather than running its own server."
     )
@@ -226,7 +226,7 @@ class MunicipalityJoinedV1(BaseModel):
     model_config = _FROZEN
 
     code: MunicipalityCode
-    name: str = Field(min_length=1)
+    name: PlainText = Field(min_length=1, max_length=100)
     joined_on: date
     uses_bcl: bool
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.codes import MunicipalityCode
+from schemas.codes import BASE64, MunicipalityCode
 from schemas.registry import REGISTRY
 from schemas.sealed import Sealed
 
@@ -172,7 +172,11 @@ class BatchAccepted(BaseModel):
     municipality: MunicipalityCode
     sequence: int = Field(ge=1)
     file_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    signature: str = Field(description="base64 Ed25519 signature of the push statement's digest")
+    signature: str = Field(
+        pattern=BASE64,
+        max_length=200,
+        description="base64 Ed25519 signature of the push statement's digest",
+    )
     rows: int = Field(ge=0, description="Rows of the file (for a full snapshot: of the register).")
     events: int = Field(ge=0, description="Events the batch became (a snapshot: its differences).")
     full: bool = False

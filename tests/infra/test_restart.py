@@ -5,6 +5,8 @@ certificate printed before still verifies."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, time
 from pathlib import Path
 
+import asyncpg
 import psutil  # type: ignore[import-untyped]
 import pytest
 
@@ -159,3 +162,55 @@ def test_a_memory_log_lost_at_a_restart_rebuilds_the_projections_it_had_fed() ->
                 capture_output=True,
                 timeout=120,
             )
+
+
+def test_nothing_personal_is_in_clear_at_rest_and_every_file_is_private(
+    home: Path, before: dict[str, object]
+) -> None:
+    """DESIGN §7: outside Postgres' own tables, no resident's name, address or My Number is on
+    disk in clear (not in the log's store, the push folders, the reports, the logs), nor in the
+    journal's copy of the log; and everything under $BCL_HOME is its owner's alone."""
+    register = home / "register.csv"
+    with register.open(encoding="utf-8") as rows:
+        residents = [row for row in csv.DictReader(rows) if row["record"] == "resident"]
+    secrets = {
+        value
+        for row in residents
+        for value in (row["name"], row["name_kana"], row["address"], row["my_number"])
+        if len(value.encode()) >= 9  # long enough that no ciphertext holds it by chance
+    }
+    assert len(secrets) > 100
+    # The operator's own files: the register they pushed and the certificate they printed.
+    theirs = {register, before["pdf"]}
+    postgres_data = home / "east" / "postgres" / "data"
+    found: list[str] = []
+    for folder, folders, files in os.walk(home):
+        path = Path(folder)
+        if path == postgres_data:
+            folders.clear()  # Postgres' own tables, private to its account (checked below)
+            continue
+        assert path.stat().st_mode & 0o076 == 0, f"{path} is {oct(path.stat().st_mode)}"
+        for name in files:
+            file = path / name
+            if file in theirs or file.is_symlink():
+                continue
+            assert file.stat().st_mode & 0o077 == 0, f"{file} is {oct(file.stat().st_mode)}"
+            data = file.read_bytes()
+            found += [f"{file}: {s}" for s in secrets if s.encode() in data]
+    assert found == []
+    assert postgres_data.stat().st_mode & 0o077 == 0
+
+    async def journal_text() -> str:
+        services = json.loads((home / "east" / "services.json").read_text())
+        connection = await asyncpg.connect(services["database_url"])
+        try:
+            return str(
+                await connection.fetchval(
+                    "SELECT string_agg(payload::text, ' ') FROM journal.events"
+                )
+            )
+        finally:
+            await connection.close()
+
+    journal = asyncio.run(journal_text())
+    assert [s for s in secrets if s in journal] == []

@@ -113,3 +113,12 @@ def test_edge_of_finds_the_edge_whose_rights_cover_an_event() -> None:
     assert edge_of(cancelled(origin="west", source="center:west")) == "center:west"
     with pytest.raises(ValueError, match=r"no edge may publish certificate\.revoked"):
         edge_of(revoked(source="registry"))
+
+
+def test_each_edge_writes_to_a_topic_of_the_catalog_that_carries_its_events() -> None:
+    from pipeline.topics import CATALOG
+
+    names = {spec.name: spec for spec in CATALOG}
+    for kind, rights in EDGE_RIGHTS.items():
+        assert rights.topic in names, kind
+        assert names[rights.topic].source, kind  # a topic of record, kept and mirrored
