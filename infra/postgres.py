@@ -81,6 +81,8 @@ SERVER_SETTINGS = {
     # seconds. The queries here look rows up by key or scan an indexed time range; 10-bucket
     # histograms and 10 common values per column serve those plans.
     "default_statistics_target": "10",
+    # The socket is the server account's alone, like the folder it is in.
+    "unix_socket_permissions": "0700",
 }
 
 # sizeof(sockaddr_un.sun_path) less the terminating NUL.

@@ -20,7 +20,7 @@ from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import PROJECTION_MODULES, load_projection
 from pipeline.proofs import EdgeKeys, proven_by_their_edges
-from pipeline.publish import publish_many
+from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from pipeline.status import wait_until_applied
 from pipeline.topics import ISSUANCE_REQUESTS
@@ -46,9 +46,8 @@ pytestmark = pytest.mark.integration
 SAMPLE = 200
 
 
-def _requests(settings: Settings) -> list[Envelope]:
-    proven = proven_by_their_edges(settings, platform_sample(SAMPLE, seed=9))
-    return [o.envelope for o in proven if o.envelope.type == "issuance.requested"]
+def _valid(settings: Settings, seed: int) -> list[Outgoing]:
+    return list(proven_by_their_edges(settings, platform_sample(SAMPLE, seed=seed)))
 
 
 def _json(envelope: Envelope, **changes: Any) -> bytes:
@@ -79,7 +78,10 @@ RAW: dict[str, tuple[Callable[[Settings, Envelope], bytes | None], str]] = {
     "a JSON string": (lambda s, e: b'"issuance.requested"', "invalid_envelope"),
     "JSON null": (lambda s, e: b"null", "invalid_envelope"),
     "an empty object": (lambda s, e: b"{}", "invalid_envelope"),
-    "a lone surrogate": (lambda s, e: _payload(e, store_id="\\ud800"), "not_json"),
+    "a lone surrogate": (
+        lambda s, e: encode_event(e).replace(b'"store_id":"', b'"store_id":"\\ud800', 1),
+        "not_json",
+    ),
     "nesting 100,000 deep": (lambda s, e: b"[" * 100_000 + b"]" * 100_000, "not_json"),
     "truncated mid-event": (lambda s, e: encode_event(e)[:-40], "not_json"),
     "a UUIDv4 event id": (
@@ -90,7 +92,10 @@ RAW: dict[str, tuple[Callable[[Settings, Envelope], bytes | None], str]] = {
         lambda s, e: _json(e, occurred_at="2026-12-07T10:00:00"),
         "invalid_envelope",
     ),
-    "a sequence past 64 bits": (lambda s, e: _json(e, sequence=2**64), "invalid_envelope"),
+    "a sequence past 64 bits": (
+        lambda s, e: encode_event(e).replace(b'"sequence":null', b'"sequence":%d' % 2**64),
+        "invalid_envelope",
+    ),
     "a municipality code with a wrong check digit": (
         lambda s, e: _json(e, municipality="131017"),
         "invalid_envelope",
@@ -156,25 +161,19 @@ async def test_every_kind_of_bad_record_on_the_log_is_refused_and_no_worker_stop
     platform: Settings, tmp_path: Path
 ) -> None:
     assert len(RAW) >= 25
-    requests = _requests(platform)
-    before, after = requests[: len(requests) // 2], requests[len(requests) // 2 :]
+    before, after = _valid(platform, seed=9), _valid(platform, seed=10)
+    template = next(o.envelope for o in before if o.envelope.type == "issuance.requested")
     log = tmp_path / "worker.log"
     worker = start_worker(platform, log)
     try:
         await wait_for_log_line(log, "caught up from the log")
         async with producer(platform) as client:
-            await publish_many(
-                platform, client, proven_by_their_edges(platform, platform_sample(SAMPLE, seed=9))
-            )
+            await publish_many(platform, client, before)
         await _write_raw(
-            platform, {name: make(platform, before[0]) for name, (make, _) in RAW.items()}
+            platform, {name: make(platform, template) for name, (make, _) in RAW.items()}
         )
         async with producer(platform) as client:
-            await publish_many(
-                platform,
-                client,
-                proven_by_their_edges(platform, platform_sample(SAMPLE, seed=10)),
-            )
+            await publish_many(platform, client, after)
         assert await _all_applied(platform)
         assert worker.poll() is None, log.read_text()[-2000:]
     finally:
@@ -191,7 +190,7 @@ async def test_every_kind_of_bad_record_on_the_log_is_refused_and_no_worker_stop
     async with connect(platform) as connection:
         journal = await connection.fetchval("SELECT count(*) FROM journal.events")
     assert journal >= 2 * SAMPLE  # every valid event, and the decisions made on them
-    assert {e.event_id for e in before + after} <= await _journal_ids(platform)
+    assert {o.envelope.event_id for o in before + after} <= await _journal_ids(platform)
 
     # The data that once kept the projections worker from starting does not now.
     restarted = start_worker(platform, log)
@@ -228,8 +227,12 @@ PUSHES: dict[str, tuple[Callable[[Path], Path], str]] = {
         lambda folder: write_csv(folder / "esc.csv", _rows(address="東京都\x1b[2J千代田区")),
         "invalid_rows",
     ),
-    "a 5 MB name": (
+    "a 5 MB name (a line longer than any row may be)": (
         lambda folder: write_csv(folder / "big.csv", _rows(name="あ" * 1_700_000)),
+        "unknown_format",
+    ),
+    "a name of 101 characters": (
+        lambda folder: write_csv(folder / "long.csv", _rows(name="あ" * 101)),
         "invalid_rows",
     ),
     "an impossible date": (
