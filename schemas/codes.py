@@ -147,18 +147,22 @@ def canonical_serial(serial: str) -> str:
     return certificate_serial(serial_number(serial.strip()))
 
 
-def _check_plain_text(text: str) -> str:
+def _check_plain_text(text: str, allowed: str = "") -> str:
     for position, character in enumerate(text, start=1):
         category = unicodedata.category(character)
-        if category in ("Cc", "Cs"):
+        if category in ("Cc", "Cs") and character not in allowed:
             what = "a lone surrogate" if category == "Cs" else "a control character"
             raise PydanticCustomError(
                 "control_character",
-                f"has {what} (U+{ord(character):04X}) at character {position}; names and "
-                "addresses are plain text: remove it",
+                f"has {what} (U+{ord(character):04X}) at character {position}; names, "
+                "addresses and other text are plain text: remove it",
             )
     return text
 
+
+# The largest amount of yen any field holds: 1,000 trillion, within the bigint columns it lands in
+# and beyond any tax fact.
+MAX_YEN = 10**15
 
 # Standard base64 with padding, as signatures travel in events.
 BASE64 = r"^[A-Za-z0-9+/]*={0,2}$"
@@ -166,3 +170,5 @@ BASE64 = r"^[A-Za-z0-9+/]*={0,2}$"
 # Names and addresses: no control characters (a NUL, a line break, an escape) and no lone
 # surrogates. Postgres refuses a NUL in text, and the rest breaks the printed certificate.
 PlainText = Annotated[str, AfterValidator(_check_plain_text)]
+# Text of several lines (a notice's body, a plan): line breaks and tabs, no other control.
+Prose = Annotated[str, AfterValidator(lambda text: _check_plain_text(text, "\n\r\t"))]

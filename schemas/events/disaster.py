@@ -19,15 +19,15 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.codes import CertificateSerial, MunicipalityCode, PlainText
-from schemas.events.residents import ResidentCode
+from schemas.codes import CertificateSerial, MunicipalityCode, PlainText, Prose
+from schemas.events.residents import HouseholdNumber, ResidentCode
 from schemas.registry import REGISTRY
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 DisasterId = Annotated[str, StringConstraints(pattern=r"^[0-9a-z][0-9a-z-]{2,39}$")]
 ShelterId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,40}$")]
-Staff = Annotated[str, StringConstraints(min_length=1, max_length=100)]  # who recorded it
+Staff = Annotated[PlainText, StringConstraints(min_length=1, max_length=100)]  # who recorded it
 
 
 class DisasterKind(StrEnum):
@@ -124,7 +124,7 @@ class DwellingLocated(BaseModel):
     model_config = _FROZEN
 
     municipality: MunicipalityCode
-    address: str = Field(min_length=1, max_length=200)
+    address: PlainText = Field(min_length=1, max_length=200)
     location: Point
 
 
@@ -140,8 +140,8 @@ class SupportNeedsRegistered(BaseModel):
     needs: tuple[Annotated[PlainText, StringConstraints(max_length=100)], ...] = Field(
         min_length=1, max_length=50, description="e.g. wheelchair, dialysis, hearing, dementia."
     )
-    plan: str = Field(default="", max_length=2_000, description="The individual evacuation plan.")
-    supporter: str = Field(default="", max_length=200, description="Who helps them evacuate.")
+    plan: Prose = Field(default="", max_length=2_000, description="The individual evacuation plan.")
+    supporter: PlainText = Field(default="", max_length=200, description="Who helps them evacuate.")
 
 
 # ------------------------------------------------------------------------------ the disaster
@@ -153,7 +153,7 @@ class DisasterDeclared(BaseModel):
 
     disaster_id: DisasterId = Field(description="e.g. 131032-2026-flood-1.")
     municipality: MunicipalityCode
-    name: str = Field(min_length=1, max_length=200, description="e.g. 令和8年台風第10号.")
+    name: PlainText = Field(min_length=1, max_length=200, description="e.g. 令和8年台風第10号.")
     kind: DisasterKind
     occurred_on: date
     area: Area | None = Field(
@@ -188,9 +188,9 @@ class VictimUpdated(BaseModel):
 
     disaster_id: DisasterId
     resident_code: ResidentCode
-    contact: str | None = Field(default=None, max_length=200)
-    care_needs: str | None = Field(default=None, max_length=2_000)
-    notes: str | None = Field(default=None, max_length=2_000)
+    contact: PlainText | None = Field(default=None, max_length=200)
+    care_needs: Prose | None = Field(default=None, max_length=2_000)
+    notes: Prose | None = Field(default=None, max_length=2_000)
 
 
 @REGISTRY.event("shelter.opened", 1)
@@ -199,7 +199,7 @@ class ShelterOpened(BaseModel):
 
     disaster_id: DisasterId
     shelter_id: ShelterId
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
     location: Point
     capacity: int = Field(ge=1, le=100_000)
 
@@ -269,8 +269,8 @@ class ApplicationSubmitted(BaseModel):
     disaster_id: DisasterId
     kind: ApplicationKind
     auth_serial: CertificateSerial
-    dwelling_address: str = Field(min_length=1, max_length=200)
-    attachments: tuple[str, ...] = Field(
+    dwelling_address: PlainText = Field(min_length=1, max_length=200)
+    attachments: tuple[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")], ...] = Field(
         default=(), max_length=20, description="SHA-256 (hex) of each attached file."
     )
 
@@ -295,7 +295,7 @@ class ApplicationMatched(BaseModel):
     disaster_id: DisasterId
     municipality: MunicipalityCode
     resident_code: ResidentCode
-    household_number: str
+    household_number: HouseholdNumber
 
 
 @REGISTRY.event("application.refused", 1)
@@ -326,7 +326,7 @@ class ApplicationRejected(BaseModel):
     application_id: UUID
     disaster_id: DisasterId
     staff: Staff
-    reason: str = Field(min_length=1, max_length=500)
+    reason: PlainText = Field(min_length=1, max_length=500)
 
 
 @REGISTRY.event("damage.assessed", 1)
@@ -336,7 +336,7 @@ class DamageAssessed(BaseModel):
     model_config = _FROZEN
 
     disaster_id: DisasterId
-    dwelling_address: str = Field(min_length=1, max_length=200)
+    dwelling_address: PlainText = Field(min_length=1, max_length=200)
     category: DamageCategory
     staff: Staff
 
@@ -384,5 +384,5 @@ class NotificationSent(BaseModel):
     disaster_id: DisasterId
     application_id: UUID | None = None
     recipient: Literal["staff", "applicant"]
-    subject: str = Field(min_length=1, max_length=200)
-    body: str = Field(min_length=1, max_length=4_000)
+    subject: PlainText = Field(min_length=1, max_length=200)
+    body: Prose = Field(min_length=1, max_length=4_000)

@@ -57,7 +57,7 @@ class IssuanceRequested(BaseModel):
 
     request_id: UUID
     store_operator: StoreOperator
-    store_id: str = Field(min_length=1, max_length=32)
+    store_id: PlainText = Field(min_length=1, max_length=32)
     store_municipality: MunicipalityCode
     resident_municipality: MunicipalityCode
     auth_serial: CertificateSerial = Field(

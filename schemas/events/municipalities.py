@@ -149,7 +149,7 @@ class MunicipalityProfile(BaseModel):
     holidays: tuple[date, ...] = ()
     maintenance: tuple[MaintenanceWindow, ...] = ()
     fees: tuple[FeeEntry, ...] = ()
-    mayor: str | None = Field(
+    mayor: PlainText | None = Field(
         default=None,
         max_length=100,
         description="The mayor's title and name as printed under the certifying sentence "

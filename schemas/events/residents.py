@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.codes import BASE64, MunicipalityCode
+from schemas.codes import BASE64, MAX_YEN, MunicipalityCode, PlainText
 from schemas.registry import REGISTRY
 from schemas.sealed import Sealed
 
@@ -98,13 +98,13 @@ class PersonalData(BaseModel):
 
     model_config = _FROZEN
 
-    name: str = Field(min_length=1, max_length=100)
-    name_kana: str | None = Field(default=None, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=100)
+    name_kana: PlainText | None = Field(default=None, max_length=200)
     birth_date: date
     sex: Annotated[str, StringConstraints(pattern=r"^(male|female)$")]
-    address: str = Field(min_length=1, max_length=300)
-    previous_address: str | None = Field(default=None, max_length=300)
-    head_of_household: str | None = Field(default=None, max_length=100)
+    address: PlainText = Field(min_length=1, max_length=300)
+    previous_address: PlainText | None = Field(default=None, max_length=300)
+    head_of_household: PlainText | None = Field(default=None, max_length=100)
     resident_since: date | None = None
     address_since: date | None = None
     notified_on: date | None = None
@@ -146,9 +146,9 @@ class TaxRecorded(BaseModel):
 class TaxAmounts(BaseModel):
     model_config = _FROZEN
 
-    income_yen: int = Field(ge=0)
-    assessed_yen: int = Field(ge=0)
-    paid_yen: int = Field(ge=0)
+    income_yen: int = Field(ge=0, le=MAX_YEN)
+    assessed_yen: int = Field(ge=0, le=MAX_YEN)
+    paid_yen: int = Field(ge=0, le=MAX_YEN)
 
 
 @REGISTRY.event("resident.purged", 1)

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.codes import MunicipalityCode, PlainText
+from schemas.codes import MAX_YEN, MunicipalityCode, PlainText
 from schemas.events.residents import (
     REMOVAL_REASONS,
     ChangeReason,
@@ -140,9 +140,9 @@ class SealRow(_RowBase):
 class TaxRow(_RowBase):
     record: Literal["tax"]
     fiscal_year: int = Field(ge=2000, le=2100)
-    income_yen: int = Field(ge=0)
-    assessed_yen: int = Field(ge=0)
-    paid_yen: int = Field(ge=0)
+    income_yen: int = Field(ge=0, le=MAX_YEN)
+    assessed_yen: int = Field(ge=0, le=MAX_YEN)
+    paid_yen: int = Field(ge=0, le=MAX_YEN)
 
 
 DiffRow = Annotated[ResidentRow | SealRow | TaxRow, Field(discriminator="record")]

@@ -210,9 +210,9 @@ async def _journal_ids(settings: Settings) -> set[Any]:
         }
 
 
-def _rows(**changes: str) -> list[dict[str, str]]:
+def _rows(record: str = "resident", **changes: str) -> list[dict[str, str]]:
     rows = sample_rows()
-    target = next(i for i, row in enumerate(rows) if row["record"] == "resident")
+    target = next(i for i, row in enumerate(rows) if row["record"] == record)
     rows[target] = {**rows[target], **changes}
     return rows
 
@@ -233,6 +233,10 @@ PUSHES: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "a name of 101 characters": (
         lambda folder: write_csv(folder / "long.csv", _rows(name="あ" * 101)),
+        "invalid_rows",
+    ),
+    "an income beyond any bigint": (
+        lambda folder: write_csv(folder / "rich.csv", _rows("tax", income_yen=str(10**30))),
         "invalid_rows",
     ),
     "an impossible date": (

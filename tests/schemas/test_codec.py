@@ -53,7 +53,9 @@ def issuance_requests(draw: st.DrawFn) -> IssuanceRequested:
     return IssuanceRequested(
         request_id=draw(st.uuids()),
         store_operator=draw(st.sampled_from(StoreOperator)),
-        store_id=draw(st.text(min_size=1, max_size=32)),
+        store_id=draw(
+            st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=32)
+        ),
         store_municipality=draw(municipality_codes),
         resident_municipality=draw(municipality_codes),
         auth_serial=draw(st.from_regex(r"[0-9A-Za-z]{1,40}", fullmatch=True)),

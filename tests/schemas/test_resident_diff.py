@@ -39,7 +39,7 @@ def test_a_control_character_in_a_name_or_address_is_refused_saying_where(
         line=2,
         field=field,
         value=value,
-        reason=f"{said}; names and addresses are plain text: remove it",
+        reason=f"{said}; names, addresses and other text are plain text: remove it",
     )
 
 
