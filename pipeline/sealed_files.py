@@ -45,9 +45,7 @@ class SealedLines:
             for number, line in enumerate(sealed, start=1):
                 try:
                     raw = binascii.a2b_base64(line)
-                    yield self._cipher.decrypt(
-                        raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], self._context
-                    )
+                    yield self._cipher.decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], self._context)
                 except (binascii.Error, InvalidTag, ValueError):
                     raise SealedFileError(
                         f"{path}, line {number}: does not open (altered, or sealed under "

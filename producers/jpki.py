@@ -8,6 +8,7 @@ nothing is published.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,27 +63,44 @@ def new_serial() -> int:
 
 
 def card_certificates(
-    authority: str,
+    authority: CertificateAuthority,
     holder: Holder,
     issued_at: datetime,
     serials: tuple[int, int],
 ) -> tuple[CertificateIssued, CertificateIssued]:
-    """The signature and user-authentication certificates of one new card."""
+    """The signature and user-authentication certificates of one new card, each with its X.509
+    certificate signed by ``authority``."""
     not_before, not_after = validity_period(holder.birth_date, issued_at)
     kinds = (CertificateKind.SIGNATURE, CertificateKind.USER_AUTHENTICATION)
     signature, authentication = (
-        CertificateIssued(
-            serial=certificate_serial(serial),
-            kind=kind,
-            municipality=holder.municipality,
-            resident_code=holder.resident_code,
-            not_before=not_before,
-            not_after=not_after,
-            issuer=authority,
-        )
+        _issued(authority, holder, kind, serial, not_before, not_after)
         for kind, serial in zip(kinds, serials, strict=True)
     )
     return signature, authentication
+
+
+def _issued(
+    authority: CertificateAuthority,
+    holder: Holder,
+    kind: CertificateKind,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+) -> CertificateIssued:
+    x509_certificate = authority.issue(
+        serial=serial, kind=kind, not_before=not_before, not_after=not_after
+    )
+    return CertificateIssued(
+        serial=certificate_serial(serial),
+        kind=kind,
+        municipality=holder.municipality,
+        resident_code=holder.resident_code,
+        # As the X.509 holds them: to the second.
+        not_before=x509_certificate.not_valid_before_utc,
+        not_after=x509_certificate.not_valid_after_utc,
+        issuer=authority.name,
+        certificate=base64.b64encode(x509_certificate.public_bytes(Encoding.DER)).decode("ascii"),
+    )
 
 
 def issued_event(settings: Settings, certificate: CertificateIssued) -> Outgoing:
@@ -104,7 +122,7 @@ def issued_event(settings: Settings, certificate: CertificateIssued) -> Outgoing
 
 async def issue_cards(
     settings: Settings,
-    authority: str,
+    authority: CertificateAuthority,
     holders: Sequence[Holder],
     *,
     issued_at: datetime | None = None,
@@ -121,21 +139,15 @@ async def issue_cards(
     return issued
 
 
-def write_certificates(
-    authority: CertificateAuthority, issued: Sequence[CertificateIssued], directory: Path
-) -> list[Path]:
-    """The X.509 certificates of ``issued``, signed by the test CA, as ``<serial>.pem`` files."""
+def write_certificates(issued: Sequence[CertificateIssued], directory: Path) -> list[Path]:
+    """The X.509 certificates of ``issued``, as issued, as ``<serial>.pem`` files."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for c in issued:
-        certificate = authority.issue(
-            serial=serial_number(c.serial),
-            kind=c.kind,
-            not_before=c.not_before,
-            not_after=c.not_after,
-        )
+        assert c.certificate is not None, "issue_cards gives every certificate its X.509"
+        der = base64.b64decode(c.certificate)
         path = directory / f"{c.serial}.pem"
-        path.write_bytes(certificate.public_bytes(Encoding.PEM))
+        path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
         written.append(path)
     return written
 

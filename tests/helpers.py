@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.publish import Appender
 from pipeline.settings import Settings
+from producers.jpki_ca import CertificateAuthority
 from schemas.calendar import JST, is_year_end_closure
 
 
@@ -209,3 +210,9 @@ class PowerCut(Appender):
             await super().append(messages, **options)
         self.cuts += 1
         raise RuntimeError("power cut after the commit")
+
+
+def jpki_ca(settings: Settings) -> CertificateAuthority:
+    """The test JPKI CA of ``settings``' home, made on first use: the CA its certificates are
+    verified against."""
+    return CertificateAuthority.load_or_create(settings.jpki_home)

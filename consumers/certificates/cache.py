@@ -15,6 +15,7 @@ from datetime import datetime
 
 from aiokafka import TopicPartition
 
+from consumers.certificates.authorities import TrustedAuthorities, checked_step
 from consumers.certificates.projection import STATE_COLUMNS, load_states, state_of
 from consumers.certificates.rules import (
     LIFECYCLE_EVENTS,
@@ -22,7 +23,6 @@ from consumers.certificates.rules import (
     Check,
     LifecycleEvent,
     check,
-    step,
 )
 from pipeline.database import connect
 from pipeline.kafka import partitions_of, reader
@@ -39,6 +39,7 @@ class CertificateCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = EdgeKeys.of(settings)
+        self.authorities = TrustedAuthorities.of(settings)
         self.states: dict[str, CertificateState] = {}
         self.positions: dict[TopicPartition, int] = {}  # next offset to read
         self.fallbacks = 0
@@ -73,7 +74,7 @@ class CertificateCache:
             if not isinstance(event.payload, LIFECYCLE_EVENTS):
                 continue
             payload: LifecycleEvent = event.payload
-            result = step(self.states.get(payload.serial), payload)
+            result = checked_step(self.authorities, self.states.get(payload.serial), payload)
             if result.state is not None:
                 self.states[payload.serial] = result.state
 

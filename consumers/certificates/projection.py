@@ -7,12 +7,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from consumers.certificates.authorities import TrustedAuthorities, checked_step
 from consumers.certificates.rules import (
     LIFECYCLE_EVENTS,
     CertificateState,
     LifecycleEvent,
     Status,
-    step,
 )
 from pipeline.database import Connection, insert_new_rows, upsert_rows
 from pipeline.projection import ConsumedEvent
@@ -41,6 +41,9 @@ class CertificatesProjection:
         "refusals": "event_id",
         "crl_imports": "sha256",
     }
+
+    def __init__(self, authorities: TrustedAuthorities) -> None:
+        self.authorities = authorities
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         lifecycle = [e for e in events if isinstance(e.payload, LIFECYCLE_EVENTS)]
@@ -83,7 +86,7 @@ class CertificatesProjection:
             seen.add(envelope.event_id)
             payload: LifecycleEvent = event.payload  # type: ignore[assignment]
             before = states.get(payload.serial)
-            result = step(before, payload)
+            result = checked_step(self.authorities, before, payload)
             if result.refusal is not None:
                 log.warning("%s %s refused: %s", envelope.type, payload.serial, result.refusal)
                 refusals.append(
@@ -159,4 +162,4 @@ def _text(value: RevocationReason | CertificateKind | None) -> str | None:
 
 
 def make(settings: Settings) -> CertificatesProjection:
-    return CertificatesProjection()
+    return CertificatesProjection(TrustedAuthorities.of(settings))

@@ -94,9 +94,9 @@ def issue(
     with _refusals():
         authority = CertificateAuthority.load_or_create(current.jpki_home)
         holders = run_async(residents_to_issue(current, municipality, resident_codes or None))
-        issued = run_async(issue_cards(current, authority.name, holders))
+        issued = run_async(issue_cards(current, authority, holders))
         if pem:
-            write_certificates(authority, issued, current.jpki_home / "issued")
+            write_certificates(issued, current.jpki_home / "issued")
     table = Table(title=f"{len(holders):,} cards issued in {municipality}")
     for column in ("resident", "kind", "serial", "valid until"):
         table.add_column(column)

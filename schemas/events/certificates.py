@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.codes import CertificateSerial, MunicipalityCode, PlainText
+from schemas.codes import BASE64, CertificateSerial, MunicipalityCode, PlainText
 from schemas.events.residents import ResidentCode
 from schemas.ids import derived_event_id
 from schemas.registry import REGISTRY
@@ -53,6 +53,14 @@ class CertificateIssued(BaseModel):
     )
     issuer: PlainText = Field(
         min_length=1, max_length=1_000, description="The issuing CA's name (RFC 4514)."
+    )
+    # Optional in the schema so that older events still read; consumers admit no certificate
+    # without it (consumers.certificates.authorities).
+    certificate: str | None = Field(
+        default=None,
+        pattern=BASE64,
+        max_length=8_000,
+        description="base64 of the X.509 certificate (DER), signed by the issuing CA.",
     )
 
 

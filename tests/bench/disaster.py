@@ -30,7 +30,7 @@ from schemas.events.disaster import (
     ShelterTapped,
 )
 from tests.bench.replica import bcl, wait_for
-from tests.helpers import start_worker, wait_for_log_line
+from tests.helpers import jpki_ca, start_worker, wait_for_log_line
 
 RESIDENTS = int(os.environ.get("BCL_BENCH_DISASTER_RESIDENTS", "300000"))
 TAPS = int(os.environ.get("BCL_BENCH_DISASTER_TAPS", "3000"))
@@ -56,7 +56,7 @@ async def bench_disaster(settings: Settings) -> Sequence[tuple[str, float, str]]
         await wait_for(settings, "SELECT count(*) FROM replica.residents", RESIDENTS)
         holders = (await residents_to_issue(settings, SAKAI))[:TAPS]
         issued = await issue_cards(
-            settings, "CN=T", holders, issued_at=datetime.now(UTC) - timedelta(days=1)
+            settings, jpki_ca(settings), holders, issued_at=datetime.now(UTC) - timedelta(days=1)
         )
         serials = [c.serial for c in issued if c.kind is CertificateKind.USER_AUTHENTICATION]
         await wait_for(

@@ -42,7 +42,7 @@ from schemas.events.certificates import (
     RevocationReason,
     SuspensionLifted,
 )
-from tests.helpers import PowerCut
+from tests.helpers import PowerCut, jpki_ca
 from tests.producers.push_helpers import (
     CHIYODA,
     SAMPLE_CSV,
@@ -101,7 +101,7 @@ async def test_basic_four_changes_death_and_removal_revoke_automatically(
     holders = await residents_to_issue(
         platform, CHIYODA, [r["resident_code"] for r in (mover, deceased, regrouped)]
     )
-    await issue_cards(platform, "CN=JPKI Test CA", holders, issued_at=NOW - timedelta(days=30))
+    await issue_cards(platform, jpki_ca(platform), holders, issued_at=NOW - timedelta(days=30))
     await project(platform, "revocations", "certificates")
     assert {status for status, _ in (await states(platform)).values()} == {"active"}
 
@@ -140,8 +140,12 @@ async def test_a_certificate_that_arrives_after_the_change_is_revoked_all_the_sa
     await signed_push(platform, key, diff(tmp_path, {**renaming, "name": "九段 一郎"}), 2)
     await project(platform, "revocations")  # the change is seen before any certificate
     holder = await residents_to_issue(platform, CHIYODA, [renamed["resident_code"]])
-    before_change = await issue_cards(platform, "CN=T", holder, issued_at=NOW - timedelta(days=9))
-    after_change = await issue_cards(platform, "CN=T", holder, issued_at=NOW + timedelta(hours=1))
+    before_change = await issue_cards(
+        platform, jpki_ca(platform), holder, issued_at=NOW - timedelta(days=9)
+    )
+    after_change = await issue_cards(
+        platform, jpki_ca(platform), holder, issued_at=NOW + timedelta(hours=1)
+    )
     await project(platform, "revocations", "certificates")
 
     async with connect(platform) as connection:
@@ -158,7 +162,7 @@ async def test_a_certificate_that_arrives_after_the_change_is_revoked_all_the_sa
 async def test_only_the_municipality_of_residence_lifts_a_suspension(platform: Settings) -> None:
     await registered_with_sample(platform)
     holder = await residents_to_issue(platform, CHIYODA, [resident_rows()[0]["resident_code"]])
-    _, authentication = await issue_cards(platform, "CN=T", holder)
+    _, authentication = await issue_cards(platform, jpki_ca(platform), holder)
     serial = authentication.serial
 
     await suspend(platform, serial)
@@ -217,7 +221,7 @@ async def test_crl_imports_are_idempotent_and_refusals_apply_nothing(
     await registered_with_sample(platform)
     authority = CertificateAuthority.load_or_create(platform.jpki_home)
     holders = await residents_to_issue(platform, CHIYODA)
-    issued = await issue_cards(platform, authority.name, holders[:3])
+    issued = await issue_cards(platform, authority, holders[:3])
     lost, compromised, later = (serial_number(c.serial) for c in issued[:3])
     await project(platform, "certificates")
 
@@ -287,7 +291,7 @@ async def test_the_cache_follows_the_log_and_falls_back_to_the_database(
 ) -> None:
     await registered_with_sample(platform)
     holders = await residents_to_issue(platform, CHIYODA)
-    first = await issue_cards(platform, "CN=T", holders[:1])
+    first = await issue_cards(platform, jpki_ca(platform), holders[:1])
     await project(platform, "certificates")
     cache = CertificateCache(platform)
     await cache.load()
@@ -309,7 +313,7 @@ async def test_the_cache_follows_the_log_and_falls_back_to_the_database(
         await following
 
     # Issued and projected while the cache was not following: the database answers.
-    later = await issue_cards(platform, "CN=T", holders[1:2])
+    later = await issue_cards(platform, jpki_ca(platform), holders[1:2])
     await project(platform, "certificates")
     assert cache.check(later[0].serial, datetime.now(UTC)).status is Validity.UNKNOWN
     fetched = await cache.check_or_fetch(later[0].serial, datetime.now(UTC))
@@ -327,7 +331,7 @@ async def test_a_revoker_crash_before_its_outbox_is_emptied_revokes_once(
     key = await registered_with_sample(platform)
     deceased = resident_rows()[1]
     holder = await residents_to_issue(platform, CHIYODA, [deceased["resident_code"]])
-    await issue_cards(platform, "CN=T", holder, issued_at=NOW - timedelta(days=3))
+    await issue_cards(platform, jpki_ca(platform), holder, issued_at=NOW - timedelta(days=3))
     await signed_push(
         platform,
         key,

@@ -57,6 +57,7 @@ from tests.consumers.test_issuer_pipeline import (
     project,
     request,
 )
+from tests.helpers import jpki_ca
 from tests.producers.push_helpers import CHIYODA, YOKOHAMA, register, signed_push
 
 pytestmark = pytest.mark.integration
@@ -78,7 +79,7 @@ async def yokohama_with_cards(settings: Settings, tmp_path: Path) -> dict[str, s
     await project(settings, "replica")
     holders = await residents_to_issue(settings, YOKOHAMA)
     issued = await issue_cards(
-        settings, "CN=T", holders, issued_at=datetime.now(UTC) - timedelta(days=1)
+        settings, jpki_ca(settings), holders, issued_at=datetime.now(UTC) - timedelta(days=1)
     )
     await project(settings, "certificates")
     return {

@@ -27,7 +27,7 @@ from producers.registry import create_seal_key, find_seal_key, update
 from schemas.events.certificates import CertificateIssued, CertificateKind
 from schemas.events.issuance import CertificateType, IssuanceRequested, StoreOperator
 from schemas.ids import new_event_id
-from tests.helpers import settings_env, start_worker
+from tests.helpers import jpki_ca, settings_env, start_worker
 from tests.producers.push_helpers import CHIYODA, SAMPLE_CSV, register, signed_push
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ async def chiyoda_with_cards(
     await project(settings, "replica")
     await create_seal_key(settings, CHIYODA)
     holders = await residents_to_issue(settings, CHIYODA)
-    issued = await issue_cards(settings, "CN=T", holders, issued_at=issued_at)
+    issued = await issue_cards(settings, jpki_ca(settings), holders, issued_at=issued_at)
     await project(settings, "registry", "certificates")
     return {c.resident_code: c.serial for c in issued if _authentication(c)}
 

@@ -50,7 +50,7 @@ from schemas.events.residents import PersonalData, ResidentRecord
 from schemas.sealed import carried_by
 from tests.conftest import Endpoints
 from tests.consumers.test_issuer_pipeline import ICHIRO, MAYOR, MORNING, request
-from tests.helpers import PowerCut, settings_env
+from tests.helpers import PowerCut, jpki_ca, settings_env
 from tests.producers.push_helpers import (
     CHIYODA,
     SAMPLE_CSV,
@@ -142,10 +142,8 @@ async def chiyoda_in_service(settings: Settings) -> None:
     await pushed_chiyoda(settings)
     authority = CertificateAuthority.load_or_create(settings.jpki_home)
     holders = await residents_to_issue(settings, CHIYODA)
-    issued = await issue_cards(
-        settings, authority.name, holders, issued_at=MORNING - timedelta(days=30)
-    )
-    write_certificates(authority, issued, settings.jpki_home / "issued")
+    issued = await issue_cards(settings, authority, holders, issued_at=MORNING - timedelta(days=30))
+    write_certificates(issued, settings.jpki_home / "issued")
     await every_projection_caught_up(settings)
     serial = next(
         c.serial
@@ -294,7 +292,9 @@ async def test_decisions_waiting_in_the_outbox_are_restored_and_sent_from_the_re
     key = await pushed_chiyoda(platform)
     deceased = sample_rows()[0]
     holder = await residents_to_issue(platform, CHIYODA, [deceased["resident_code"]])
-    await issue_cards(platform, "CN=T", holder, issued_at=datetime.now(UTC) - timedelta(days=3))
+    await issue_cards(
+        platform, jpki_ca(platform), holder, issued_at=datetime.now(UTC) - timedelta(days=3)
+    )
     death = {**deceased, "reason": "death", "effective_date": "2026-11-01"}
     await signed_push(platform, key, write_csv(tmp_path / "death.csv", [death]), 2)
     pool = await create_pool(platform)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from consumers.certificates.rules import Validity, check
 from pipeline.kafka import producer
@@ -163,18 +165,27 @@ async def test_the_crl_of_an_independent_openssl_ca_imports(
     scratch: Path, platform: Settings
 ) -> None:
     authority, (revoked, held), _ = independent_ca_crl(scratch)
+    # This center trusts the independent CA, and its cards carry the certificates openssl made.
+    platform.jpki_home.mkdir(parents=True, exist_ok=True)
+    (platform.jpki_home / "ca.pem").write_bytes((scratch / "ca.pem").read_bytes())
+    made = [
+        x509.load_pem_x509_certificate((scratch / f"{h}.pem").read_bytes())
+        for h in ("revoked", "held")
+    ]
     issued = [
         CertificateIssued(
-            serial=certificate_serial(serial),
+            serial=certificate_serial(certificate.serial_number),
             kind=CertificateKind.USER_AUTHENTICATION,
             municipality="131016",
             resident_code=f"1310160000{n}",
-            not_before=datetime.now(UTC) - timedelta(days=1),
-            not_after=datetime.now(UTC) + timedelta(days=365),
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
             issuer=authority.subject.rfc4514_string(),
+            certificate=base64.b64encode(certificate.public_bytes(Encoding.DER)).decode(),
         )
-        for n, serial in enumerate((revoked, held))
+        for n, certificate in enumerate(made)
     ]
+    assert [c.serial_number for c in made] == [revoked, held]
     async with producer(platform) as kafka:
         await publish_many(platform, kafka, [issued_event(platform, c) for c in issued])
 

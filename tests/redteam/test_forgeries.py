@@ -8,7 +8,7 @@ nothing. The first four repeat the attacks that once succeeded (issue 23).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +32,9 @@ from pipeline.topics import (
 )
 from producers.center import CenterGateway
 from producers.jpki import issue_cards, residents_to_issue
+from producers.jpki_ca import CertificateAuthority
 from producers.registry import create_seal_key, update
+from schemas.calendar import JST
 from schemas.codec import DecodedEvent, decode_event, encode_event
 from schemas.envelope import Envelope
 from schemas.events.certificates import (
@@ -53,12 +55,16 @@ from schemas.events.issuance import (
 from schemas.events.municipalities import MunicipalityProfile, MunicipalityUpdated
 from schemas.events.residents import ChangeReason, ResidentRecord
 from schemas.ids import new_event_id
+from tests.helpers import jpki_ca, working_days_ahead
 from tests.producers.push_helpers import CHIYODA, SAMPLE_CSV, YOKOHAMA, register, signed_push
 
 pytestmark = pytest.mark.integration
 
 ICHIRO = "13101600011"  # 神田 一郎, who holds a card
 NOW = datetime.now(UTC)
+# Kiosks ask at 10:00 on a working day ahead, inside every municipality's service hours whatever
+# the hour the tests run at.
+ASKED_AT = datetime.combine(working_days_ahead(1)[0], time(10), JST)
 ALL = ("registry", "replica", "certificates", "revocations", "issuer", "usage", "fees", "disaster")
 
 
@@ -76,7 +82,9 @@ async def chiyoda_with_cards(settings: Settings) -> dict[str, str]:
     await project(settings, "replica")
     await create_seal_key(settings, CHIYODA)
     holders = await residents_to_issue(settings, CHIYODA)
-    issued = await issue_cards(settings, "CN=T", holders, issued_at=NOW - timedelta(days=30))
+    issued = await issue_cards(
+        settings, jpki_ca(settings), holders, issued_at=NOW - timedelta(days=30)
+    )
     await project(settings)
     return {
         c.resident_code: c.serial for c in issued if c.kind is CertificateKind.USER_AUTHENTICATION
@@ -271,7 +279,7 @@ async def test_an_invented_certificate_does_not_issue_a_residents_certificate(
     await project(platform)
 
     async with CenterGateway(platform) as gateway:
-        await gateway.submit(kiosk_request(invented), wait=False)
+        await gateway.submit(kiosk_request(invented), at=ASKED_AT, wait=False)
     await project(platform, "issuer")
     decided = [e.payload for e in await logged(platform, ISSUANCE_OUTCOMES.name)]
     assert len(decided) == 1
@@ -282,14 +290,14 @@ async def test_an_invented_certificate_does_not_issue_a_residents_certificate(
 async def test_a_forged_outcome_answers_no_kiosk(platform: Settings) -> None:
     serials = await chiyoda_with_cards(platform)
     async with CenterGateway(platform, answer_timeout=60) as gateway:
-        await gateway.submit(kiosk_request(serials[ICHIRO]), wait=False)
+        await gateway.submit(kiosk_request(serials[ICHIRO]), at=ASKED_AT, wait=False)
         await project(platform, "issuer")
         (issued,) = await logged(platform, ISSUANCE_OUTCOMES.name)
         assert isinstance(issued.payload, IssuanceIssued)
         # A resident waits at a kiosk; a copy of the real outcome, its proof kept, is made to
         # answer their request before the issuer does (same key, so read before the decision).
         waiting = kiosk_request(serials[ICHIRO])
-        answer = asyncio.create_task(gateway.submit(waiting, wait=True))
+        answer = asyncio.create_task(gateway.submit(waiting, at=ASKED_AT, wait=True))
         await until_requested(platform, waiting.request_id)
         copy = issued.envelope.model_copy(
             update={
@@ -387,3 +395,25 @@ async def test_a_forgery_mirrored_into_the_other_center_is_refused_there_too(
         west, "SELECT status FROM certificates.certificates WHERE serial = $1", serials[ICHIRO]
     )
     assert status == [("active",)]
+
+
+async def test_a_certificate_from_a_ca_nobody_trusts_issues_nothing(platform: Settings) -> None:
+    """Even proven by the JPKI edge (whose key a KEK holder has), a certificate is admitted
+    only with an X.509 that a trusted CA signed."""
+    await chiyoda_with_cards(platform)
+    rogue = CertificateAuthority.create()  # the very same name as the trusted test CA
+    holders = await residents_to_issue(platform, CHIYODA, [ICHIRO])
+    issued = await issue_cards(platform, rogue, holders)
+    serial = next(c.serial for c in issued if c.kind is CertificateKind.USER_AUTHENTICATION)
+    await project(platform)
+
+    refused_issues = await table(
+        platform, "SELECT code FROM certificates.refusals WHERE serial = $1", serial
+    )
+    assert refused_issues == [("not_from_trusted_ca",)]
+    async with CenterGateway(platform) as gateway:
+        await gateway.submit(kiosk_request(serial), at=ASKED_AT, wait=False)
+    await project(platform, "issuer")
+    (decided,) = [e.payload for e in await logged(platform, ISSUANCE_OUTCOMES.name)]
+    assert isinstance(decided, IssuanceRejected)
+    assert decided.reason is RejectionReason.CERTIFICATE_UNKNOWN
