@@ -86,3 +86,14 @@ def grants(settings: Settings) -> list[Grant]:
 def unwritten_topics() -> set[str]:
     """Source topics no edge writes: none, or the catalog and the rights disagree."""
     return set(SOURCE_TOPICS) - {rights.topic for rights in EDGE_RIGHTS.values()}
+
+
+def user_commands() -> list[str]:
+    """The `kafka-configs.sh` commands that make each principal a SCRAM user, its password to be
+    filled in (and given to that process alone as BCL_KAFKA_SASL_PASSWORD)."""
+    return [
+        "kafka-configs.sh --bootstrap-server $BCL_KAFKA_BOOTSTRAP --alter --add-config "
+        f"'SCRAM-SHA-256=[password=<its password>]' --entity-type users --entity-name "
+        f"{principal.removeprefix('User:')}"
+        for principal in principals()
+    ]

@@ -50,10 +50,13 @@ def _types(types: frozenset[str]) -> str:
 @app.command()
 @clean_errors
 def acls() -> None:
-    """The `kafka-acls.sh` commands that give each process of a center, logging in as its own
-    SASL principal, write access to its edge's topic alone (and read access to the
-    deployment's topics and consumer groups). The embedded broker has no ACLs."""
-    from pipeline.acls import grants
+    """The `kafka-configs.sh` commands that make each process of a center a SCRAM principal of
+    its own, and the `kafka-acls.sh` commands that give it write access to its edge's topic
+    alone (and read access to the deployment's topics and consumer groups). The embedded
+    broker has neither users nor ACLs."""
+    from pipeline.acls import grants, user_commands
 
+    for command in user_commands():
+        console.print(command, soft_wrap=True, highlight=False, markup=False)
     for grant in grants(settings()):
-        console.print(grant.kafka_acls(), soft_wrap=True, highlight=False)
+        console.print(grant.kafka_acls(), soft_wrap=True, highlight=False, markup=False)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.acls import grants, principals, unwritten_topics
+from pipeline.acls import grants, principals, unwritten_topics, user_commands
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 from schemas.rights import EDGE_RIGHTS
@@ -64,3 +64,9 @@ def test_bcl_edges_lists_each_edge_with_its_topic_and_rights(tmp_path: Path) -> 
     assert rows["jpki"]["topic"] == "jpki.certificates"
     assert "certificate.revoked" in rows["jpki"]["may_publish"].split()
     assert rows["center:<origin>"]["bound_to"] == "its own origin"
+
+
+def test_each_principal_is_made_a_scram_user_of_its_own() -> None:
+    made = user_commands()
+    assert len(made) == len(principals())
+    assert any(c.endswith("--entity-type users --entity-name bcl-center-west") for c in made)
