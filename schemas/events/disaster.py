@@ -20,7 +20,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.codes import CertificateSerial, MunicipalityCode, PlainText, Prose
-from schemas.events.residents import HouseholdNumber, ResidentCode
+from schemas.events.residents import ResidentCode
 from schemas.registry import REGISTRY
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -295,7 +295,10 @@ class ApplicationMatched(BaseModel):
     disaster_id: DisasterId
     municipality: MunicipalityCode
     resident_code: ResidentCode
-    household_number: HouseholdNumber
+    # As the ledger holds it: the register's, padded to 15 or not.
+    household_number: Annotated[
+        str, StringConstraints(pattern=r"^[0-9A-Za-z]+ *$", min_length=1, max_length=15)
+    ]
 
 
 @REGISTRY.event("application.refused", 1)
