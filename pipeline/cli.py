@@ -504,8 +504,7 @@ def sample(
 ) -> None:
     """Publish a sample stream from the workload generator."""
     from pipeline.kafka import producer
-    from pipeline.proofs import proven_by_their_edges
-    from pipeline.publish import publish_many
+    from pipeline.publish import proven_by_their_edges, publish_many
     from producers.workload import platform_sample
 
     async def send() -> int:

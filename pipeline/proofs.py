@@ -22,23 +22,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from pipeline.vault import load_kek
 from schemas.codec import encode_unproven, proof_suffix
 from schemas.envelope import Envelope
-from schemas.rights import edge_of, edge_problem, rights_problem
+from schemas.rights import edge_problem, rights_problem
 
 # Raised when an edge's key leaks: events proven with an older generation stay valid (they were
 # written before), new ones are proven with the current one.
 KEY_GENERATION = 1
+# As the proof writes them, so an event has one form: "1", not "01".
+_GENERATIONS = frozenset(str(generation) for generation in range(1, KEY_GENERATION + 1))
 
 
 class Unauthenticated(ValueError):
@@ -111,6 +111,12 @@ class EdgeKeys:
         problem = self._edges[edge]
         if problem is not None:
             raise Unauthenticated(f"proof names {problem}")
+        # Checked before a key is derived for it: a key per forged generation would fill memory.
+        if generation not in _GENERATIONS:
+            raise Unauthenticated(
+                f"proof names key generation {generation!r} of edge {edge}; the generations "
+                f"in use are 1 to {KEY_GENERATION}"
+            )
         suffix = proof_suffix(proof)
         if not raw.endswith(suffix):
             raise Unauthenticated(
@@ -153,12 +159,3 @@ _KEYS: dict[bytes, EdgeKeys] = {}
 def prove(settings: Settings, edge: str, envelope: Envelope) -> Envelope:
     """``envelope`` proven by ``edge`` with the key derived from ``settings``' KEK."""
     return EdgeKeys.of(settings).prove(edge, envelope)
-
-
-def proven_by_their_edges(settings: Settings, messages: Iterable[Outgoing]) -> Iterator[Outgoing]:
-    """Each message proven by the edge whose rights cover it (``schemas.rights.edge_of``): for
-    the workload generator and the benches, which stand in for every edge of the platform."""
-    keys = EdgeKeys.of(settings)
-    for message in messages:
-        envelope = message.envelope
-        yield Outgoing(message.topic, message.key, keys.prove(edge_of(envelope), envelope))

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -39,9 +39,11 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from pipeline.kafka import high_watermarks, reader, send_once
+from pipeline.proofs import EdgeKeys, Unauthenticated
 from pipeline.settings import Settings
-from schemas.codec import MAX_EVENT_BYTES, encode_event, headers_for
+from schemas.codec import MAX_EVENT_BYTES, EventDecodeError, decode_event, encode_event, headers_for
 from schemas.envelope import Envelope
+from schemas.rights import edge_of
 
 log = logging.getLogger("bcl.publish")
 
@@ -420,8 +422,18 @@ class Appender:
             for tp, end in (await high_watermarks(client, everything)).items():
                 self.floors.setdefault(tp, end)
 
+    def _authentic(self, value: bytes | None) -> bool:
+        """Whether a record is a proven event: a record that merely bears the id of an event
+        not yet sent (ids can be foreseen) must not pass for it, or the event would be lost."""
+        try:
+            event = decode_event(value or b"")
+            EdgeKeys.of(self.settings).check(value or b"", event.envelope)
+        except (EventDecodeError, Unauthenticated):
+            return False
+        return True
+
     async def _look_for(self, wanted: set[UUID], floors: Mapping[TopicPartition, int]) -> set[UUID]:
-        """Which of ``wanted`` the log holds from each partition's floor to its end."""
+        """Which of ``wanted`` the log holds, proven, from each partition's floor to its end."""
         found: set[UUID] = set()
         async with reader(self.settings) as client:
             ends = await high_watermarks(client, list(floors))
@@ -441,7 +453,7 @@ class Appender:
                         progress = time.monotonic()
                     for record in records:
                         event_id = _event_id(record.value)
-                        if event_id in wanted:
+                        if event_id in wanted and self._authentic(record.value):
                             found.add(event_id)
                     if records and records[-1].offset + 1 >= spans[tp][1]:
                         del spans[tp]
@@ -519,3 +531,12 @@ async def publish_many(
     return await Appender.of(settings, producer).append(
         messages, landed_from=landed_from, in_flight=in_flight, on_sent=on_sent
     )
+
+
+def proven_by_their_edges(settings: Settings, messages: Iterable[Outgoing]) -> Iterator[Outgoing]:
+    """Each message proven by the edge whose rights cover it (``schemas.rights.edge_of``): for
+    the workload generator and the benches, which stand in for every edge of the platform."""
+    keys = EdgeKeys.of(settings)
+    for message in messages:
+        envelope = message.envelope
+        yield Outgoing(message.topic, message.key, keys.prove(edge_of(envelope), envelope))

@@ -48,9 +48,10 @@ class TrustedAuthorities:
             )
         try:
             certificate = x509.load_der_x509_certificate(binascii.a2b_base64(event.certificate))
+            # The parser reads names and times lazily: a malformed one raises here, not above.
+            mismatch = _mismatch(event, certificate)
         except (ValueError, binascii.Error) as error:
             return Refusal("bad_x509", f"certificate {event.serial}: not a DER X.509 ({error})")
-        mismatch = _mismatch(event, certificate)
         if mismatch is not None:
             return Refusal("x509_mismatch", f"certificate {event.serial}: {mismatch}")
         anchors = self._trusted()
@@ -69,7 +70,7 @@ class TrustedAuthorities:
         return Refusal(
             "not_from_trusted_ca",
             f"certificate {event.serial} is not signed by a trusted JPKI CA "
-            f"(it names {certificate.issuer.rfc4514_string()!r}; trusted: "
+            f"(it names {event.issuer!r}; trusted: "
             f"{', '.join(a.subject.rfc4514_string() for a in anchors)})",
         )
 

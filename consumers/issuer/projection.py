@@ -326,9 +326,17 @@ class IssuerProcessor:
     async def _undecided(
         self, connection: Connection, events: Sequence[ConsumedEvent]
     ) -> list[ConsumedEvent]:
-        """The batch's requests that are the first of their id and have no outcome yet (the
-        runner hands over only what entered at this center)."""
-        requests = [e for e in events if isinstance(e.payload, IssuanceRequested)]
+        """The batch's requests that are the first of their id and have no outcome yet.
+
+        Only what entered at this center: the runner hands over its own topics only, and a
+        request of the other center's origin found there (copied in by someone who can write
+        to the broker) is the other center's to decide, or it would be decided twice."""
+        requests = [
+            e
+            for e in events
+            if isinstance(e.payload, IssuanceRequested)
+            and e.envelope.origin == self.settings.center
+        ]
         if not requests:
             return []
         rows = await connection.fetch(
@@ -437,7 +445,7 @@ class IssuerProcessor:
     ) -> _Decision:
         request_id = str(payload.request_id)
         envelope = self.keys.prove(
-            f"issuer:{event.envelope.origin}",
+            f"issuer:{self.settings.center}",
             Envelope.new(
                 "issuance.issued" if isinstance(payload, IssuanceIssued) else "issuance.rejected",
                 payload,

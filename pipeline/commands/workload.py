@@ -132,8 +132,7 @@ def traffic(
     be fed months of traffic. Example: bcl workload traffic --municipalities 200 --days 7
     """
     from pipeline.kafka import producer
-    from pipeline.proofs import proven_by_their_edges
-    from pipeline.publish import publish_many
+    from pipeline.publish import proven_by_their_edges, publish_many
     from producers.workload import (
         national_holidays,
         national_traffic,

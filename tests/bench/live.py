@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from pipeline.status import wait_until_applied
 from tests.helpers import start_worker, wait_for_log_line

@@ -31,8 +31,7 @@ from infra.services import down, up
 from pipeline.database import connect
 from pipeline.kafka import create_topics, producer
 from pipeline.migrations import migrate_all
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import publish_many
+from pipeline.publish import proven_by_their_edges, publish_many
 from pipeline.replay import replay
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS

@@ -1,6 +1,7 @@
 """An issued certificate is admitted only with an X.509 signed by a trusted CA that says what
 the event says."""
 
+import base64
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -85,3 +86,18 @@ def test_with_no_trusted_ca_nothing_is_admitted_until_one_is_put_in_place(
     assert str(tmp_path / CA_FILE) in refusal.message
     authority.save(tmp_path)  # `bcl certificate ca`, after the worker started
     assert trusted.refusal(issued(authority)) is None
+
+
+def test_a_certificate_whose_names_do_not_parse_is_refused_not_raised(tmp_path: Path) -> None:
+    authority = CertificateAuthority.create("ÀÀ CA")
+    event = issued(authority)
+    assert event.certificate is not None
+    der = base64.b64decode(event.certificate)
+    # The issuer's UTF-8 broken: the parser accepts the certificate and fails on reading it.
+    broken = der.replace("ÀÀ".encode(), b"\xc3\x28\xc3\x28", 1)
+    assert broken != der
+    refusal = trusting(tmp_path, authority).refusal(
+        event.model_copy(update={"certificate": base64.b64encode(broken).decode()})
+    )
+    assert refusal is not None
+    assert refusal.code == "bad_x509"

@@ -12,8 +12,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect, create_pool
 from pipeline.digest import projection_digest
 from pipeline.kafka import producer
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES

@@ -13,8 +13,7 @@ import pytest
 from pipeline.catchup import refresh
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import publish_many
+from pipeline.publish import proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from producers.workload import (
     CERTIFICATE_MIX,

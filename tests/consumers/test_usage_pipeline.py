@@ -15,8 +15,7 @@ from pipeline.database import connect
 from pipeline.digest import projection_digest
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from pipeline.status import wait_until_applied

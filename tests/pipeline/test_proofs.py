@@ -115,3 +115,18 @@ def test_each_edge_has_its_own_key_and_keeps_it() -> None:
     assert len(set(keys.values())) == len(edges)
     assert EdgeKeys(KEYS.kek).key("jpki") == keys["jpki"]
     assert KEYS.key("jpki", 2) != keys["jpki"]
+
+
+@pytest.mark.parametrize("generation", ["0", "01", "2", "99999999"])
+def test_a_proof_of_a_key_generation_not_in_use_is_refused_before_any_key_is_made(
+    generation: str,
+) -> None:
+    keys = EdgeKeys(KEYS.kek)
+    envelope = proven_sample(1)[0]
+    assert envelope.proof is not None
+    edge, mac = envelope.proof.split("#")[0], envelope.proof.split(":")[-1]
+    other = envelope.model_copy(update={"proof": f"{edge}#{generation}:{mac}"})
+    assert refusal(encode_event(other), keys).startswith(
+        f"proof names key generation '{generation}'"
+    )
+    assert keys._keys == {}

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 import pytest
@@ -23,12 +23,19 @@ from aiokafka.errors import KafkaConnectionError
 from infra.broker import start_broker, stop_broker
 from pipeline import publish as publish_module
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Appender, Outgoing, Unconfirmed, publish, publish_many
+from pipeline.publish import (
+    Appender,
+    Outgoing,
+    Unconfirmed,
+    proven_by_their_edges,
+    publish,
+    publish_many,
+)
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_REQUESTS
 from producers.workload import platform_sample
 from schemas.codec import encode_event, headers_for
+from schemas.ids import new_event_id
 from tests.helpers import create_topic
 
 Fate = Literal["answer lost", "never written"]
@@ -71,7 +78,7 @@ def decisions(settings: Settings, count: int) -> list[Outgoing]:
         Outgoing(
             ISSUANCE_REQUESTS.name,
             message.key,
-            message.envelope.model_copy(update={"event_id": uuid4()}),
+            message.envelope.model_copy(update={"event_id": new_event_id()}),
         )
         for message in platform_sample(count * 3)
         if message.topic == ISSUANCE_REQUESTS.name
@@ -173,6 +180,26 @@ async def test_events_a_crashed_sender_may_have_written_are_looked_for_before_se
         confirmed = await publish_many(platform, client, waiting, landed_from=landed_from)
     assert confirmed == 40
     assert await copies_on_log(platform) == Counter(o.envelope.event_id for o in waiting)
+
+
+async def test_a_record_that_only_bears_an_events_id_does_not_pass_for_it(
+    platform: Settings,
+) -> None:
+    """Ids can be foreseen: someone who writes a record with a waiting event's id, and no
+    proof, must not make the sender skip the real event."""
+    waiting = decisions(platform, 2)
+    async with producer(platform) as client:
+        floors = await Appender(platform, client).floors_of(waiting)
+        for decoy in waiting:
+            unproven = decoy.envelope.model_copy(update={"proof": None})
+            await client.send_and_wait(
+                platform.topic(decoy.topic), key=decoy.key.encode(), value=encode_event(unproven)
+            )
+    async with producer(platform) as client:
+        landed_from = {o.envelope.event_id: f for o, f in zip(waiting, floors, strict=True)}
+        assert await publish_many(platform, client, waiting, landed_from=landed_from) == 2
+    # Each id twice on the log: the decoy, and the real event sent after all.
+    assert await copies_on_log(platform) == Counter({o.envelope.event_id: 2 for o in waiting})
 
 
 async def test_an_event_larger_than_its_readers_take_is_refused_before_sending(

@@ -15,8 +15,7 @@ import asyncpg
 
 from pipeline.database import connect
 from pipeline.kafka import producer
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from producers.workload import platform_sample
 from tests.helpers import settings_env, start_worker, wait_for_journal

@@ -14,8 +14,8 @@ from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import producer, reader
 from pipeline.projection import ConsumedEvent
-from pipeline.proofs import EdgeKeys, proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.proofs import EdgeKeys
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, ISSUANCE_REQUESTS

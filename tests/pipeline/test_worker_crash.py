@@ -12,8 +12,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import publish_many
+from pipeline.publish import proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample

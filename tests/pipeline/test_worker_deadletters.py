@@ -11,8 +11,7 @@ import asyncpg
 import orjson
 
 from pipeline.kafka import producer
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import publish_many
+from pipeline.publish import proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, ISSUANCE_REQUESTS
 from producers.workload import platform_sample

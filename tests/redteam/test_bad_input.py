@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import PROJECTION_MODULES, load_projection
-from pipeline.proofs import EdgeKeys, proven_by_their_edges
-from pipeline.publish import Outgoing, publish_many
+from pipeline.proofs import EdgeKeys
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.settings import Settings
 from pipeline.status import wait_until_applied
 from pipeline.topics import ISSUANCE_REQUESTS

@@ -417,3 +417,27 @@ async def test_a_certificate_from_a_ca_nobody_trusts_issues_nothing(platform: Se
     (decided,) = [e.payload for e in await logged(platform, ISSUANCE_OUTCOMES.name)]
     assert isinstance(decided, IssuanceRejected)
     assert decided.reason is RejectionReason.CERTIFICATE_UNKNOWN
+
+
+async def test_a_request_of_the_other_center_copied_in_is_not_decided_twice(
+    west: Settings,
+) -> None:
+    """A real request of east, its proof intact, written into west's own topic by someone who
+    can reach west's broker: only east decides it, so west answers nothing."""
+    request = kiosk_request("4000000000000001")
+    envelope = EdgeKeys.of(west).prove(
+        "center:east",
+        Envelope.new(
+            "issuance.requested",
+            request,
+            origin="east",
+            source="center:east",
+            occurred_at=ASKED_AT,
+            municipality=CHIYODA,
+        ),
+    )
+    await write_raw(west, ISSUANCE_REQUESTS.name, str(request.request_id), encode_event(envelope))
+    await project(west, "issuer")
+
+    assert await logged(west, ISSUANCE_OUTCOMES.name) == []
+    assert await table(west, "SELECT request_id FROM issuer.requests") == [(request.request_id,)]

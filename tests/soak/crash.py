@@ -63,8 +63,7 @@ from pipeline.agents import WORKER_ROLES
 from pipeline.database import connect
 from pipeline.kafka import high_watermarks, partitions_of, reader, start_producer
 from pipeline.projection import PROJECTION_MODULES, load_projection
-from pipeline.proofs import proven_by_their_edges
-from pipeline.publish import Appender, Outgoing, Unconfirmed, publish_many
+from pipeline.publish import Appender, Outgoing, Unconfirmed, proven_by_their_edges, publish_many
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.status import dead_letter_counts, log_ends, wait_until_applied
 from pipeline.topics import SOURCE_TOPICS
