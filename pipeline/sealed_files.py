@@ -45,11 +45,12 @@ class SealedLines:
             for number, line in enumerate(sealed, start=1):
                 try:
                     raw = binascii.a2b_base64(line)
-                    yield self._cipher.decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], self._context)
+                    where = _position(self._context, number)
+                    yield self._cipher.decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], where)
                 except (binascii.Error, InvalidTag, ValueError):
                     raise SealedFileError(
-                        f"{path}, line {number}: does not open (altered, or sealed under "
-                        "another key); push the file again"
+                        f"{path}, line {number}: does not open (altered, moved, or sealed "
+                        "under another key); push the file again"
                     ) from None
 
 
@@ -60,12 +61,21 @@ class LineSealer:
         self._out = out
         self._cipher = cipher
         self._context = context
+        self._written = 0
 
     def write(self, line: bytes) -> None:
+        self._written += 1
         nonce = os.urandom(_NONCE_SIZE)
-        sealed = nonce + self._cipher.encrypt(nonce, line, self._context)
+        where = _position(self._context, self._written)
+        sealed = nonce + self._cipher.encrypt(nonce, line, where)
         self._out.write(binascii.b2a_base64(sealed))
 
     def writelines(self, lines: Iterable[bytes]) -> None:
         for line in lines:
             self.write(line)
+
+
+def _position(context: bytes, number: int) -> bytes:
+    """A line's associated data: its file and its place there, so lines cannot be reordered,
+    repeated or moved to another file unnoticed."""
+    return b"%b#%d" % (context, number)

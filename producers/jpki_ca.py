@@ -139,9 +139,10 @@ class CertificateAuthority:
         with os.fdopen(descriptor, "wb") as file:
             os.fchmod(descriptor, 0o600)
             file.write(key_pem)
-        (directory / CERTIFICATE_FILE).write_bytes(
-            self.certificate.public_bytes(serialization.Encoding.PEM)
-        )
+        # Whole or not at all: consumers read it as their trust anchor at any moment.
+        partial = directory / f".{CERTIFICATE_FILE}.partial"
+        partial.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+        os.replace(partial, directory / CERTIFICATE_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> CertificateAuthority:

@@ -135,6 +135,7 @@ Outcome = Literal["accepted", "already_accepted", "held", "refused"]
 RefusalReason = Literal[
     "file_missing",
     "file_too_large",
+    "file_changed",
     "empty_file",
     "bad_encoding",
     "unknown_format",
@@ -158,7 +159,9 @@ _Keys = dict[tuple[str, str], DataKey | None]
 _PERSONAL_FIELDS = tuple(PersonalData.model_fields)
 _AMOUNT_FIELDS = tuple(TaxAmounts.model_fields)
 _REMOVALS = frozenset(reason.value for reason in REMOVAL_REASONS)
-_WITHHELD_FIELDS = frozenset(_PERSONAL_FIELDS + _AMOUNT_FIELDS)
+# The columns whose values a stored report may keep: codes, dates of changes, kinds. Any other
+# (a name, an amount, a whole line that did not parse, an unknown column) is withheld.
+_KEPT_FIELDS = frozenset(COLUMNS) - frozenset(_PERSONAL_FIELDS + _AMOUNT_FIELDS)
 WITHHELD = "(personal data, not kept)"
 _UTF8_BOM = codecs.BOM_UTF8
 
@@ -316,32 +319,26 @@ async def push_file(
         )
     if size > settings.push_max_bytes:
         return refused("file_too_large", _too_large(path, size, settings.push_max_bytes))
-    pushes = settings.center_home / "pushes" / municipality
     try:
-        staged = await asyncio.to_thread(_stage_copy, path, pushes, settings.push_max_bytes)
+        sha = await asyncio.to_thread(_digest, path, settings.push_max_bytes)
     except OSError as error:
         # Unreadable (permissions, a vanished mount): the sender must fix access to it.
         if not error.filename or Path(error.filename) != path:
             raise
         return refused("file_missing", f"{path} cannot be read ({error.strerror}); check it")
-    if staged is None:
+    if sha is None:
         return refused("file_too_large", _too_large(path, None, settings.push_max_bytes))
-    copy, sha = staged
-    try:
-        async with connect(settings) as ledger:
-            await migrate(ledger, "intake")
-            lock = _lock_key(municipality)
-            await ledger.execute("SELECT pg_advisory_lock($1)", lock)
-            try:
-                intake = _Intake(settings, ledger, municipality, copy, sha, full, as_of, progress)
-                return await intake.take(
-                    sequence, signature, encoding, file_format or _format_by_name(path)
-                )
-            finally:
-                await ledger.execute("SELECT pg_advisory_unlock($1)", lock)
-    finally:
-        # Left behind only if the push stopped before the batch had its folder.
-        copy.unlink(missing_ok=True)
+    async with connect(settings) as ledger:
+        await migrate(ledger, "intake")
+        lock = _lock_key(municipality)
+        await ledger.execute("SELECT pg_advisory_lock($1)", lock)
+        try:
+            intake = _Intake(settings, ledger, municipality, path, sha, full, as_of, progress)
+            return await intake.take(
+                sequence, signature, encoding, file_format or _format_by_name(path)
+            )
+        finally:
+            await ledger.execute("SELECT pg_advisory_unlock($1)", lock)
 
 
 async def next_sequence(settings: Settings, municipality: str) -> int:
@@ -388,7 +385,7 @@ class _Intake:
     settings: Settings
     ledger: Connection
     municipality: str
-    copy: Path
+    path: Path  # the sender's file, read in place: no copy of it is ever made
     sha: str
     full: bool
     as_of: date | None
@@ -473,9 +470,10 @@ class _Intake:
         purged = await self._purged_residents()
         rows = await asyncio.to_thread(
             _check_file,
-            self.copy,
+            self.path,
+            self.sha,
             folder / ROWS_FILE,
-            _sealed_rows(self.settings, self.municipality, folder),
+            _sealed_rows(self.settings, self.municipality, folder / ROWS_FILE),
             file_format,
             encoding,
             self.municipality,
@@ -737,9 +735,7 @@ class _Publisher:
         return events
 
     async def _events(self, batch: _Batch, changes: Path) -> AsyncIterator[Outgoing]:
-        chunks = _entry_chunks(
-            changes, _sealed_rows(self.settings, batch.municipality, batch.folder)
-        )
+        chunks = _entry_chunks(changes, _sealed_rows(self.settings, batch.municipality, changes))
 
         async def next_chunk() -> tuple[list[dict[str, Any]] | None, _Keys]:
             chunk = await asyncio.to_thread(next, chunks, None)
@@ -905,16 +901,16 @@ class _Publisher:
             return changes, await asyncio.to_thread(_count_lines, changes)
         await refresh(self.settings, load_projection("replica", self.settings))
         partial = changes.with_suffix(".partial")
-        sealed = _sealed_rows(self.settings, batch.municipality, batch.folder)
+        rows = batch.folder / ROWS_FILE
         file: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
-        out = sealed.writer(file)
+        out = _sealed_rows(self.settings, batch.municipality, changes).writer(file)
         count = 0
         last_line = 0
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 replica = _Replica(connection, self.vault, batch.municipality)
                 await replica.start()
-                chunks = _entry_chunks(batch.folder / ROWS_FILE, sealed)
+                chunks = _entry_chunks(rows, _sealed_rows(self.settings, batch.municipality, rows))
                 try:
                     while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                         differing = await replica.differing(chunk)
@@ -1205,9 +1201,9 @@ def _entry_chunks(path: Path, sealed: SealedLines) -> Generator[list[dict[str, A
         yield chunk
 
 
-def _sealed_rows(settings: Settings, municipality: str, folder: Path) -> SealedLines:
-    """How a batch's rows and changes are kept at rest: sealed under a key of that batch."""
-    return SealedLines(load_kek(settings), f"push:{municipality}:{folder.name}")
+def _sealed_rows(settings: Settings, municipality: str, file: Path) -> SealedLines:
+    """How a batch's rows or changes are kept at rest: sealed under a key of that file."""
+    return SealedLines(load_kek(settings), f"push:{municipality}:{file.parent.name}/{file.name}")
 
 
 def _count_lines(path: Path) -> int:
@@ -1243,28 +1239,41 @@ def _file_size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
-def _stage_copy(source: Path, pushes: Path, limit: int) -> tuple[Path, str] | None:
-    """Copy the file aside while hashing it; None if it grew past ``limit`` meanwhile.
+def _digest(source: Path, limit: int) -> str | None:
+    """The SHA-256 of the sender's file; None if it grew past ``limit`` meanwhile.
 
-    Everything after this reads the copy, so what is validated and published is exactly what
-    was hashed and signed, whatever happens to the sender's file.
+    No copy is made (it would hold the register in clear): the file is read again to be
+    checked, hashed once more on the way, and refused if it changed in between
+    (``_check_file``), so what is validated and published is exactly what was signed.
     """
-    incoming = pushes / ".incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    copy = incoming / uuid.uuid4().hex
     digest = hashlib.sha256()
     size = 0
-    with source.open("rb") as data, copy.open("wb") as out:
+    with source.open("rb") as data:
         while chunk := data.read(1 << 20):
             size += len(chunk)
             if size > limit:
-                break
+                return None
             digest.update(chunk)
-            out.write(chunk)
-    if size > limit:
-        copy.unlink()
-        return None
-    return copy, digest.hexdigest()
+    return digest.hexdigest()
+
+
+class _Hashed:
+    """A binary file read line by line, hashing what is read."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.raw.readline(size)
+        self.digest.update(data)
+        return data
+
+    def rest_hashed(self) -> str:
+        """The digest of the whole file: the lines read, then whatever was left unread."""
+        while chunk := self.raw.read(1 << 20):
+            self.digest.update(chunk)
+        return self.digest.hexdigest()
 
 
 def _write_report(report: PushReport) -> None:
@@ -1273,7 +1282,7 @@ def _write_report(report: PushReport) -> None:
     assert report.kept_at is not None
     kept = report.to_json()
     kept["problems"] = [
-        {**problem, "value": WITHHELD} if problem["field"] in _WITHHELD_FIELDS else problem
+        problem if problem["field"] in _KEPT_FIELDS else {**problem, "value": WITHHELD}
         for problem in kept["problems"]
     ]
     (report.kept_at / REPORT_FILE).write_bytes(orjson.dumps(kept, option=orjson.OPT_INDENT_2))
@@ -1313,7 +1322,8 @@ def _sniff_format(first_line: bytes) -> FileFormat:
 
 
 def _check_file(
-    copy: Path,
+    path: Path,
+    sha: str,
     spool: Path,
     sealed: SealedLines,
     file_format: FileFormat | None,
@@ -1335,8 +1345,9 @@ def _check_file(
     problems: list[RowProblem] = []
     rows = 0
     foreign: set[str] = set()
-    with copy.open("rb") as raw, spool.open("wb") as file:
+    with path.open("rb") as file_read, spool.open("wb") as file:
         out = sealed.writer(file)
+        raw = _Hashed(file_read)
         lines = _Lines(raw, codec.name)
         first = lines.peek()
         if first is None:
@@ -1364,8 +1375,14 @@ def _check_file(
                     break
         except _Undecodable as error:
             raise _Refusal(
-                "bad_encoding", _encoding_message(copy, codec.name, error), [error.problem]
+                "bad_encoding", _encoding_message(path, codec.name, error), [error.problem]
             ) from None
+        if raw.rest_hashed() != sha:
+            raise _Refusal(
+                "file_changed",
+                f"{path} changed while it was read (its SHA-256 is no longer {sha}); push it "
+                "again once nothing writes to it",
+            )
     if problems:
         raise _Refusal(*_invalid(problems, rows, foreign), rows=rows)
     if rows == 0:
@@ -1457,7 +1474,7 @@ class _Lines:
     """The file's lines, decoded one at a time, so a decoding error names its line and a file
     with no line breaks cannot fill memory."""
 
-    def __init__(self, raw: IO[bytes], encoding: str) -> None:
+    def __init__(self, raw: _Hashed, encoding: str) -> None:
         self.raw = raw
         self.encoding = encoding
         self.number = 0
@@ -1508,9 +1525,9 @@ class _Lines:
                 ) from None
 
 
-def _encoding_message(copy: Path, encoding: str, error: _Undecodable) -> str:
+def _encoding_message(path: Path, encoding: str, error: _Undecodable) -> str:
     message = f"line {error.problem.line} is not valid {encoding}: save the file as {encoding}"
-    if encoding != "cp932" and _decodes_as(copy, "cp932"):
+    if encoding != "cp932" and _decodes_as(path, "cp932"):
         message += ", or, since it reads as Shift_JIS, pass --encoding cp932"
     return message
 

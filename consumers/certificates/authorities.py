@@ -31,7 +31,7 @@ CA_FILE = "ca.pem"
 @dataclass
 class TrustedAuthorities:
     path: Path
-    _read: tuple[float, int] | None = field(default=None, repr=False)
+    _read: tuple[int, int, int] | None = field(default=None, repr=False)
     _anchors: list[x509.Certificate] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -80,12 +80,13 @@ class TrustedAuthorities:
         except FileNotFoundError:
             self._read, self._anchors = None, []
             return []
-        if self._read != (stat.st_mtime, stat.st_size):
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._read != seen:
             try:
                 self._anchors = x509.load_pem_x509_certificates(self.path.read_bytes())
             except ValueError:
                 self._anchors = []
-            self._read = (stat.st_mtime, stat.st_size)
+            self._read = seen
         return self._anchors
 
 

@@ -46,3 +46,12 @@ def test_an_altered_line_is_refused_not_read(tmp_path: Path) -> None:
     path.write_bytes(first + second[:10] + (b"A" if second[10:11] != b"A" else b"B") + second[11:])
     with pytest.raises(SealedFileError, match="line 2: does not open"):
         list(sealed.lines(path))
+
+
+def test_lines_moved_within_the_file_are_refused(tmp_path: Path) -> None:
+    sealed = SealedLines(KEK, "push:131016:000001-abc")
+    path = written(tmp_path / "rows.jsonl", sealed)
+    first, second = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(second + first)
+    with pytest.raises(SealedFileError, match="line 1: does not open"):
+        list(sealed.lines(path))

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import orjson
+import pytest
 
 from pipeline.catchup import refresh
 from pipeline.database import connect, create_pool
@@ -16,6 +17,7 @@ from pipeline.projection import load_projection
 from pipeline.settings import Settings
 from pipeline.signing import generate_signing_key
 from pipeline.vault import Vault, load_kek, open_sealed
+from producers import municipal_push
 from producers.municipal_push import (
     LINES_PER_BATCH,
     REFUSAL_REASONS,
@@ -441,8 +443,48 @@ async def test_undated_facts_happened_when_the_batch_was_received(
 
 def test_the_refusal_reasons_are_the_documented_codes() -> None:
     assert set(REFUSAL_REASONS) == {
-        "file_missing", "file_too_large", "empty_file", "bad_encoding", "unknown_format",
-        "missing_columns", "invalid_rows", "other_municipality", "unknown_municipality",
-        "not_on_bcl", "no_public_key", "unsigned", "bad_signature", "sequence_conflict",
-        "bad_sequence",
+        "file_missing", "file_too_large", "file_changed", "empty_file", "bad_encoding",
+        "unknown_format", "missing_columns", "invalid_rows", "other_municipality",
+        "unknown_municipality", "not_on_bcl", "no_public_key", "unsigned", "bad_signature",
+        "sequence_conflict", "bad_sequence",
     }  # fmt: skip
+
+
+async def test_a_file_changed_between_its_digest_and_its_check_is_refused(
+    platform: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No copy of a pushed file is kept, so it is read in place twice: a file that changes in
+    between is refused, and nothing of either version is published."""
+    key = await register(platform)
+    pushed = tmp_path / "register.csv"
+    pushed.write_bytes(SAMPLE_CSV.read_bytes())
+    digest = municipal_push._digest
+
+    def then_changed(source: Path, limit: int) -> str | None:
+        sha = digest(source, limit)
+        source.write_bytes(source.read_bytes().replace("神田 一郎".encode(), "神田 二郎".encode()))
+        return sha
+
+    monkeypatch.setattr(municipal_push, "_digest", then_changed)
+    report = await signed_push(platform, key, pushed, 1)
+    assert (report.outcome, report.reason) == ("refused", "file_changed")
+    assert "changed while it was read" in report.message
+    assert await logged_events(platform) == []
+    assert not list((platform.center_home / "pushes").rglob(".incoming"))
+
+
+async def test_the_stored_report_withholds_whole_lines_that_did_not_parse(
+    platform: Settings, tmp_path: Path
+) -> None:
+    key = await register(platform)
+    lines = SAMPLE_JSONL.read_bytes().splitlines(keepends=True)
+    broken = '{"name":"山田 花子","my_number":"123456789018",}\n'.encode()  # a trailing comma
+    pushed = tmp_path / "broken.jsonl"
+    pushed.write_bytes(broken + b"".join(lines[1:]))
+    report = await signed_push(platform, key, pushed, 1)
+    assert report.outcome == "refused"
+    assert report.kept_at is not None
+    assert any(p.field == "(line)" and "山田" in p.value for p in report.problems)
+    kept = (report.kept_at / "report.json").read_bytes()
+    assert "山田".encode() not in kept
+    assert WITHHELD.encode() in kept
