@@ -328,14 +328,15 @@ class IssuerProcessor:
     ) -> list[ConsumedEvent]:
         """The batch's requests that are the first of their id and have no outcome yet.
 
-        Only what entered at this center: the runner hands over its own topics only, and a
-        request of the other center's origin found there (copied in by someone who can write
-        to the broker) is the other center's to decide, or it would be decided twice."""
+        The runner hands over this center's own topics only. Where the centers run apart
+        (``BCL_PEERS``), a request of a peer's origin found there (copied in by someone who
+        can write to the broker) is that center's to decide, or it would be decided twice; on
+        one cluster serving both centers' kiosks, this issuer decides both."""
         requests = [
             e
             for e in events
             if isinstance(e.payload, IssuanceRequested)
-            and e.envelope.origin == self.settings.center
+            and e.envelope.origin not in self.settings.peers
         ]
         if not requests:
             return []
@@ -445,7 +446,7 @@ class IssuerProcessor:
     ) -> _Decision:
         request_id = str(payload.request_id)
         envelope = self.keys.prove(
-            f"issuer:{self.settings.center}",
+            f"issuer:{event.envelope.origin}",
             Envelope.new(
                 "issuance.issued" if isinstance(payload, IssuanceIssued) else "issuance.rejected",
                 payload,

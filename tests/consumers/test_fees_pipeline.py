@@ -113,8 +113,6 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
     no_seal = request(yoko, INKAN)
 
     worker = start_worker(platform, tmp_path / "worker.log", agents="issuer,fees")
-    # One log stands for both centers here: west's issuer decides what enters at west.
-    west_issuer = start_worker(at_center(platform, "west"), tmp_path / "west.log", agents="issuer")
     try:
         async with (
             CenterGateway(at_center(platform, "east")) as east,
@@ -170,9 +168,8 @@ async def test_kiosk_certificates_are_settled_once_and_replay_to_the_same_yen(
             )
         await wait_caught_up(platform, "fees", timeout=120)
     finally:
-        for process in (worker, west_issuer):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
     statement = bcl_json(platform, "fees", "statement", CHIYODA, "--month", month)
     settled = {
