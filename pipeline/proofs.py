@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipeline.settings import Settings
-from pipeline.vault import load_kek
+from pipeline.vault import kek_file, load_kek
 from schemas.codec import encode_unproven, proof_suffix
 from schemas.envelope import Envelope
 from schemas.rights import edge_problem, rights_problem
@@ -60,10 +60,13 @@ class EdgeKeys:
 
     @classmethod
     def of(cls, settings: Settings) -> EdgeKeys:
-        kek = load_kek(settings)
-        keys = _KEYS.get(kek)
+        """The keys under ``settings``' KEK, read once per process: edges prove every event
+        they publish (a push, row by row), and reading the KEK file took longer than that."""
+        configured = settings.kek.get_secret_value() if settings.kek else None
+        source = configured or str(kek_file(settings))
+        keys = _KEYS.get(source)
         if keys is None:
-            keys = _KEYS[kek] = cls(kek)
+            keys = _KEYS[source] = cls(load_kek(settings))
         return keys
 
     def key(self, edge: str, generation: int = KEY_GENERATION) -> bytes:
@@ -152,8 +155,8 @@ def _remembered(verdicts: dict[Any, str | None], verdict: str | None) -> str | N
     return verdict
 
 
-# One per KEK a process uses, so each edge's key is derived once.
-_KEYS: dict[bytes, EdgeKeys] = {}
+# One per KEK a process uses (by where it is kept), so each edge's key is derived once.
+_KEYS: dict[str, EdgeKeys] = {}
 
 
 def prove(settings: Settings, edge: str, envelope: Envelope) -> Envelope:

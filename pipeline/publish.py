@@ -104,6 +104,7 @@ class Appender:
 
     def __init__(self, settings: Settings, producer: AIOKafkaProducer[bytes, bytes]) -> None:
         self.settings = settings
+        self.keys = EdgeKeys.of(settings)
         self.producer = producer
         self.floors: dict[TopicPartition, int] = {}
         # After failed sends: events found on the log (a blind resend's duplicates), and sent again.
@@ -427,7 +428,7 @@ class Appender:
         not yet sent (ids can be foreseen) must not pass for it, or the event would be lost."""
         try:
             event = decode_event(value or b"")
-            EdgeKeys.of(self.settings).check(value or b"", event.envelope)
+            self.keys.check(value or b"", event.envelope)
         except (EventDecodeError, Unauthenticated):
             return False
         return True

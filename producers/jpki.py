@@ -23,7 +23,7 @@ from pipeline.catchup import refresh
 from pipeline.database import connect
 from pipeline.kafka import producer
 from pipeline.projection import load_projection
-from pipeline.proofs import prove
+from pipeline.proofs import EdgeKeys, prove
 from pipeline.publish import Outgoing, publish_many
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES
@@ -382,6 +382,7 @@ def _crl_events(
     known: dict[str, tuple[str, str | None]],
     counts: dict[str, int],
 ) -> Iterator[Outgoing]:
+    keys = EdgeKeys.of(settings)  # a CRL may hold a million entries
     for entry in crl.revoked():
         serial = certificate_serial(entry.serial)
         status, kind = known.get(serial, (None, None))
@@ -404,8 +405,7 @@ def _crl_events(
             )
             event_type, event_id = "certificate.revoked", revocation_event_id(event)
             counts["revoked"] += 1
-        envelope = prove(
-            settings,
+        envelope = keys.prove(
             "jpki",
             Envelope.new(
                 event_type,

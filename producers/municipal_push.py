@@ -80,7 +80,7 @@ from pipeline.database import Connection, connect, create_pool
 from pipeline.kafka import producer
 from pipeline.migrations import migrate
 from pipeline.projection import load_projection
-from pipeline.proofs import prove
+from pipeline.proofs import EdgeKeys
 from pipeline.publish import Outgoing, publish, publish_many
 from pipeline.sealed_files import SealedLines
 from pipeline.settings import Settings
@@ -704,6 +704,11 @@ class _Publisher:
     pool: asyncpg.Pool
     vault: Vault
     client: AIOKafkaProducer[bytes, bytes]
+    # Held, not looked up per row: the push intake proves every event it publishes.
+    keys: EdgeKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = EdgeKeys.of(self.settings)
 
     async def publish(self, batch: _Batch, changes: Path, sent: Callable[[int], None]) -> int:
         events = await publish_many(
@@ -718,8 +723,7 @@ class _Publisher:
             events=events,
             full=batch.full,
         )
-        envelope = _envelope(
-            self.settings,
+        envelope = self._envelope(
             batch,
             RECEIPT_LINE,
             "receipt",
@@ -733,6 +737,32 @@ class _Publisher:
             Outgoing(RESIDENT_CHANGES.name, f"{batch.municipality}:batch", envelope),
         )
         return events
+
+    def _envelope(
+        self,
+        batch: _Batch,
+        line: int,
+        kind: str,
+        event_type: str,
+        payload: dict[str, Any],
+        occurred_at: datetime,
+    ) -> Envelope:
+        edge = f"municipality:{batch.municipality}"
+        return self.keys.prove(
+            edge,
+            Envelope(
+                event_id=_event_id(batch, line, kind),
+                type=event_type,
+                version=REGISTRY.current_version(event_type),
+                occurred_at=occurred_at,
+                recorded_at=datetime.now(UTC),
+                origin=self.settings.center,
+                source=edge,
+                municipality=batch.municipality,
+                sequence=_sequence(batch, line),
+                payload=payload,
+            ),
+        )
 
     async def _events(self, batch: _Batch, changes: Path) -> AsyncIterator[Outgoing]:
         chunks = _entry_chunks(changes, _sealed_rows(self.settings, batch.municipality, changes))
@@ -884,7 +914,7 @@ class _Publisher:
         payload: dict[str, Any],
         occurred_at: datetime,
     ) -> Outgoing:
-        envelope = _envelope(self.settings, batch, line, kind, event_type, payload, occurred_at)
+        envelope = self._envelope(batch, line, kind, event_type, payload, occurred_at)
         return Outgoing(
             RESIDENT_CHANGES.name, f"{batch.municipality}:{payload['resident_code']}", envelope
         )
@@ -942,34 +972,6 @@ async def _publisher(settings: Settings) -> AsyncIterator[_Publisher]:
             yield _Publisher(settings, pool, Vault(pool, load_kek(settings)), client)
     finally:
         await pool.close()
-
-
-def _envelope(
-    settings: Settings,
-    batch: _Batch,
-    line: int,
-    kind: str,
-    event_type: str,
-    payload: dict[str, Any],
-    occurred_at: datetime,
-) -> Envelope:
-    edge = f"municipality:{batch.municipality}"
-    return prove(
-        settings,
-        edge,
-        Envelope(
-            event_id=_event_id(batch, line, kind),
-            type=event_type,
-            version=REGISTRY.current_version(event_type),
-            occurred_at=occurred_at,
-            recorded_at=datetime.now(UTC),
-            origin=settings.center,
-            source=edge,
-            municipality=batch.municipality,
-            sequence=_sequence(batch, line),
-            payload=payload,
-        ),
-    )
 
 
 def _event_id(batch: _Batch, line: int, kind: str) -> uuid.UUID:

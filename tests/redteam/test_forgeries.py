@@ -165,6 +165,17 @@ def forged(event_type: str, payload: Any, source: str, **fields: Any) -> bytes:
     )
 
 
+def forged_revocation(serials: dict[str, str]) -> bytes:
+    """Ichiro's valid card revoked, stamped as the JPKI center's."""
+    revocation = CertificateRevoked(
+        serial=serials[ICHIRO],
+        kind=CertificateKind.USER_AUTHENTICATION,
+        reason=RevocationReason.HOLDER_REQUEST,
+        revoked_at=NOW,
+    )
+    return forged("certificate.revoked", revocation, "jpki")
+
+
 async def test_a_request_stamped_as_a_center_is_not_issued(platform: Settings) -> None:
     serials = await chiyoda_with_cards(platform)
     request = kiosk_request(serials[ICHIRO])
@@ -181,18 +192,7 @@ async def test_a_request_stamped_as_a_center_is_not_issued(platform: Settings) -
 
 async def test_a_revocation_stamped_as_jpki_revokes_nothing(platform: Settings) -> None:
     serials = await chiyoda_with_cards(platform)
-    revocation = CertificateRevoked(
-        serial=serials[ICHIRO],
-        kind=CertificateKind.USER_AUTHENTICATION,
-        reason=RevocationReason.HOLDER_REQUEST,
-        revoked_at=NOW,
-    )
-    await write_raw(
-        platform,
-        JPKI_CERTIFICATES.name,
-        serials[ICHIRO],
-        forged("certificate.revoked", revocation, "jpki"),
-    )
+    await write_raw(platform, JPKI_CERTIFICATES.name, serials[ICHIRO], forged_revocation(serials))
     await project(platform)
 
     status = await table(
@@ -369,14 +369,7 @@ async def test_a_forgery_mirrored_into_the_other_center_is_refused_there_too(
     platform: Settings, west: Settings
 ) -> None:
     serials = await chiyoda_with_cards(platform)
-    revocation = CertificateRevoked(
-        serial=serials[ICHIRO],
-        kind=CertificateKind.USER_AUTHENTICATION,
-        reason=RevocationReason.HOLDER_REQUEST,
-        revoked_at=NOW,
-    )
-    value = forged("certificate.revoked", revocation, "jpki")
-    await write_raw(platform, JPKI_CERTIFICATES.name, serials[ICHIRO], value)
+    await write_raw(platform, JPKI_CERTIFICATES.name, serials[ICHIRO], forged_revocation(serials))
     copied = await Mirror(platform, west).run(until_end=True)
     await project(west, "certificates")
 
