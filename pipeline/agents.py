@@ -1,7 +1,7 @@
 """Which agents a live worker process hosts, and how a center lays them over processes.
 
 Kept apart from ``pipeline.worker`` so that `bcl up`, `bcl down` and the failover drill can name
-the worker processes without importing faust.
+the worker processes without importing the consumers.
 """
 
 from __future__ import annotations
@@ -47,14 +47,10 @@ class WorkerRole:
     def pid_file_name(self) -> str:
         return f"{self.file_stem}.pid"
 
-    def group(self, center_group: str) -> str:
-        """The process's consumer group: two workers hosting different agents must not share
-        one, or each would see only some partitions of the topics both read."""
-        return center_group if self.name == ALL_AGENTS else f"{center_group}-{self.name}"
 
 
 # How a center runs its agents (`bcl worker --detach`, `bcl up --worker`): one process per role,
-# each with its own consumer group and pid file.
+# each with its own pid file.
 # - issuance: the issuer alone. A resident stands at the kiosk for each of its answers, so no
 #   other projection's batch may hold up its event loop, and it keeps the CPU when the machine
 #   is busy.
@@ -79,7 +75,7 @@ def worker_role(name: str) -> WorkerRole:
 
 def role_of(agents: Sequence[str] | None) -> WorkerRole:
     """The role a worker hosting ``agents`` (None: every agent) plays. Its name names the
-    process's consumer group and pid file: ``all``, a role's name, or the agents joined by
+    process's pid file: ``all``, a role's name, or the agents joined by
     ``+``; only a role of the center's layout runs in the background."""
     if agents is None:
         agents = tuple(AGENT_MODULES)

@@ -1,8 +1,9 @@
-"""Reading the log straight into a projection: start-up catch-up, replay and gap filling.
+"""Reading the log straight into a projection: the live follower, start-up catch-up, replay and
+gap filling.
 
-These paths bypass faust and read with a group-less aiokafka client in large batches, from each
-partition's tracked offset up to the high watermark seen when they start. They feed the same
-``ProjectionRunner.apply_records`` as the live agent, so they can run beside it safely.
+Every path reads with a group-less aiokafka client from each partition's tracked offset: catch-up
+and replay in large batches up to the high watermark seen when they start, the live follower
+whatever arrives. All feed the same ``ProjectionRunner``, so they can run beside each other.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import Projection, RawRecord
 from pipeline.proofs import EdgeKeys
 from pipeline.publish import Appender
-from pipeline.runner import Decoded, ProjectionRunner, decode_records
+from pipeline.runner import BatchResult, Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 
@@ -101,11 +102,8 @@ async def catch_up(
             client.assign(sorted(pending))
         for tp in pending:
             client.seek(tp, start[tp])
-        # Fetching and decoding (this process's CPU) run one batch ahead of applying (mostly
-        # Postgres's CPU), so on two cores the two overlap.
-        batches: asyncio.Queue[list[Decoded] | None] = asyncio.Queue(maxsize=2)
 
-        async def fetch_and_decode() -> None:
+        async def fetch_and_decode() -> AsyncIterator[list[Decoded]]:
             idle = 0
             while pending:
                 fetched = await client.getmany(*pending, timeout_ms=1000, max_records=size)
@@ -113,32 +111,91 @@ async def catch_up(
                 if idle == QUIET_FETCHES:
                     # Nothing to read for that long: what is left below the targets holds no
                     # record (offsets a broker claimed and died before writing, transaction
-                    # markers); the live agent takes whatever comes after them.
+                    # markers); the live follower takes whatever comes after them.
                     break
                 records: list[RawRecord] = []
                 for tp, found in fetched.items():
                     records.extend(r for r in found if r.offset < report.targets[tp])
                 if records:
-                    await batches.put(decode_records(records, runner.projection.name, runner.keys))
+                    yield decode_records(records, runner.projection.name, runner.keys)
                 for tp in list(pending):
                     if await client.position(tp) >= report.targets[tp]:
                         pending.discard(tp)
-            await batches.put(None)
 
-        reading = asyncio.create_task(fetch_and_decode())
-        try:
-            while (batch := await batches.get()) is not None:
-                result = await runner.apply_decoded(batch)
-                report.events += len(batch)
-                report.applied += result.applied
-                report.dead_lettered += result.dead_lettered
-                if progress:
-                    progress(report.events, total)
-            await reading
-        finally:
-            reading.cancel()
+        async for batch, result in _applied_ahead(runner, fetch_and_decode()):
+            report.events += len(batch)
+            report.applied += result.applied
+            report.dead_lettered += result.dead_lettered
+            if progress:
+                progress(report.events, total)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass(frozen=True)
+class Fetching:
+    """How a live follower fetches: each fetch waits ``wait`` seconds at most for ``min_bytes``
+    to be there; a batch holds at most ``batch_size`` events."""
+
+    wait: float
+    min_bytes: int
+    batch_size: int
+
+
+async def follow(runner: ProjectionRunner, settings: Settings, fetching: Fetching) -> None:
+    """Apply what arrives on the projection's topics, a batch at a time, until cancelled.
+
+    Starts at the tracked offsets. A batch is whatever has arrived when the previous one is
+    applied, up to ``fetching.batch_size``: one event when one came, thousands when they pour in.
+    """
+    async with reader(
+        settings,
+        fetch_max_wait_ms=int(fetching.wait * 1000),
+        fetch_min_bytes=fetching.min_bytes,
+    ) as client:
+        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
+        tracked = await runner.tracked_offsets()
+        client.assign(partitions)
+        for tp in partitions:
+            client.seek(tp, tracked.get(tp, -1) + 1)
+
+        async def fetch_and_decode() -> AsyncIterator[list[Decoded]]:
+            while True:
+                fetched = await client.getmany(timeout_ms=1000, max_records=fetching.batch_size)
+                records = [record for found in fetched.values() for record in found]
+                if records:
+                    yield decode_records(records, runner.projection.name, runner.keys)
+
+        async for _ in _applied_ahead(runner, fetch_and_decode()):
+            pass
+
+
+async def _applied_ahead(
+    runner: ProjectionRunner, batches: AsyncIterator[list[Decoded]]
+) -> AsyncIterator[tuple[list[Decoded], BatchResult]]:
+    """Apply ``batches`` in order, each with its result. Fetching and decoding (this process's
+    CPU) run one batch ahead of applying (mostly Postgres's CPU), so on two cores they overlap."""
+    ahead: asyncio.Queue[list[Decoded] | BaseException | None] = asyncio.Queue(maxsize=1)
+
+    async def read_ahead() -> None:
+        try:
+            async for batch in batches:
+                await ahead.put(batch)
+        except Exception as error:  # handed over to be raised where batches are applied
+            await ahead.put(error)
+        else:
+            await ahead.put(None)
+
+    reading = asyncio.create_task(read_ahead())
+    try:
+        while (batch := await ahead.get()) is not None:
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch, await runner.apply_decoded(batch)
+        await reading
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
 
 
 class LogGapReader:

@@ -18,6 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pipeline.collection import collect_seldom, freeze_what_is_alive
 from pipeline.commands.common import (
     CommandError,
     aware_time,
@@ -300,8 +301,8 @@ def worker(
     ] = None,
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
-    """Run the live worker: the consumers' faust agents (in the foreground, all in one process
-    unless --role or --agents names some)."""
+    """Run the live worker: every projection follows the log (in the foreground, all in one
+    process unless --role or --agents names some)."""
     from pipeline.agents import worker_role
 
     if role is not None and agents is not None:
@@ -367,6 +368,7 @@ def _replay_one(name: str, since: datetime | None) -> None:
     from pipeline.replay import replay as rebuild
 
     target = load_projection(name, settings())
+    freeze_what_is_alive()
     with Progress(
         TextColumn(f"replay {name}"),
         BarColumn(),
@@ -560,6 +562,7 @@ def main() -> None:
     # pushed registers, the log's store, logs (folders 0700, files 0600). infra.postgres adds
     # search permission on the way to its data folder for the server's own account.
     os.umask(0o077)
+    collect_seldom()
     app()
 
 

@@ -40,7 +40,7 @@ def send_once(sent: BatchBuilder | AIOKafkaProducer[bytes, bytes]) -> None:
 
 
 def _retry_produce_as_told() -> None:
-    """Decide, for every producer in this process (faust's included), when aiokafka sends a
+    """Decide, for every producer in this process, when aiokafka sends a
     failed batch again within its delivery timeout.
 
     - Again after UNKNOWN_SERVER_ERROR. tansu 0.6.0 over S3 writes a batch as an object named by

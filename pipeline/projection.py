@@ -8,8 +8,7 @@ live tables and, during ``bcl replay``, a fresh shadow schema.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -21,7 +20,7 @@ from schemas.envelope import Envelope
 
 
 class RawRecord(Protocol):
-    """A record as read from the log: aiokafka's ConsumerRecord and faust's Message both fit."""
+    """A record as read from the log, as aiokafka's ConsumerRecord has it."""
 
     @property
     def topic(self) -> str: ...
@@ -35,16 +34,60 @@ class RawRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
 class ConsumedEvent:
-    """A decoded event with the log coordinates it was read from."""
+    """A decoded event with the log coordinates it was read from.
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    envelope: Envelope
-    payload: BaseModel
+    ``payload`` is its typed payload. A proven event may come with ``build_payload`` instead
+    (``pipeline.proofs.EdgeKeys.decode_proven``): the payload is built the first time it is
+    read, which a projection of envelopes alone (the journal) never does. Its edge validated it
+    before proving it, so building it later cannot refuse it.
+    """
+
+    __slots__ = ("_build_payload", "_payload", "envelope", "key", "offset", "partition", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        envelope: Envelope,
+        payload: BaseModel | None = None,
+        *,
+        build_payload: Callable[[Envelope], BaseModel] | None = None,
+    ) -> None:
+        if (payload is None) == (build_payload is None):
+            raise TypeError("a consumed event takes a payload or a way to build it, not both")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.envelope = envelope
+        self._payload = payload
+        self._build_payload = build_payload
+
+    @property
+    def payload(self) -> BaseModel:
+        if self._payload is None:
+            assert self._build_payload is not None
+            self._payload = self._build_payload(self.envelope)
+        return self._payload
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.topic, self.partition, self.offset, self.key, self.envelope, self.payload)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConsumedEvent):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ConsumedEvent({self.topic}[{self.partition}]@{self.offset}, "
+            f"{self.envelope.type} {self.envelope.event_id})"
+        )
 
 
 class Projection(Protocol):

@@ -2,7 +2,7 @@
 
 Kafka's committed offsets are only a hint here. The truth about what a projection has applied is
 its tracking row ``(cluster, topic, partition) → last_offset``, written in the same Postgres
-transaction as the projection rows. Whatever feeds the runner (the faust agent, the start-up
+transaction as the projection rows. Whatever feeds the runner (the live follower, the start-up
 catch-up, a replay) can therefore redeliver, skip ahead or restart at any moment.
 """
 
@@ -381,12 +381,27 @@ def _unseen(items: Iterable[Decoded], tracked: Mapping[tuple[str, int], int]) ->
 
 def decode_records(records: Iterable[RawRecord], projection: str, keys: EdgeKeys) -> list[Decoded]:
     """Each record as an event proven by an edge with the right to publish it, or as a dead
-    letter saying why it is not one."""
+    letter saying why it is not one. A proven event is built without validating it again
+    (``EdgeKeys.decode_proven``); anything else is decoded in full, which finds what is wrong."""
     decoded: list[Decoded] = []
     for record in records:
         if record.value is None:
             decoded.append(
                 DeadLetter.of(record, "empty_value", "the message has no value", projection)
+            )
+            continue
+        proven = keys.decode_proven(record.value)
+        if proven is not None:
+            envelope, build_payload = proven
+            decoded.append(
+                ConsumedEvent(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    envelope,
+                    build_payload=build_payload,
+                )
             )
             continue
         try:

@@ -1,4 +1,4 @@
-"""Faust wiring of the certificates: the lifecycle projection and the automatic revoker."""
+"""How the live worker hosts the certificates: the lifecycle projection and the revoker."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Faust wiring of the disaster processor: a batch starts as soon as a tap is there, since an
-evacuee waits at the shelter's reader for each."""
+"""How the live worker hosts the disaster processor: a batch starts as soon as a tap is there,
+since an evacuee waits at the shelter's reader for each."""
 
 from __future__ import annotations
 

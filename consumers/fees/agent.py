@@ -1,4 +1,4 @@
-"""Faust wiring of fees: one batching agent over the requests, the outcomes and the registry."""
+"""How the live worker hosts fees: batched over the requests, the outcomes and the registry."""
 
 from __future__ import annotations
 

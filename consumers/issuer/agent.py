@@ -1,5 +1,5 @@
-"""Faust wiring of the issuer: a batch starts as soon as a request is there, since a resident
-stands at the kiosk for each answer."""
+"""How the live worker hosts the issuer: a batch starts as soon as a request is there, since a
+resident stands at the kiosk for each answer."""
 
 from __future__ import annotations
 

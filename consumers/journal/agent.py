@@ -1,4 +1,4 @@
-"""Faust wiring of the journal: one batching agent over every source topic."""
+"""How the live worker hosts the journal: batched over every source topic."""
 
 from __future__ import annotations
 

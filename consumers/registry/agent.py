@@ -1,4 +1,4 @@
-"""Faust wiring of the municipality registry."""
+"""How the live worker hosts the municipality registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Faust wiring of the BCL replica."""
+"""How the live worker hosts the BCL replica."""
 
 from __future__ import annotations
 

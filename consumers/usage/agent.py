@@ -1,4 +1,4 @@
-"""Faust wiring of usage: one batching agent over the requests and the outcomes."""
+"""How the live worker hosts usage: batched over the requests and the outcomes."""
 
 from __future__ import annotations
 

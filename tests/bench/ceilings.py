@@ -1,29 +1,56 @@
 """The ceilings every figure is compared with, measured in the same run on the same machine.
 
-- raw consume: a plain aiokafka reader taking the same events off the broker, doing nothing else;
-- COPY: asyncpg's binary COPY of rows shaped like the journal's into an empty table;
-- faust: a faust agent that does nothing, the ceiling of any projection faust hosts live.
+- raw consume: a plain aiokafka reader taking the same events off the broker, doing nothing else,
+  with fetches tuned for throughput, the best of three reads, in events/s and MB/s;
+- COPY: asyncpg's binary COPY of rows shaped like the journal's into an empty staging table with
+  no index, and into one with the journal's key and indexes;
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
 from pipeline.database import connect
 from pipeline.kafka import high_watermarks, partitions_of, reader
 from pipeline.settings import Settings
-from tests.helpers import settings_env
 
 
-async def raw_consume_rate(settings: Settings, topics: list[str]) -> tuple[int, float]:
-    """(events, events per second) reading every partition of ``topics`` from the beginning."""
+@dataclass(frozen=True)
+class Consumed:
+    """What a plain reader took off the broker: the best of several timed reads."""
+
+    events: int
+    bytes: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / self.seconds / 1e6
+
+
+async def raw_consume(settings: Settings, topics: list[str], *, tries: int = 3) -> Consumed:
+    """The fastest of ``tries`` reads of every partition of ``topics`` from the beginning, with
+    fetches tuned for throughput (64 MiB a fetch, 16 MiB a partition, 200,000 records a call),
+    doing nothing with the records: the ceiling of any reader of the same events."""
+    best: Consumed | None = None
+    for _ in range(tries):
+        read = await _read_all(settings, topics)
+        if best is None or read.seconds < best.seconds:
+            best = read
+    assert best is not None
+    return best
+
+
+async def _read_all(settings: Settings, topics: list[str]) -> Consumed:
     async with reader(settings) as client:
         partitions = await partitions_of(client, [settings.topic(t) for t in topics])
         marks = await high_watermarks(client, partitions)
@@ -32,19 +59,28 @@ async def raw_consume_rate(settings: Settings, topics: list[str]) -> tuple[int, 
         for tp in wanted:
             client.seek(tp, 0)
         started = time.perf_counter()
-        events = 0
+        events = size = 0
         while wanted:
-            fetched = await client.getmany(*wanted, timeout_ms=1000, max_records=20_000)
+            fetched = await client.getmany(*wanted, timeout_ms=1000, max_records=200_000)
             for tp, records in fetched.items():
                 events += len(records)
+                size += sum(len(r.value or b"") + len(r.key or b"") for r in records)
                 if records[-1].offset >= marks[tp] - 1:
                     wanted.discard(tp)
         seconds = time.perf_counter() - started
-    return events, events / seconds
+    return Consumed(events, size, seconds)
 
 
-async def copy_rate(settings: Settings, rows: int = 200_000) -> float:
-    """Rows per second COPYed into an empty table shaped like ``journal.events``."""
+@dataclass(frozen=True)
+class CopyCeilings:
+    """Rows/s of asyncpg's binary COPY of journal rows: into a staging table with no index (the
+    most Postgres takes in) and into a table with the journal's key and indexes."""
+
+    staging: float
+    indexed: float
+
+
+async def copy_rates(settings: Settings, rows: int = 200_000) -> CopyCeilings:
     now = datetime.now(UTC)
     payload = orjson.dumps({"request_id": str(uuid.uuid4()), "store_id": "SEV-00001"}).decode()
     records = [
@@ -67,41 +103,23 @@ async def copy_rate(settings: Settings, rows: int = 200_000) -> float:
         )
         for i in range(rows)
     ]
+    rates = {}
     async with connect(settings) as connection:
-        await connection.execute("DROP TABLE IF EXISTS bench_copy_ceiling")
-        await connection.execute(
-            "CREATE TABLE bench_copy_ceiling (LIKE journal.events INCLUDING ALL)"
-        )
-        try:
-            started = time.perf_counter()
-            async with connection.transaction():
-                await connection.copy_records_to_table("bench_copy_ceiling", records=records)
-            seconds = time.perf_counter() - started
-        finally:
-            await connection.execute("DROP TABLE bench_copy_ceiling")
-    return rows / seconds
-
-
-def faust_noop_rate(settings: Settings, expected: int) -> float:
-    """Events/s of a faust agent that does nothing, over the events already in the log."""
-    result = settings.center_home / "faust-noop.rate"
-    result.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("faust_noop.py")),
-            str(expected),
-            str(result),
-        ],
-        env=settings_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 1800
-        while not result.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        process.terminate()
-        process.wait(60)
-    return float(result.read_text())
+        for shape, like in (("staging", ""), ("indexed", " INCLUDING ALL")):
+            best = 0.0
+            for _ in range(2):
+                await connection.execute("DROP TABLE IF EXISTS bench_copy_ceiling")
+                await connection.execute(
+                    f"CREATE TABLE bench_copy_ceiling (LIKE journal.events{like})"
+                )
+                try:
+                    started = time.perf_counter()
+                    async with connection.transaction():
+                        await connection.copy_records_to_table(
+                            "bench_copy_ceiling", records=records
+                        )
+                    best = max(best, rows / (time.perf_counter() - started))
+                finally:
+                    await connection.execute("DROP TABLE bench_copy_ceiling")
+            rates[shape] = best
+    return CopyCeilings(**rates)

@@ -53,7 +53,7 @@ async def bench_fees(settings: Settings) -> Sequence[tuple[str, float, str]]:
     visits = national_traffic(nation, start=date(2023, 4, 3), days=STREAM_DAYS)
     events = [*registry_events(nation), *recorded_traffic(visits)]
     live = await live_seconds(settings, "fees", events)
-    figures.append(("fees live (publish → rows, faust worker)", len(events) / live, "events/s"))
+    figures.append(("fees live (publish → rows, worker)", len(events) / live, "events/s"))
 
     # 2. Replay.
     report = await replay(settings, load_projection("fees", settings))

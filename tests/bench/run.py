@@ -26,17 +26,15 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from consumers.journal.projection import JournalProjection
 from infra.services import down, up
 from pipeline.database import connect
 from pipeline.kafka import create_topics, producer
 from pipeline.migrations import migrate_all
 from pipeline.publish import proven_by_their_edges, publish_many
-from pipeline.replay import replay
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
-from tests.bench.ceilings import copy_rate, faust_noop_rate, raw_consume_rate
+from tests.bench.ceilings import Consumed, CopyCeilings, copy_rates, raw_consume
 from tests.bench.certificates import bench_certificates
 from tests.bench.disaster import bench_disaster
 from tests.bench.failover import bench_failover
@@ -44,7 +42,7 @@ from tests.bench.fees import bench_fees
 from tests.bench.issuance import bench_issuance
 from tests.bench.log_storage import bench_log_storage
 from tests.bench.proofs import bench_proofs
-from tests.bench.replica import bench_replica
+from tests.bench.replica import PeakMemory, bcl, bench_replica, replayed_rate
 from tests.bench.usage import bench_usage
 from tests.helpers import start_worker, wait_for_log_line
 
@@ -88,18 +86,33 @@ async def wait_for_rows(settings: Settings, expected: int, timeout: float = 900)
         await connection.close()
 
 
-async def bench_platform(settings: Settings, figures: Figures) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Ceilings:
+    consume: Consumed
+    copy: CopyCeilings
+
+    def versus(self, rate: float, consume: Consumed | None = None) -> str:
+        """``rate`` as shares of raw consume (of ``consume``'s events, by default the platform
+        sample's) and of COPY into an unindexed table."""
+        read = consume or self.consume
+        return (
+            f"({rate / read.per_second:.1%} of raw consume, {rate / self.copy.staging:.1%} of COPY)"
+        )
+
+
+async def bench_platform(settings: Settings, figures: Figures) -> Ceilings:
     log = settings.center_home / "bench-worker.log"
-    worker = start_worker(settings, log)
+    worker = start_worker(settings, log, agents="journal")
+    memory = PeakMemory(worker.pid)
     try:
         await wait_for_log_line(log, "caught up from the log")
         console.print(
             f"[bold]live journal[/bold]: publishing {EVENTS:,} events to a running worker"
         )
+        # Proven as they are generated, as an edge proves what it publishes.
+        proven = list(proven_by_their_edges(settings, platform_sample(EVENTS, seed=1)))
         started = time.perf_counter()
         async with producer(settings) as client:
-            # Proven as they are generated, as an edge proves what it publishes.
-            proven = proven_by_their_edges(settings, platform_sample(EVENTS, seed=1))
             sent = await publish_many(settings, client, proven)
         published = time.perf_counter()
         applied = await wait_for_rows(settings, sent)
@@ -109,45 +122,29 @@ async def bench_platform(settings: Settings, figures: Figures) -> tuple[float, f
     publish_rate = sent / (published - started)
     live_rate = sent / (applied - started)
 
-    console.print("[bold]ceilings[/bold] (same run, same events)")
-    events, consume_rate = await raw_consume_rate(settings, list(SOURCE_TOPICS))
-    # At least what was sent: the issuer's and revoker's decisions are on the log too.
-    assert events >= sent, (events, sent)
-    copy = await copy_rate(settings)
-    faust_rate = faust_noop_rate(settings, sent)
-    figures.add("raw aiokafka consume", consume_rate, "events/s")
-    figures.add("Postgres COPY (journal-shaped rows)", copy, "rows/s")
-    figures.add(
-        "faust agent doing nothing (same batching)",
-        faust_rate,
-        "events/s",
-        f"({faust_rate / consume_rate:.1%} of raw consume)",
-    )
+    console.print("[bold]ceilings[/bold] (same run, same events, nothing else running)")
+    consume = await raw_consume(settings, list(SOURCE_TOPICS))
+    assert consume.events >= sent, (consume.events, sent)
+    copy = await copy_rates(settings)
+    ceilings = Ceilings(consume, copy)
+    figures.add("raw aiokafka consume (tuned fetches, best of 3)", consume.per_second, "events/s",
+                f"({consume.mb_per_second:,.0f} MB/s, {consume.bytes / consume.events:,.0f} B "
+                "an event)")  # fmt: skip
+    figures.add("Postgres COPY, unindexed staging table", copy.staging, "rows/s")
+    figures.add("Postgres COPY, the journal's key and indexes", copy.indexed, "rows/s")
 
-    console.print("[bold]replay journal[/bold]")
-    report = await replay(settings, JournalProjection())
-    replay_rate = report.rebuild.events_per_second
+    console.print("[bold]replay journal[/bold] (bcl replay journal)")
+    _, replay_mib, output = bcl(settings, "replay", "journal")
+    replay_rate = replayed_rate(output)
 
-    figures.add(
-        "generator → Kafka publish",
-        publish_rate,
-        "events/s",
-        f"({publish_rate / consume_rate:.1%} of raw consume)",
-    )
-    figures.add(
-        "live journal (publish → rows, faust worker)",
-        live_rate,
-        "events/s",
-        f"({live_rate / consume_rate:.1%} of raw consume, {live_rate / copy:.1%} of COPY, "
-        f"{live_rate / faust_rate:.0%} of the faust ceiling)",
-    )
-    figures.add(
-        "replay journal",
-        replay_rate,
-        "events/s",
-        f"({replay_rate / consume_rate:.1%} of raw consume, {replay_rate / copy:.1%} of COPY)",
-    )
-    return consume_rate, copy
+    figures.add("generator → Kafka publish", publish_rate, "events/s",
+                ceilings.versus(publish_rate))  # fmt: skip
+    figures.add("live journal (publish → rows, worker)", live_rate, "events/s",
+                ceilings.versus(live_rate))  # fmt: skip
+    figures.add("replay journal", replay_rate, "events/s", ceilings.versus(replay_rate))
+    figures.add("peak memory: worker (journal)", memory.mib, "MiB")
+    figures.add("peak memory: bcl replay journal", replay_mib, "MiB")
+    return ceilings
 
 
 def machine() -> str:
@@ -165,12 +162,14 @@ async def main() -> None:
         await create_topics(settings)
         console.print(f"bench on {machine()}; broker {services.kafka_bootstrap}")
         figures = Figures()
-        consume_rate, copy = await bench_platform(settings, figures)
+        ceilings = await bench_platform(settings, figures)
 
-        def add_all(rows: Sequence[tuple[str, float, str]]) -> None:
+        def add_all(
+            rows: Sequence[tuple[str, float, str]], consume: Consumed | None = None
+        ) -> None:
             for name, value, unit in rows:
                 ratio = (
-                    f"({value / consume_rate:.1%} of raw consume, {value / copy:.1%} of COPY)"
+                    ceilings.versus(value, consume)
                     if unit in ("events/s", "records/s", "entries/s")
                     else ""
                 )
@@ -189,7 +188,12 @@ async def main() -> None:
             console.print(
                 f"[bold]replica[/bold]: {RESIDENTS:,} residents, then {CHANGES:,} changes"
             )
-            add_all(await bench_replica(settings, RESIDENTS, CHANGES))
+            rows, residents = await bench_replica(settings, RESIDENTS, CHANGES)
+            figures.add("raw aiokafka consume of resident events (tuned, best of 3)",
+                        residents.per_second, "events/s",
+                        f"({residents.mb_per_second:,.0f} MB/s, "
+                        f"{residents.bytes / residents.events:,.0f} B an event)")  # fmt: skip
+            add_all(rows, residents)
         if "certificates" in SECTIONS:
             console.print(f"[bold]certificates[/bold]: a CRL of {CRL_ENTRIES:,} entries")
             add_all(await bench_certificates(settings, CRL_ENTRIES))

@@ -62,7 +62,7 @@ async def bench_usage(settings: Settings) -> Sequence[tuple[str, float, str]]:
     # 2. Live: a worker running usage alone, the stream published to it.
     live = await live_seconds(settings, "usage", events)
     usage_events = sum(1 for e in events if e.topic.startswith("issuance."))
-    figures.append(("usage live (publish → rows, faust worker)", usage_events / live, "events/s"))
+    figures.append(("usage live (publish → rows, worker)", usage_events / live, "events/s"))
 
     # 3. Replay.
     report = await replay(settings, load_projection("usage", settings))

@@ -1,28 +1,21 @@
-"""The worker's faust app: each worker process reads in a consumer group of its own, fetches
-with the wait its role calls for (not faust's 1.5 s), and keeps logging at the level asked for;
-a background worker gives up CPU priority."""
+"""The worker's layout: each process hosts a role's projections, each follower fetches with the
+wait its role calls for, and a background worker gives up CPU priority."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import pipeline.worker as worker_module
 from pipeline.agents import AGENT_MODULES, WORKER_ROLES, role_of, worker_role
+from pipeline.catchup import Fetching
 from pipeline.settings import Settings
-from pipeline.worker import AUTOGROUP, BACKGROUND_FETCH_MIN_BYTES, Worker, faust_worker
+from pipeline.worker import AUTOGROUP, BACKGROUND_FETCH_MIN_BYTES, Worker
 
 PROJECTIONS = worker_role("projections").agents
-
-
-def consumer_of(worker: Worker) -> Any:
-    return worker.app.consumer._thread._create_consumer(asyncio.get_running_loop())
 
 
 @pytest.fixture
@@ -30,40 +23,50 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", fetch_wait=0.025)
 
 
-async def test_every_agent_in_one_process_reads_as_the_center(settings: Settings) -> None:
-    consumer = consumer_of(Worker(settings))
-
-    assert consumer._group_id == "bcl-east"
-    assert consumer._fetch_max_wait_ms == 25
-    assert consumer._fetch_min_bytes == 1
+def fetching(worker: Worker) -> dict[str, Fetching]:
+    return {hosted.projection.name: worker.fetching(hosted) for hosted in worker.hosted}
 
 
-async def test_the_issuance_worker_fetches_as_soon_as_a_request_is_there(
+def test_every_projection_in_one_process_fetches_as_soon_as_events_are_there(
     settings: Settings,
 ) -> None:
+    worker = Worker(settings)
+
+    assert not worker.role.background
+    assert set(fetching(worker).values()) == {Fetching(0.025, 1, settings.batch_size)}
+    assert "revocations" in fetching(worker)
+
+
+def test_the_issuance_worker_fetches_as_soon_as_a_request_is_there(settings: Settings) -> None:
     worker = Worker(settings, ["issuer"])
-    consumer = consumer_of(worker)
 
     assert worker.role == worker_role("issuance")
-    assert consumer._group_id == "bcl-east-issuance"
-    assert consumer._fetch_max_wait_ms == 25
-    assert consumer._fetch_min_bytes == 1
+    assert fetching(worker) == {"issuer": Fetching(0.025, 1, settings.batch_size)}
 
 
-async def test_the_projections_worker_fetches_a_batch_at_a_time(settings: Settings) -> None:
+def test_the_projections_worker_fetches_a_batch_at_a_time_but_for_shelters(
+    settings: Settings,
+) -> None:
     worker = Worker(settings, list(reversed(PROJECTIONS)))
-    consumer = consumer_of(worker)
+    batched = Fetching(settings.batch_within, BACKGROUND_FETCH_MIN_BYTES, settings.batch_size)
 
     assert worker.role.background
-    assert consumer._group_id == "bcl-east-projections"
-    assert consumer._fetch_max_wait_ms == int(settings.batch_within * 1000)
-    assert consumer._fetch_min_bytes == BACKGROUND_FETCH_MIN_BYTES
+    assert fetching(worker) == {
+        "journal": batched,
+        "registry": batched,
+        "replica": batched,
+        "certificates": batched,
+        "revocations": batched,
+        "usage": batched,
+        "fees": batched,
+        # An evacuee waits at the shelter's reader for each tap.
+        "disaster": Fetching(0.025, 1, settings.batch_size),
+    }
 
 
-async def test_other_agent_sets_read_in_groups_of_their_own(settings: Settings) -> None:
+def test_other_projection_sets_run_under_a_name_of_their_own(settings: Settings) -> None:
     worker = Worker(settings, ["fees", "issuer"])
 
-    assert consumer_of(worker)._group_id == "bcl-east-issuer+fees"
     assert worker.role.pid_file_name == "worker-issuer+fees.pid"
     assert not worker.role.background
 
@@ -127,15 +130,3 @@ def test_a_session_group_niceness_is_read_only_where_the_kernel_names_one(
     monkeypatch.setattr(worker_module, "AUTOGROUP", autogroup)
 
     assert worker_module.autogroup_niceness() == (3 if content else None)
-
-
-def test_the_worker_leaves_the_root_logger_at_its_level(settings: Settings) -> None:
-    worker = faust_worker(Worker(settings, ["journal"]).app, "warn")
-    root = logging.Logger("root-under-test", logging.WARNING)
-    root.addHandler(logging.StreamHandler())
-
-    # What mode calls once it has configured the root logger.
-    worker.on_setup_root_logger(root, logging.WARNING)
-
-    assert root.level == logging.WARNING  # faust's spinner would have put it at DEBUG
-    assert not root.isEnabledFor(logging.DEBUG)

@@ -26,7 +26,7 @@ from pipeline.status import wait_until_applied
 from pipeline.topics import ISSUANCE_REQUESTS
 from producers.municipal_push import PushReport
 from producers.workload import platform_sample
-from schemas.codec import encode_event
+from schemas.codec import encode_event, encode_unproven, proof_suffix
 from schemas.envelope import Envelope
 from schemas.ids import new_event_id
 from schemas.rights import edge_of
@@ -66,6 +66,16 @@ def _proven(settings: Settings, envelope: Envelope, **payload: Any) -> bytes:
         update={"event_id": new_event_id(), "payload": {**envelope.payload, **payload}}
     )
     return encode_event(EdgeKeys.of(settings).prove(edge_of(changed), changed))
+
+
+def _proven_by_insider(settings: Settings, envelope: Envelope, **payload: Any) -> bytes:
+    """As ``_proven``, by someone holding the KEK who skips the checks an edge makes before it
+    proves: an event no edge would prove."""
+    changed = envelope.model_copy(
+        update={"event_id": new_event_id(), "payload": {**envelope.payload, **payload}}
+    )
+    body = encode_unproven(changed)
+    return body[:-1] + proof_suffix(EdgeKeys.of(settings).proof_of_bytes(edge_of(changed), body))
 
 
 # Each: what it is → (how to make its bytes from a valid proven request, the reason expected).
@@ -110,7 +120,7 @@ RAW: dict[str, tuple[Callable[[Settings, Envelope], bytes | None], str]] = {
     "a payload with a field too many": (lambda s, e: _payload(e, free=True), "invalid_payload"),
     "2 MB of event": (lambda s, e: _payload(e, store_id="x" * 2_000_000), "too_large"),
     "a 5 MB field in a proven event": (
-        lambda s, e: _proven(s, e, print_options={"note": "x" * 5_000_000}),
+        lambda s, e: _proven_by_insider(s, e, print_options={"note": "x" * 5_000_000}),
         "too_large",
     ),
     "no proof": (
