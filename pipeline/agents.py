@@ -48,7 +48,6 @@ class WorkerRole:
         return f"{self.file_stem}.pid"
 
 
-
 # How a center runs its agents (`bcl worker --detach`, `bcl up --worker`): one process per role,
 # each with its own pid file.
 # - issuance: the issuer alone. A resident stands at the kiosk for each of its answers, so no

@@ -55,6 +55,17 @@ class LogBehindProjection(RuntimeError):
         )
 
 
+@dataclass(frozen=True)
+class Share:
+    """Share ``index`` of ``count`` of a projection's partitions, for readers side by side."""
+
+    index: int
+    count: int
+
+    def of(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [tp for i, tp in enumerate(partitions) if i % self.count == self.index]
+
+
 @dataclass
 class CatchUpReport:
     events: int = 0
@@ -67,6 +78,16 @@ class CatchUpReport:
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
+    def beside(self, other: CatchUpReport) -> CatchUpReport:
+        """This report and ``other``'s, of a reader side by side with this one, as one."""
+        return CatchUpReport(
+            events=self.events + other.events,
+            applied=self.applied + other.applied,
+            dead_lettered=self.dead_lettered + other.dead_lettered,
+            seconds=max(self.seconds, other.seconds),
+            targets=self.targets | other.targets,
+        )
+
 
 async def catch_up(
     runner: ProjectionRunner,
@@ -74,8 +95,10 @@ async def catch_up(
     *,
     progress: Progress | None = None,
     batch_size: int | None = None,
+    share: Share | None = None,
 ) -> CatchUpReport:
-    """Apply everything between each partition's tracked offset and its current high watermark.
+    """Apply everything between each partition's tracked offset and its current high watermark;
+    with a ``share``, only that share of the partitions.
 
     A processor first sends the decisions a crash left in its outbox, so they precede new ones.
     """
@@ -85,6 +108,8 @@ async def catch_up(
     size = batch_size or settings.replay_batch_size
     async with reader(settings) as client:
         partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
+        if share is not None:
+            partitions = share.of(partitions)
         report.targets = await high_watermarks(client, partitions)
         tracked = await runner.tracked_offsets()
         start = {tp: tracked.get(tp, -1) + 1 for tp in partitions}

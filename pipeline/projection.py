@@ -124,6 +124,14 @@ class Processor(Projection, Protocol):
         """The events this batch's decisions become."""
 
 
+@runtime_checkable
+class AppendOnly(Projection, Protocol):
+    """A projection whose ``apply`` only adds rows and never looks one up but by its key (the
+    journal): a replay from the beginning builds its other indexes after the load."""
+
+    append_only: bool
+
+
 # Every projection the platform knows, by name → the module whose ``make(settings)`` builds it.
 # Pipeline code names consumers only here, by string, so that no import runs the other way.
 PROJECTION_MODULES: dict[str, str] = {

@@ -34,11 +34,11 @@ from uuid import UUID
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from pipeline.kafka import high_watermarks, reader, send_once
+from pipeline.partitioning import partition_for
 from pipeline.proofs import EdgeKeys, Unauthenticated
 from pipeline.settings import Settings
 from schemas.codec import MAX_EVENT_BYTES, EventDecodeError, decode_event, encode_event, headers_for
@@ -111,7 +111,6 @@ class Appender:
         self.found_on_log = 0
         self.sent_again = 0
         self._partitions: dict[str, list[int]] = {}
-        self._partitioner = DefaultPartitioner()
         # Single sends that failed, waiting to be settled from the log together (``send_one``).
         self._unsettled: dict[UUID, tuple[TopicPartition, _Record, int, asyncio.Future[None]]] = {}
         self._settler: asyncio.Task[None] | None = None
@@ -131,7 +130,7 @@ class Appender:
             self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
         partitions = self._partitions[topic]
         return TopicPartition(
-            topic, self._partitioner(message.key.encode(), partitions, partitions)
+            topic, partitions[partition_for(message.key.encode(), len(partitions))]
         )
 
     async def floors_of(self, messages: Iterable[Outgoing]) -> list[int]:

@@ -13,17 +13,25 @@ after a center's log is lost, replay from the beginning.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.catchup import CatchUpReport, Progress, catch_up, runners
+from pipeline.catchup import CatchUpReport, Progress, Share, catch_up, runners
+from pipeline.collection import collect_seldom
 from pipeline.database import Connection, quote_ident
 from pipeline.kafka import offsets_at, reader
 from pipeline.migrations import migrate
-from pipeline.projection import Projection
+from pipeline.projection import AppendOnly, Projection, load_projection
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.status import log_ends
+
+# What each index build may sort in memory: the journal's indexes over a million events fit.
+INDEX_BUILD_MEMORY = "256MB"
 
 
 @dataclass
@@ -47,10 +55,14 @@ async def replay(
     """Rebuild ``projection`` from the beginning of the log, or read it again ``since`` a time.
 
     1. Create the shadow schema ``<name>__rebuild`` from the projection's migrations; from a
-       time, copy the live tables into it and move its tracking back to ``since``.
+       time, copy the live tables into it and move its tracking back to ``since``. From the
+       beginning, an append-only projection's secondary indexes are dropped from the shadow:
+       Postgres takes rows in about twice as fast without them, and builds an index faster
+       from the whole table than row by row.
     2. Read every partition from its tracked offset (from the beginning: 0) to its high
        watermark into the shadow.
-    3. Read once more up to the newer watermark, to shrink what the swap must wait for.
+    3. Build the dropped indexes again, then read once more up to the newer watermark, to
+       shrink what the swap must wait for.
     4. Swap: lock the live tracking table (waiting out a live batch in flight), rename the live
        schema away and the shadow into its place, carry the migration records, commit.
     5. Drop the retired schema.
@@ -69,11 +81,27 @@ async def replay(
             await migrate(connection, projection.name, shadow)
             if since is not None:
                 await copy_tables(connection, projection.name, shadow)
+            deferred = (
+                await drop_secondary_indexes(connection, shadow)
+                if since is None and isinstance(projection, AppendOnly)
+                else []
+            )
         if since is not None:
             await rewind(building, settings, since)
         # 2.
-        rebuild = await catch_up(building, settings, progress=progress)
+        rebuild = (
+            await _on_both_cores(building, settings, progress)
+            if deferred
+            else await catch_up(building, settings, progress=progress)
+        )
         # 3.
+        if deferred:
+            started = time.perf_counter()
+            async with building.pool.acquire() as connection:
+                await connection.execute(f"SET maintenance_work_mem TO '{INDEX_BUILD_MEMORY}'")
+                for definition in deferred:
+                    await connection.execute(definition)
+            rebuild.seconds += time.perf_counter() - started
         tail = await catch_up(building, settings)
         rebuild.events += tail.events
         rebuild.applied += tail.applied
@@ -84,6 +112,60 @@ async def replay(
         # 6.
         after_swap = await catch_up(runner(projection), settings)
     return ReplayReport(projection.name, rebuild, after_swap)
+
+
+async def _on_both_cores(
+    runner: ProjectionRunner, settings: Settings, progress: Progress | None
+) -> CatchUpReport:
+    """Catch an append-only projection's shadow up with half its partitions read here and half
+    in a second process: decoding is most of a replay's CPU, and events of different partitions
+    of such a projection touch no common row."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as other_process:
+        theirs = asyncio.get_running_loop().run_in_executor(
+            other_process,
+            _catch_up_share,
+            settings,
+            runner.projection.name,
+            runner.schema,
+            Share(1, 2),
+        )
+        try:
+            mine = await catch_up(runner, settings, progress=progress, share=Share(0, 2))
+        finally:
+            # Never leave the other half running: its report or its error comes back here.
+            other = await theirs
+    return mine.beside(other)
+
+
+def _catch_up_share(settings: Settings, name: str, schema: str, share: Share) -> CatchUpReport:
+    """In the second process of ``_on_both_cores``: catch ``share`` of ``name``'s partitions up
+    into ``schema``."""
+    collect_seldom()
+
+    async def caught_up() -> CatchUpReport:
+        async with runners(settings) as runner:
+            building = runner(load_projection(name, settings), schema=schema)
+            return await catch_up(building, settings, share=share)
+
+    return asyncio.run(caught_up())
+
+
+async def drop_secondary_indexes(connection: Connection, schema: str) -> list[str]:
+    """Drop the indexes of ``schema`` that no key or constraint stands on; returns the
+    statements that create them again. Keys stay: a projection's ``apply`` relies on them to
+    keep an event applied twice from landing twice."""
+    rows = await connection.fetch(
+        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition "
+        "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE t.relnamespace = $1::regnamespace AND NOT i.indisunique AND NOT i.indisprimary "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "ORDER BY 1",
+        quote_ident(schema),
+    )
+    for row in rows:
+        await connection.execute(f"DROP INDEX {row['name']}")
+    return [row["definition"] for row in rows]
 
 
 async def copy_tables(connection: Connection, live: str, shadow: str) -> None:

@@ -34,6 +34,7 @@ class JournalProjection:
     name = "journal"
     topics: Sequence[str] = SOURCE_TOPICS
     digest_order: Mapping[str, str] = {"events": "event_id"}
+    append_only = True
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         # A producer retry can put one event in the log twice: the event id decides.
