@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -124,12 +125,25 @@ class Processor(Projection, Protocol):
         """The events this batch's decisions become."""
 
 
-@runtime_checkable
-class AppendOnly(Projection, Protocol):
-    """A projection whose ``apply`` only adds rows and never looks one up but by its key (the
-    journal): a replay from the beginning builds its other indexes after the load."""
+@dataclass(frozen=True)
+class BulkReplay:
+    """What a replay from the beginning may do to go faster, as far as a projection allows.
 
-    append_only: bool
+    ``partitions_apart``: events of different partitions never touch the same row (each row
+    belongs to one key), so the partitions are read in two processes side by side.
+    ``indexes_after_load``: ``apply`` looks rows up by their key alone, so the other indexes
+    are built once the load is done.
+    """
+
+    partitions_apart: bool = False
+    indexes_after_load: bool = False
+
+
+def bulk_replay_of(projection: Projection) -> BulkReplay:
+    """The projection's ``bulk_replay``; a projection that declares none is replayed as it is
+    applied live."""
+    declared = getattr(projection, "bulk_replay", None)
+    return declared if isinstance(declared, BulkReplay) else BulkReplay()
 
 
 # Every projection the platform knows, by name → the module whose ``make(settings)`` builds it.

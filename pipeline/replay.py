@@ -25,7 +25,7 @@ from pipeline.collection import collect_seldom
 from pipeline.database import Connection, quote_ident
 from pipeline.kafka import offsets_at, reader
 from pipeline.migrations import migrate
-from pipeline.projection import AppendOnly, Projection, load_projection
+from pipeline.projection import BulkReplay, Projection, bulk_replay_of, load_projection
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.status import log_ends
@@ -56,11 +56,12 @@ async def replay(
 
     1. Create the shadow schema ``<name>__rebuild`` from the projection's migrations; from a
        time, copy the live tables into it and move its tracking back to ``since``. From the
-       beginning, an append-only projection's secondary indexes are dropped from the shadow:
-       Postgres takes rows in about twice as fast without them, and builds an index faster
-       from the whole table than row by row.
+       beginning, where the projection allows it (``BulkReplay``), its secondary indexes are
+       dropped from the shadow: Postgres takes rows in about twice as fast without them, and
+       builds an index faster from the whole table than row by row.
     2. Read every partition from its tracked offset (from the beginning: 0) to its high
-       watermark into the shadow.
+       watermark into the shadow; from the beginning, where the projection allows it, half the
+       partitions in a second process.
     3. Build the dropped indexes again, then read once more up to the newer watermark, to
        shrink what the swap must wait for.
     4. Swap: lock the live tracking table (waiting out a live batch in flight), rename the live
@@ -81,17 +82,16 @@ async def replay(
             await migrate(connection, projection.name, shadow)
             if since is not None:
                 await copy_tables(connection, projection.name, shadow)
+            bulk = bulk_replay_of(projection) if since is None else BulkReplay()
             deferred = (
-                await drop_secondary_indexes(connection, shadow)
-                if since is None and isinstance(projection, AppendOnly)
-                else []
+                await drop_secondary_indexes(connection, shadow) if bulk.indexes_after_load else []
             )
         if since is not None:
             await rewind(building, settings, since)
         # 2.
         rebuild = (
             await _on_both_cores(building, settings, progress)
-            if deferred
+            if bulk.partitions_apart
             else await catch_up(building, settings, progress=progress)
         )
         # 3.
@@ -117,9 +117,9 @@ async def replay(
 async def _on_both_cores(
     runner: ProjectionRunner, settings: Settings, progress: Progress | None
 ) -> CatchUpReport:
-    """Catch an append-only projection's shadow up with half its partitions read here and half
-    in a second process: decoding is most of a replay's CPU, and events of different partitions
-    of such a projection touch no common row."""
+    """Catch a shadow up with half its partitions read here and half in a second process:
+    decoding is most of a replay's CPU, and the projection's events of different partitions
+    touch no common row (``BulkReplay.partitions_apart``)."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as other_process:
         theirs = asyncio.get_running_loop().run_in_executor(

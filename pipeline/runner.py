@@ -129,12 +129,13 @@ class ProjectionRunner:
         """Apply one decoded batch in one transaction (`_apply`).
 
         Once more if a kept prepared statement met tables of another shape (a replay swapped
-        them in under this worker): asyncpg has dropped the statement, and the batch was rolled
-        back whole.
+        them in under this worker; asyncpg has dropped the statement), or if Postgres broke a
+        deadlock with another feeder of the projection by ending this transaction: the batch was
+        rolled back whole.
         """
         try:
             return await self._apply(items)
-        except asyncpg.InvalidCachedStatementError:
+        except (asyncpg.InvalidCachedStatementError, asyncpg.DeadlockDetectedError):
             return await self._apply(items)
         except POISON as error:
             return await self._isolate(items, error)

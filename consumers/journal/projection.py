@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import orjson
 
 from pipeline.database import Connection, insert_new_rows
-from pipeline.projection import ConsumedEvent
+from pipeline.projection import BulkReplay, ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import SOURCE_TOPICS
 
@@ -34,7 +34,8 @@ class JournalProjection:
     name = "journal"
     topics: Sequence[str] = SOURCE_TOPICS
     digest_order: Mapping[str, str] = {"events": "event_id"}
-    append_only = True
+    # An event's row is keyed by its id alone; analysts' indexes are never read by ``apply``.
+    bulk_replay = BulkReplay(partitions_apart=True, indexes_after_load=True)
 
     async def apply(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
         # A producer retry can put one event in the log twice: the event id decides.

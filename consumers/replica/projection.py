@@ -18,7 +18,7 @@ from typing import Any
 
 from consumers.replica.rules import RecordedChange, current_change, effective_date_of, status_of
 from pipeline.database import Connection, insert_new_rows, upsert_rows
-from pipeline.projection import ConsumedEvent
+from pipeline.projection import BulkReplay, ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
 from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
@@ -72,6 +72,10 @@ class ReplicaProjection:
         "batches": "municipality, sequence",
         "purged": "municipality, resident_code",
     }
+
+    # A resident's events share a key, so a partition; every row is a resident's or a push
+    # batch's, whose receipt is one event.
+    bulk_replay = BulkReplay(partitions_apart=True)
 
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
