@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -192,32 +192,69 @@ class Fetching:
     batch_size: int
 
 
-async def follow(runner: ProjectionRunner, settings: Settings, fetching: Fetching) -> None:
-    """Apply what arrives on the projection's topics, a batch at a time, until cancelled.
+async def follow(
+    runners: Sequence[ProjectionRunner], settings: Settings, fetching: Fetching
+) -> None:
+    """Apply what arrives on the projections' topics, each a batch at a time, until cancelled.
 
-    Starts at the tracked offsets. A batch is whatever has arrived when the previous one is
-    applied, up to ``fetching.batch_size``: one event when one came, thousands when they pour in.
+    One reader fetches for all of them, starting each partition at the lowest offset any of
+    them still needs (the runner skips what a projection has applied). A fetcher per projection
+    made the broker look for new records in every partition for each of them: with the log's
+    store, eight background followers took a core while idle, and kiosks waited behind them.
+
+    A projection's batch is whatever has arrived for it when its previous one is applied: one
+    event when one came, thousands when they pour in. A slow projection holds the reader back,
+    at most two fetches behind. If one fails, all stop; the worker starts them again from their
+    tracked offsets.
     """
     async with reader(
         settings,
         fetch_max_wait_ms=int(fetching.wait * 1000),
         fetch_min_bytes=fetching.min_bytes,
     ) as client:
-        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
-        tracked = await runner.tracked_offsets()
+        topics_of = [set(settings.subscribed(*r.projection.topics)) for r in runners]
+        partitions = await partitions_of(client, sorted(set().union(*topics_of)))
+        start: dict[TopicPartition, int] = {}
+        for runner, topics in zip(runners, topics_of, strict=True):
+            tracked = await runner.tracked_offsets()
+            for tp in partitions:
+                if tp.topic in topics:
+                    needed = tracked.get(tp, -1) + 1
+                    start[tp] = min(start.get(tp, needed), needed)
         client.assign(partitions)
         for tp in partitions:
-            client.seek(tp, tracked.get(tp, -1) + 1)
+            client.seek(tp, start[tp])
+        arrived: list[asyncio.Queue[list[RawRecord]]] = [asyncio.Queue(maxsize=2) for _ in runners]
 
-        async def fetch_and_decode() -> AsyncIterator[list[Decoded]]:
+        async def fetch() -> None:
             while True:
                 fetched = await client.getmany(timeout_ms=1000, max_records=fetching.batch_size)
-                records = [record for found in fetched.values() for record in found]
-                if records:
-                    yield decode_records(records, runner.projection.name, runner.keys)
+                for topics, queue in zip(topics_of, arrived, strict=True):
+                    records = [
+                        r for tp, found in fetched.items() if tp.topic in topics for r in found
+                    ]
+                    if records:
+                        await queue.put(records)
 
-        async for _ in _applied_ahead(runner, fetch_and_decode()):
-            pass
+        async def apply(runner: ProjectionRunner, queue: asyncio.Queue[list[RawRecord]]) -> None:
+            while True:
+                records = await queue.get()
+                while not queue.empty():
+                    records += queue.get_nowait()
+                await runner.apply_records(records)
+
+        tasks = [
+            asyncio.create_task(fetch()),
+            *(asyncio.create_task(apply(r, q)) for r, q in zip(runners, arrived, strict=True)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _applied_ahead(

@@ -1,10 +1,10 @@
-"""The live worker: each projection it hosts follows the log in batches, straight into its runner.
+"""The live worker: the projections it hosts follow the log in batches, straight into their runners.
 
-A projection's follower is a plain aiokafka reader assigned every partition of its topics and
-started at the projection's tracked offsets (``pipeline.catchup.follow``). Its tracking rows, not a
-consumer group, say what it has applied: there is no group to join (tansu makes a join wait half
-the session timeout), no rebalance, no commit. A second worker of the same projection would apply
-nothing twice, only wait on the tracking lock.
+One plain aiokafka reader per process is assigned every partition of the hosted projections'
+topics, from the lowest offset any of them still needs (``pipeline.catchup.follow``). The tracking
+rows, not a consumer group, say what each has applied: there is no group to join (tansu makes a
+join wait half the session timeout), no rebalance, no commit. A second worker of the same
+projection would apply nothing twice, only wait on the tracking lock.
 
 faust-streaming ran these projections until issue 24: its per-message stream (a task, an
 ``asyncio.wait``, sensors and an acknowledgement per message) capped any projection it hosted near
@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.agents import AGENT_MODULES, role_of
@@ -49,31 +48,24 @@ BACKGROUND_FETCH_MIN_BYTES = 1 << 20
 RESTART_AFTER = 1.0
 
 
-@dataclass(frozen=True)
-class Hosted:
-    projection: Projection
-    waited_on: bool
-
-
 class Worker:
     def __init__(self, settings: Settings, agents: Sequence[str] | None = None) -> None:
         self.settings = settings
         self.role = role_of(agents)
-        self.hosted: list[Hosted] = []
+        self.hosted: list[Projection] = []
         for name in self.role.agents:
             importlib.import_module(AGENT_MODULES[name]).install(self)
 
-    def add_projection(self, projection: Projection, *, waited_on: bool = False) -> None:
-        """Run ``projection`` live. A projection someone is ``waited_on`` for (a resident at a
-        kiosk, at a shelter's reader) fetches as soon as an event is there; in a background role
-        the others fetch a batch at a time."""
-        self.hosted.append(Hosted(projection, waited_on))
+    def add_projection(self, projection: Projection) -> None:
+        """Run ``projection`` live: each of its batches is what has arrived when the one before
+        is applied, so a resident at a kiosk waits for no batch to fill."""
+        self.hosted.append(projection)
 
-    def fetching(self, hosted: Hosted) -> Fetching:
-        """How ``hosted``'s follower fetches: a background role's batches wait BCL_BATCH_WITHIN
-        for more events anyway, and fetching in between would only cost the worker and the
-        broker CPU that the kiosks' path needs."""
-        if self.role.background and not hosted.waited_on:
+    def fetching(self) -> Fetching:
+        """How the process's reader fetches. A background role's batches wait BCL_BATCH_WITHIN
+        for more events anyway: fetching in between would only cost the worker and the broker
+        CPU that the kiosks' path needs."""
+        if self.role.background:
             return Fetching(
                 wait=self.settings.batch_within,
                 min_bytes=BACKGROUND_FETCH_MIN_BYTES,
@@ -90,8 +82,8 @@ class Worker:
         2. Catch each projection up from its tracked offsets to the end of the log, in large
            batches; a processor first sends what its outbox holds.
         3. Set aside from garbage collection everything alive now.
-        4. Follow each projection's topics, one task each; a follower that fails starts again
-           from its tracked offsets after ``RESTART_AFTER``.
+        4. Follow the projections' topics with one reader; if it fails, it starts again from
+           the tracked offsets after ``RESTART_AFTER``.
         """
         # 1.
         pool = await create_pool(
@@ -106,7 +98,7 @@ class Worker:
             gaps = LogGapReader(self.settings)
             runners = [
                 ProjectionRunner(
-                    hosted.projection,
+                    projection,
                     pool,
                     cluster=self.settings.center,
                     dead_letters=sink,
@@ -115,7 +107,7 @@ class Worker:
                     publisher=Appender.of(self.settings, producer),
                     is_local=self.settings.is_local,
                 )
-                for hosted in self.hosted
+                for projection in self.hosted
             ]
             # 2.
             for runner in runners:
@@ -132,10 +124,7 @@ class Worker:
             frozen = freeze_what_is_alive()
             log.warning("ready; %d objects set aside from garbage collection", frozen)
             # 4.
-            followers = [
-                asyncio.create_task(self._keep_following(runner, self.fetching(hosted)))
-                for runner, hosted in zip(runners, self.hosted, strict=True)
-            ]
+            followers = [asyncio.create_task(self._keep_following(runners))]
             await stopping.wait()
         finally:
             for task in followers:
@@ -144,15 +133,13 @@ class Worker:
             await producer.stop()
             await pool.close()
 
-    async def _keep_following(self, runner: ProjectionRunner, fetching: Fetching) -> None:
+    async def _keep_following(self, runners: Sequence[ProjectionRunner]) -> None:
         while True:
             try:
-                await follow(runner, self.settings, fetching)
+                await follow(runners, self.settings, self.fetching())
             except Exception as error:
                 log.error(
-                    "%s stopped following the log (%s: %s); going on from its tracked offsets "
-                    "in %gs",
-                    runner.projection.name,
+                    "stopped following the log (%s: %s); going on from the tracked offsets in %gs",
                     type(error).__name__,
                     error,
                     RESTART_AFTER,

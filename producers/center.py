@@ -447,15 +447,42 @@ class Routed:
     attempts: list[Attempt]
 
 
+class CenterCrashed(Exception):
+    """The center's broker refuses connections: it crashed, or its host is gone."""
+
+
+async def broker_refuses(settings: Settings, timeout: float = 1.0) -> bool:
+    """Whether every broker of ``settings``' cluster refuses a connection outright. A broker
+    that is slow or unreachable (no answer at all) does not count: only the kiosk's wait tells
+    those from a busy one."""
+    for address in settings.bootstrap.split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+        except ConnectionRefusedError:
+            continue
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return False
+    return True
+
+
 class CenterRouter:
     """The kiosks' side of the two active centers (DESIGN §6).
 
     Each request goes to its store operator's preferred center. A center that does not answer
-    within the kiosk's wait (its broker unreachable, its issuer down) is marked down: the kiosk
+    within the kiosk's wait (its issuer down, its broker hung) is marked down: the kiosk
     starts the request again, under a new request id, at the other center (as it does when the
     answer is ``request_expired``: the center answered too late), and the operator's
     kiosks send there until the down center is ready again (``center_ready``, probed every
-    ``probe_every`` seconds). The abandoned request, if its center accepted it, is expired there
+    ``probe_every`` seconds). A center whose broker refuses connections (it crashed) is marked
+    down as soon as a watch, every ``probe_every`` seconds, finds it so: the kiosks waiting on
+    it start again at the other center at once instead of waiting their time out.
+
+    The abandoned request, if its center accepted it, is expired there
     with ``request_expired`` when the center returns; should it have been issued after all (an
     answer that arrived after the kiosk gave up), the kiosk cancels it: it printed nothing.
 
@@ -479,6 +506,9 @@ class CenterRouter:
         self._retired: list[CenterGateway] = []
         self._probes: dict[Origin, asyncio.Task[None]] = {}
         self._abandoned: dict[Origin, list[UUID]] = {}
+        # Set when a center is found crashed; a fresh one once it is ready again.
+        self._crashed: dict[Origin, asyncio.Event] = {c: asyncio.Event() for c in centers}
+        self._watches: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Self:
         try:
@@ -489,6 +519,7 @@ class CenterRouter:
         except BaseException:
             await self._close_gateways()
             raise
+        self._watches = [asyncio.create_task(self._watch(center)) for center in self.centers]
         return self
 
     async def __aexit__(
@@ -497,9 +528,10 @@ class CenterRouter:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        for probe in self._probes.values():
-            probe.cancel()
-        await asyncio.gather(*self._probes.values(), return_exceptions=True)
+        tasks = [*self._probes.values(), *self._watches]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._close_gateways()
 
     async def _close_gateways(self) -> None:
@@ -538,10 +570,8 @@ class CenterRouter:
             if attempts:
                 request = request.model_copy(update={"request_id": new_event_id()})
             try:
-                outcome = await asyncio.wait_for(
-                    self.gateways[center].submit(request, at=at), self.kiosk_wait
-                )
-            except (TimeoutError, KafkaError, OSError):
+                outcome = await self._answer(center, request, at)
+            except (TimeoutError, KafkaError, OSError, CenterCrashed):
                 attempts.append(Attempt(center, request.request_id, answered=False))
                 self._abandoned.setdefault(center, []).append(request.request_id)
                 self._mark_down(center)
@@ -554,6 +584,40 @@ class CenterRouter:
             attempts.append(Attempt(center, request.request_id, answered=True))
             return Routed(outcome, center, attempts)
         return Routed(None, None, attempts)
+
+    async def _answer(
+        self, center: Origin, request: IssuanceRequested, at: datetime | None
+    ) -> Outcome | None:
+        """``center``'s answer within the kiosk's wait; CenterCrashed as soon as the center is
+        found crashed, whether before or while it is asked."""
+        crashed = self._crashed[center]
+        if crashed.is_set():
+            raise CenterCrashed(center)
+        asking = asyncio.ensure_future(self.gateways[center].submit(request, at=at))
+        watching = asyncio.ensure_future(crashed.wait())
+        try:
+            await asyncio.wait(
+                (asking, watching), timeout=self.kiosk_wait, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watching.cancel()
+            if not asking.done():
+                asking.cancel()
+        if asking.done() and not asking.cancelled():
+            return asking.result()
+        if crashed.is_set():
+            raise CenterCrashed(center)
+        raise TimeoutError(f"{center} gave no answer within {self.kiosk_wait:g}s")
+
+    async def _watch(self, center: Origin) -> None:
+        """Mark ``center`` down the moment its broker refuses a connection: a crashed process
+        answers no more, and its kiosks need not wait their time out to learn it."""
+        while True:
+            await asyncio.sleep(self.probe_every)
+            if center in self.down or not await broker_refuses(self.centers[center]):
+                continue
+            self._crashed[center].set()
+            self._mark_down(center)
 
     async def settle_abandoned(self) -> int:
         """Cancel what a center issued after its kiosk gave up on it (the resident was served
@@ -584,5 +648,6 @@ class CenterRouter:
                 continue
             if ready:
                 break
+        self._crashed[center] = asyncio.Event()
         self.outages.append((center, self.down.pop(center), time.monotonic()))
         self._probes.pop(center, None)

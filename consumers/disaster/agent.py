@@ -1,5 +1,5 @@
-"""How the live worker hosts the disaster processor: a batch starts as soon as a tap is there,
-since an evacuee waits at the shelter's reader for each."""
+"""How the live worker hosts the disaster processor: an evacuee waits at the shelter's reader for
+each tap, and a batch starts as soon as one is there."""
 
 from __future__ import annotations
 
@@ -8,4 +8,4 @@ from pipeline.worker import Worker
 
 
 def install(worker: Worker) -> None:
-    worker.add_projection(projection.make(worker.settings), waited_on=True)
+    worker.add_projection(projection.make(worker.settings))

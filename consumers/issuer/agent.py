@@ -8,4 +8,4 @@ from pipeline.worker import Worker
 
 
 def install(worker: Worker) -> None:
-    worker.add_projection(projection.make(worker.settings), waited_on=True)
+    worker.add_projection(projection.make(worker.settings))

@@ -2,21 +2,25 @@
 
 - raw consume: a plain aiokafka reader taking the same events off the broker, doing nothing else,
   with fetches tuned for throughput, the best of three reads, in events/s and MB/s;
+- produce: the same events, encoded, sent in full record batches by a plain producer: what the
+  durable log ingests, above which no live projection can go;
 - COPY: asyncpg's binary COPY of rows shaped like the journal's into an empty staging table with
   no index, and into one with the journal's key and indexes;
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.database import connect
-from pipeline.kafka import high_watermarks, partitions_of, reader
+from pipeline.kafka import connection_options, high_watermarks, partitions_of, producer, reader
 from pipeline.settings import Settings
 
 
@@ -123,3 +127,44 @@ async def copy_rates(settings: Settings, rows: int = 200_000) -> CopyCeilings:
                     await connection.execute("DROP TABLE bench_copy_ceiling")
             rates[shape] = best
     return CopyCeilings(**rates)
+
+
+async def raw_produce(
+    settings: Settings, records: list[tuple[bytes, bytes]], *, partitions: int, tries: int = 2
+) -> Consumed:
+    """The fastest of ``tries`` sends of ``records`` (key, value: events as an edge encodes
+    them) into a scratch topic, in record batches of up to 1 MiB per partition, every batch in
+    flight at once, acknowledged by all replicas: what the log ingests, the ceiling of any
+    publisher and so of any live projection, which cannot apply faster than events arrive."""
+    topic = settings.topic("bench.produce-ceiling")
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    best: Consumed | None = None
+    size = sum(len(key) + len(value) for key, value in records)
+    async with producer(settings) as client:
+        await client.partitions_for(topic)
+        for _ in range(tries):
+            started = time.perf_counter()
+            sent = []
+            batches = [client.create_batch() for _ in range(partitions)]
+            for index, (key, value) in enumerate(records):
+                partition = index % partitions
+                if batches[partition].append(key=key, value=value, timestamp=None) is None:
+                    sent.append(
+                        await client.send_batch(batches[partition], topic, partition=partition)
+                    )
+                    batches[partition] = client.create_batch()
+                    batches[partition].append(key=key, value=value, timestamp=None)
+            for partition, batch in enumerate(batches):
+                sent.append(await client.send_batch(batch, topic, partition=partition))
+            await asyncio.gather(*sent)
+            read = Consumed(len(records), size, time.perf_counter() - started)
+            if best is None or read.seconds < best.seconds:
+                best = read
+    assert best is not None
+    return best

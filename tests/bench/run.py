@@ -34,7 +34,8 @@ from pipeline.publish import proven_by_their_edges, publish_many
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.topics import SOURCE_TOPICS
 from producers.workload import platform_sample
-from tests.bench.ceilings import Consumed, CopyCeilings, copy_rates, raw_consume
+from schemas.codec import encode_event
+from tests.bench.ceilings import Consumed, CopyCeilings, copy_rates, raw_consume, raw_produce
 from tests.bench.certificates import bench_certificates
 from tests.bench.disaster import bench_disaster
 from tests.bench.failover import bench_failover
@@ -126,10 +127,18 @@ async def bench_platform(settings: Settings, figures: Figures) -> Ceilings:
     consume = await raw_consume(settings, list(SOURCE_TOPICS))
     assert consume.events >= sent, (consume.events, sent)
     copy = await copy_rates(settings)
+    produce = await raw_produce(
+        settings,
+        [(m.key.encode(), encode_event(m.envelope)) for m in proven],
+        partitions=settings.partitions,
+    )
     ceilings = Ceilings(consume, copy)
     figures.add("raw aiokafka consume (tuned fetches, best of 3)", consume.per_second, "events/s",
                 f"({consume.mb_per_second:,.0f} MB/s, {consume.bytes / consume.events:,.0f} B "
                 "an event)")  # fmt: skip
+    figures.add("raw aiokafka produce of the same events (1 MiB batches, best of 2)",
+                produce.per_second, "events/s",
+                f"({produce.mb_per_second:,.0f} MB/s)")  # fmt: skip
     figures.add("Postgres COPY, unindexed staging table", copy.staging, "rows/s")
     figures.add("Postgres COPY, the journal's key and indexes", copy.indexed, "rows/s")
 
@@ -140,7 +149,8 @@ async def bench_platform(settings: Settings, figures: Figures) -> Ceilings:
     figures.add("generator → Kafka publish", publish_rate, "events/s",
                 ceilings.versus(publish_rate))  # fmt: skip
     figures.add("live journal (publish → rows, worker)", live_rate, "events/s",
-                ceilings.versus(live_rate))  # fmt: skip
+                ceilings.versus(live_rate)[:-1]
+                + f", {live_rate / produce.per_second:.1%} of raw produce)")  # fmt: skip
     figures.add("replay journal", replay_rate, "events/s", ceilings.versus(replay_rate))
     figures.add("peak memory: worker (journal)", memory.mib, "MiB")
     figures.add("peak memory: bcl replay journal", replay_mib, "MiB")
