@@ -113,7 +113,7 @@ class Worker:
             for runner in runners:
                 report = await catch_up(runner, self.settings)
                 log.warning(
-                    "%s caught up from the log: %d events in %.1fs",
+                    "%s caught up from the log: %d events in %.2fs",
                     runner.projection.name,
                     report.events,
                     report.seconds,
