@@ -9,23 +9,29 @@ whatever arrives. All feed the same ``ProjectionRunner``, so they can run beside
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
+from pipeline.collection import collect_seldom
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
 from pipeline.kafka import high_watermarks, partitions_of, producer, reader
-from pipeline.projection import Projection, RawRecord
+from pipeline.projection import Projection, RawRecord, bulk_replay_of, load_projection
 from pipeline.proofs import EdgeKeys
 from pipeline.publish import Appender
 from pipeline.runner import BatchResult, Decoded, ProjectionRunner, decode_records
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS
 
+# A catch-up starts a second process (`catch_up_in_bulk`) for at least this many events: the
+# process takes about 1.5 s to start, in which one process applies some 30,000.
+SECOND_PROCESS_FROM = 100_000
 # Fetches in a row that find nothing below the targets before a catch-up stops short of them.
 QUIET_FETCHES = 3
 # The most a catch-up batch holds of encoded events. Decoded, an event takes about ten times its
@@ -283,6 +289,64 @@ async def _applied_ahead(
     finally:
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
+
+
+async def catch_up_in_bulk(
+    runner: ProjectionRunner, settings: Settings, *, progress: Progress | None = None
+) -> CatchUpReport:
+    """``catch_up``, on both cores where the projection allows it (``BulkReplay``) and at least
+    ``SECOND_PROCESS_FROM`` events wait: a replay, a worker starting after an outage."""
+    if bulk_replay_of(runner.projection).partitions_apart and (
+        await _backlog(runner, settings) >= SECOND_PROCESS_FROM
+    ):
+        return await _on_both_cores(runner, settings, progress)
+    return await catch_up(runner, settings, progress=progress)
+
+
+async def _backlog(runner: ProjectionRunner, settings: Settings) -> int:
+    """How many offsets of the projection's partitions lie beyond what it has applied."""
+    async with reader(settings) as client:
+        partitions = await partitions_of(client, settings.subscribed(*runner.projection.topics))
+        ends = await high_watermarks(client, partitions)
+    tracked = await runner.tracked_offsets()
+    return sum(max(0, end - tracked.get(tp, -1) - 1) for tp, end in ends.items())
+
+
+async def _on_both_cores(
+    runner: ProjectionRunner, settings: Settings, progress: Progress | None
+) -> CatchUpReport:
+    """Catch up with half the partitions read here and half in a second process: decoding is
+    most of a catch-up's CPU, and the projection's events of different partitions touch no
+    common row (``BulkReplay.partitions_apart``)."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as other_process:
+        theirs = asyncio.get_running_loop().run_in_executor(
+            other_process,
+            _catch_up_share,
+            settings,
+            runner.projection.name,
+            runner.schema,
+            Share(1, 2),
+        )
+        try:
+            mine = await catch_up(runner, settings, progress=progress, share=Share(0, 2))
+        finally:
+            # Never leave the other half running: its report or its error comes back here.
+            other = await theirs
+    return mine.beside(other)
+
+
+def _catch_up_share(settings: Settings, name: str, schema: str, share: Share) -> CatchUpReport:
+    """In the second process of ``_on_both_cores``: catch ``share`` of ``name``'s partitions up
+    into ``schema``. It publishes no decision: a projection read on both cores decides none."""
+    collect_seldom()
+
+    async def caught_up() -> CatchUpReport:
+        async with runners(settings) as runner:
+            building = runner(load_projection(name, settings), schema=schema)
+            return await catch_up(building, settings, share=share)
+
+    return asyncio.run(caught_up())
 
 
 class LogGapReader:

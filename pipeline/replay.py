@@ -13,19 +13,15 @@ after a center's log is lost, replay from the beginning.
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.catchup import CatchUpReport, Progress, Share, catch_up, runners
-from pipeline.collection import collect_seldom
+from pipeline.catchup import CatchUpReport, Progress, catch_up, catch_up_in_bulk, runners
 from pipeline.database import Connection, quote_ident
 from pipeline.kafka import offsets_at, reader
 from pipeline.migrations import migrate
-from pipeline.projection import BulkReplay, Projection, bulk_replay_of, load_projection
+from pipeline.projection import BulkReplay, Projection, bulk_replay_of
 from pipeline.runner import ProjectionRunner
 from pipeline.settings import Settings
 from pipeline.status import log_ends
@@ -89,11 +85,7 @@ async def replay(
         if since is not None:
             await rewind(building, settings, since)
         # 2.
-        rebuild = (
-            await _on_both_cores(building, settings, progress)
-            if bulk.partitions_apart
-            else await catch_up(building, settings, progress=progress)
-        )
+        rebuild = await catch_up_in_bulk(building, settings, progress=progress)
         # 3.
         if deferred:
             started = time.perf_counter()
@@ -112,43 +104,6 @@ async def replay(
         # 6.
         after_swap = await catch_up(runner(projection), settings)
     return ReplayReport(projection.name, rebuild, after_swap)
-
-
-async def _on_both_cores(
-    runner: ProjectionRunner, settings: Settings, progress: Progress | None
-) -> CatchUpReport:
-    """Catch a shadow up with half its partitions read here and half in a second process:
-    decoding is most of a replay's CPU, and the projection's events of different partitions
-    touch no common row (``BulkReplay.partitions_apart``)."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as other_process:
-        theirs = asyncio.get_running_loop().run_in_executor(
-            other_process,
-            _catch_up_share,
-            settings,
-            runner.projection.name,
-            runner.schema,
-            Share(1, 2),
-        )
-        try:
-            mine = await catch_up(runner, settings, progress=progress, share=Share(0, 2))
-        finally:
-            # Never leave the other half running: its report or its error comes back here.
-            other = await theirs
-    return mine.beside(other)
-
-
-def _catch_up_share(settings: Settings, name: str, schema: str, share: Share) -> CatchUpReport:
-    """In the second process of ``_on_both_cores``: catch ``share`` of ``name``'s partitions up
-    into ``schema``."""
-    collect_seldom()
-
-    async def caught_up() -> CatchUpReport:
-        async with runners(settings) as runner:
-            building = runner(load_projection(name, settings), schema=schema)
-            return await catch_up(building, settings, share=share)
-
-    return asyncio.run(caught_up())
 
 
 async def drop_secondary_indexes(connection: Connection, schema: str) -> list[str]:

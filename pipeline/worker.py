@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.agents import AGENT_MODULES, role_of
-from pipeline.catchup import Fetching, LogGapReader, catch_up, follow
+from pipeline.catchup import Fetching, LogGapReader, catch_up_in_bulk, follow
 from pipeline.collection import freeze_what_is_alive
 from pipeline.database import create_pool
 from pipeline.deadletters import DeadLetterSink
@@ -80,7 +80,8 @@ class Worker:
 
         1. Open the pool and the producer the runners share.
         2. Catch each projection up from its tracked offsets to the end of the log, in large
-           batches; a processor first sends what its outbox holds.
+           batches, on both cores where it allows it; a processor first sends what its outbox
+           holds.
         3. Set aside from garbage collection everything alive now.
         4. Follow the projections' topics with one reader; if it fails, it starts again from
            the tracked offsets after ``RESTART_AFTER``.
@@ -111,7 +112,7 @@ class Worker:
             ]
             # 2.
             for runner in runners:
-                report = await catch_up(runner, self.settings)
+                report = await catch_up_in_bulk(runner, self.settings)
                 log.warning(
                     "%s caught up from the log: %d events in %.2fs",
                     runner.projection.name,
