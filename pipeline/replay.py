@@ -56,8 +56,8 @@ async def replay(
        dropped from the shadow: Postgres takes rows in about twice as fast without them, and
        builds an index faster from the whole table than row by row.
     2. Read every partition from its tracked offset (from the beginning: 0) to its high
-       watermark into the shadow; from the beginning, where the projection allows it, half the
-       partitions in a second process.
+       watermark into the shadow; where the projection allows it and much is to be read, half
+       the partitions in a second process (``catch_up_in_bulk``).
     3. Build the dropped indexes again, then read once more up to the newer watermark, to
        shrink what the swap must wait for.
     4. Swap: lock the live tracking table (waiting out a live batch in flight), rename the live

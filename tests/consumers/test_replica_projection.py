@@ -16,7 +16,7 @@ from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
-from pipeline.vault import Vault, load_kek, seal
+from pipeline.vault import DataKey, Vault, load_kek, seal
 from schemas.envelope import Envelope
 from schemas.events.residents import (
     ChangeReason,
@@ -52,6 +52,28 @@ async def resident_event(
     finally:
         await pool.close()
     assert key is not None
+    return sealed_change(
+        key,
+        sequence,
+        reason,
+        effective,
+        resident=resident,
+        address=address,
+        death_date_unknown=death_date_unknown,
+    )
+
+
+def sealed_change(
+    key: DataKey,
+    sequence: int,
+    reason: ChangeReason,
+    effective: date | None,
+    *,
+    resident: str = ALICE,
+    address: str = "東京都千代田区千代田1-1",
+    death_date_unknown: bool = False,
+) -> Outgoing:
+    """A change of a Chiyoda resident, its personal data sealed under ``key`` for the event."""
     personal = PersonalData(
         name="千代田 花子", birth_date=date(1980, 4, 1), sex="female", address=address
     )

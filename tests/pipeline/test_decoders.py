@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import orjson
@@ -21,8 +21,7 @@ from pipeline.proofs import EdgeKeys
 from pipeline.publish import Outgoing, proven_by_their_edges
 from pipeline.runner import Decoded, decode_records
 from pipeline.settings import Settings
-from pipeline.topics import RESIDENT_CHANGES
-from pipeline.vault import DataKey, seal
+from pipeline.vault import DataKey
 from producers.workload import (
     national_traffic,
     platform_sample,
@@ -34,18 +33,12 @@ from schemas.codec import MAX_EVENT_BYTES, encode_event, encode_unproven, proof_
 from schemas.envelope import Envelope
 from schemas.events.residents import (
     ChangeReason,
-    PersonalData,
-    PushPosition,
-    ResidentRecord,
-    change_event_type,
 )
 from schemas.ids import new_event_id
 from schemas.registry import REGISTRY
 from schemas.rights import edge_of
-from schemas.sealed import sealed_context
 from schemas.trusted import model_builder
-
-CHIYODA = "131016"
+from tests.consumers.test_replica_projection import sealed_change
 
 
 @dataclass(frozen=True)
@@ -70,40 +63,17 @@ def keys(settings: Settings) -> EdgeKeys:
 def resident_changes(count: int) -> list[Outgoing]:
     """Changes of residents of one town, each with its sealed personal data."""
     key = DataKey(uuid.uuid4(), os.urandom(32))
-    changes: list[Outgoing] = []
     reasons = list(ChangeReason)
-    for sequence in range(1, count + 1):
-        resident, reason = f"{sequence:011d}", reasons[sequence % len(reasons)]
-        event_type, event_id = change_event_type(reason), new_event_id()
-        personal = PersonalData(
-            name="千代田 花子", birth_date=date(1980, 4, 1), sex="female", address="千代田1-1"
+    return [
+        sealed_change(
+            key,
+            sequence,
+            reasons[sequence % len(reasons)],
+            date(2024, 3, 1) if sequence % 7 else None,
+            resident=f"{sequence:011d}",
         )
-        record = ResidentRecord(
-            municipality=CHIYODA,
-            resident_code=resident,
-            household_number="100000000000001",
-            relationship="02",
-            reason=reason,
-            effective_date=date(2024, 3, 1) if sequence % 7 else None,
-            pushed=PushPosition(batch=1, line=sequence),
-            personal=seal(
-                key,
-                personal.model_dump(mode="json"),
-                sealed_context(CHIYODA, resident, event_type, event_id, sequence),
-            ),
-        )
-        envelope = Envelope.new(
-            event_type,
-            record,
-            origin="east",
-            source=f"municipality:{CHIYODA}",
-            occurred_at=datetime(2024, 3, 1, tzinfo=UTC),
-            municipality=CHIYODA,
-            sequence=sequence,
-            event_id=event_id,
-        )
-        changes.append(Outgoing(RESIDENT_CHANGES.name, f"{CHIYODA}:{resident}", envelope))
-    return changes
+        for sequence in range(1, count + 1)
+    ]
 
 
 def valid_corpus(settings: Settings) -> list[Outgoing]:
