@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## make test: the whole suite against a real broker and Postgres started by the fixtures.
+## make test: the whole suite against a real broker and Postgres started by the fixtures, in
+## one test process per core (pytest-xdist; each process starts its own services).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 ## make demo: start everything, publish a sample stream, show the journal, stop everything.
 demo: $(STAMP)

@@ -2,7 +2,9 @@
 
 A processor. ``apply`` records what the log says: requests (a repeated request id is kept as a
 duplicate), the kiosks' notices, and the outcomes on ``issuance.outcomes`` — its own decisions
-coming back, or, in a replay, the only source of them, since a replay never decides again.
+coming back, or, in a replay, the only source of them, since a replay never decides again. The
+first outcome of a request on the log is its decision, live as in a replay: one decided elsewhere
+that gets there before this issuer's own replaces it (``decisions_in_flight``).
 ``decide`` (live only) takes each request of the batch that has no outcome yet, gathers the facts
 from the registry, the certificates and the replica, lets ``rules`` judge, and for an issued
 certificate builds the content, seals it with the municipality's ECDSA key and draws the PDF.
@@ -210,18 +212,52 @@ class IssuerProcessor:
     async def _record_outcomes(
         self, connection: Connection, outcomes: Sequence[ConsumedEvent]
     ) -> None:
-        known = {
-            row["request_id"]
+        """Record the first outcome on the log of each request.
+
+        A decision of this issuer is recorded when it is made and waits in
+        ``decisions_in_flight`` until it comes back. Should another decider's outcome for the
+        request reach the log before it, that outcome is the first and replaces this issuer's
+        decision and its document, as a replay would have it."""
+        ids = [e.payload.request_id for e in outcomes]  # type: ignore[attr-defined]
+        recorded = {
+            row["request_id"]: row["in_flight"]
             for row in await connection.fetch(
-                "SELECT request_id FROM outcomes WHERE request_id = ANY($1::uuid[])",
-                [e.payload.request_id for e in outcomes],  # type: ignore[attr-defined]
+                "SELECT o.request_id, f.event_id AS in_flight FROM outcomes o "
+                "LEFT JOIN decisions_in_flight f USING (request_id) "
+                "WHERE o.request_id = ANY($1::uuid[])",
+                ids,
             )
         }
-        fresh: dict[UUID, ConsumedEvent] = {}
+        on_log = {request_id for request_id, in_flight in recorded.items() if in_flight is None}
+        firsts: dict[UUID, ConsumedEvent] = {}
         for event in outcomes:
             request_id = event.payload.request_id  # type: ignore[attr-defined]
-            if request_id not in known:
-                fresh.setdefault(request_id, event)  # the first on the log wins
+            if request_id not in on_log:
+                firsts.setdefault(request_id, event)  # in log order: the first wins
+        if not firsts:
+            return
+        await connection.execute(
+            "DELETE FROM decisions_in_flight WHERE request_id = ANY($1::uuid[])", list(firsts)
+        )
+        yielding = {
+            request_id
+            for request_id, event in firsts.items()
+            if recorded.get(request_id) not in (None, event.envelope.event_id)
+        }
+        if yielding:
+            log.warning(
+                "%d decisions of this issuer yield to outcomes decided elsewhere that reached "
+                "the log first (requests %s)",
+                len(yielding), ", ".join(map(str, sorted(yielding)[:5])),
+            )  # fmt: skip
+            for statement in (
+                "DELETE FROM document_files WHERE document_id IN "
+                "(SELECT document_id FROM documents WHERE request_id = ANY($1::uuid[]))",
+                "DELETE FROM documents WHERE request_id = ANY($1::uuid[])",
+                "DELETE FROM outcomes WHERE request_id = ANY($1::uuid[])",
+            ):
+                await connection.execute(statement, list(yielding))
+        fresh = [e for r, e in firsts.items() if r not in recorded or r in yielding]
         if not fresh:
             return
         await insert_new_rows(
@@ -230,10 +266,10 @@ class IssuerProcessor:
             _OUTCOME_COLUMNS,
             [
                 _outcome_row(e.payload, e.envelope.event_id, e.envelope.occurred_at)  # type: ignore[arg-type]
-                for e in fresh.values()
+                for e in fresh
             ],
         )
-        issued = [e.payload for e in fresh.values() if isinstance(e.payload, IssuanceIssued)]
+        issued = [e.payload for e in fresh if isinstance(e.payload, IssuanceIssued)]
         if issued:
             await self._record_documents_from_log(connection, issued)
 
@@ -295,6 +331,12 @@ class IssuerProcessor:
                     _outcome_row(d.payload, d.outgoing.envelope.event_id, decided_at)
                     for d in decisions
                 ],
+            )
+            await insert_new_rows(
+                connection,
+                "decisions_in_flight",
+                ("request_id", "event_id"),
+                [(d.payload.request_id, d.outgoing.envelope.event_id) for d in decisions],
             )
             holders = {
                 d.payload.document_id: d.payload.resident_code

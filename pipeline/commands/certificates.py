@@ -18,7 +18,7 @@ from pipeline.commands.common import (
     aware_time,
     clean_errors,
     console,
-    errors,
+    print_error,
     run_async,
     settings,
 )
@@ -327,7 +327,7 @@ def import_(
         except CommandError as error:
             if every is None:
                 raise
-            errors.print(f"[red]error:[/red] {error}")
+            print_error(str(error))
         if every is None:
             return
         time.sleep(every)

@@ -14,6 +14,7 @@ import typer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.settings import ServicesNotRunning, Settings, load_settings
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from pipeline.database import Connection
 
 console = Console()
-errors = Console(stderr=True)
+# An error is one line however narrow the terminal: scripts and logs read it whole.
+errors = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,20 +62,20 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except (CommandError, ServicesNotRunning, LookupError) as error:
-            errors.print(f"[red]error:[/red] {error}")
+            print_error(str(error))
             raise typer.Exit(2) from None
         except (KafkaConnectionError, ConnectionError, TimeoutError) as error:
-            errors.print(_unreachable(error))
+            print_error(_unreachable(error))
             raise typer.Exit(2) from None
         except OSError as error:
             # asyncio reports failed connects as a bare OSError; anything else is about a file.
             if error.errno in _NETWORK_ERRNOS or "Connect call failed" in str(error):
-                errors.print(_unreachable(error))
+                print_error(_unreachable(error))
             else:
-                errors.print(f"[red]error:[/red] {error}")
+                print_error(str(error))
             raise typer.Exit(2) from None
         except KafkaError as error:
-            errors.print(f"[red]error:[/red] Kafka refused the request: {error}")
+            print_error(f"Kafka refused the request: {error}")
             raise typer.Exit(2) from None
 
     return run
@@ -88,11 +90,13 @@ _NETWORK_ERRNOS = {
 }
 
 
+def print_error(message: str) -> None:
+    """``error: message`` on stderr; the message's own brackets are text, never markup."""
+    errors.print(f"[red]error:[/red] {escape(message)}")
+
+
 def _unreachable(error: BaseException) -> str:
-    return (
-        f"[red]error:[/red] cannot reach a service ({error}); is it running? "
-        "Try `bcl status`, or `bcl up`."
-    )
+    return f"cannot reach a service ({error}); is it running? Try `bcl status`, or `bcl up`."
 
 
 def run_async(coroutine: Coroutine[Any, Any, R]) -> R:

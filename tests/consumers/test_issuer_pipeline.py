@@ -15,17 +15,27 @@ import pytest
 from pypdf import PdfReader
 
 from consumers.issuer.verification import Verdict, verify_document
-from pipeline.catchup import refresh
+from pipeline.catchup import LogGapReader, refresh, runners
 from pipeline.database import connect
-from pipeline.kafka import high_watermarks, partitions_of, reader
+from pipeline.digest import projection_digest
+from pipeline.kafka import high_watermarks, partitions_of, producer, reader
 from pipeline.projection import load_projection
+from pipeline.publish import Outgoing, proven_by_their_edges, publish_many
+from pipeline.replay import replay
 from pipeline.settings import Settings
-from pipeline.topics import ISSUANCE_OUTCOMES
+from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
 from producers.center import CenterError, CenterGateway, Outcome
 from producers.jpki import issue_cards, residents_to_issue
 from producers.registry import create_seal_key, find_seal_key, update
+from schemas.envelope import Envelope
 from schemas.events.certificates import CertificateIssued, CertificateKind
-from schemas.events.issuance import CertificateType, IssuanceRequested, StoreOperator
+from schemas.events.issuance import (
+    CertificateType,
+    IssuanceRejected,
+    IssuanceRequested,
+    RejectionReason,
+    StoreOperator,
+)
 from schemas.ids import new_event_id
 from tests.helpers import jpki_ca, settings_env, start_worker
 from tests.producers.push_helpers import CHIYODA, SAMPLE_CSV, register, signed_push
@@ -197,6 +207,68 @@ async def test_rejections_carry_their_reason(platform: Settings) -> None:
     assert at_year_end.reason == "closed_day"
     assert tax is not None
     assert tax.status == "issued"
+
+
+async def test_an_outcome_decided_elsewhere_first_on_the_log_is_the_decision_live_too(
+    platform: Settings,
+) -> None:
+    """Another decider's outcome (a recorded day, a copy of the other center's decisions) reaches
+    the log before this issuer's own decision of the same request comes back: the first on the
+    log wins, so the live projection drops its decision and document and ends as a replay does."""
+    serials = await chiyoda_with_cards(platform)
+    asked = request(serials[ICHIRO])
+    async with CenterGateway(platform) as center:
+        await center.submit(asked, at=MORNING, wait=False)
+    elsewhere = Envelope.new(
+        "issuance.rejected",
+        IssuanceRejected(
+            request_id=asked.request_id,
+            municipality=CHIYODA,
+            certificate_type=asked.certificate_type,
+            reason=RejectionReason.REQUEST_EXPIRED,
+            message="decided by another issuer",
+        ),
+        origin=platform.center,
+        source="issuer",
+        occurred_at=MORNING + timedelta(seconds=1),
+        municipality=CHIYODA,
+    )
+    async with producer(platform) as client:
+        await publish_many(
+            platform,
+            client,
+            proven_by_their_edges(
+                platform, [Outgoing(ISSUANCE_OUTCOMES.name, str(asked.request_id), elsewhere)]
+            ),
+        )
+    # The issuer applies the request alone, decides it (issued) and publishes its decision,
+    # which lands behind the other outcome.
+    async with reader(platform) as client:
+        partitions = await partitions_of(client, [platform.topic(ISSUANCE_REQUESTS.name)])
+        ends = await high_watermarks(client, partitions)
+    issuer = load_projection("issuer", platform)
+    async with runners(platform) as runner:
+        for partition, end in ends.items():
+            if not end:
+                continue
+            records = await LogGapReader(platform).read_range(partition, 0, end)
+            await runner(issuer).apply_records(records)
+    async with connect(platform) as connection:
+        assert await connection.fetchval("SELECT outcome FROM issuer.outcomes") == "issued"
+    await project(platform, "issuer")
+
+    async with connect(platform) as connection:
+        decided = await connection.fetchrow("SELECT event_id, outcome, reason FROM issuer.outcomes")
+        documents = await connection.fetchval("SELECT count(*) FROM issuer.documents")
+        files = await connection.fetchval("SELECT count(*) FROM issuer.document_files")
+        in_flight = await connection.fetchval("SELECT count(*) FROM issuer.decisions_in_flight")
+        live = await projection_digest(connection, issuer)
+    assert tuple(decided) == (elsewhere.event_id, "rejected", "request_expired")
+    assert (documents, files, in_flight) == (0, 0, 0)
+    assert await outcome_events(platform) == 2
+    await replay(platform, issuer)
+    async with connect(platform) as connection:
+        assert await projection_digest(connection, issuer) == live
 
 
 async def test_delivered_and_cancelled_bookkeeping(platform: Settings) -> None:

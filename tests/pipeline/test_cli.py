@@ -54,6 +54,21 @@ def test_an_unknown_projection_is_named_with_the_known_ones(tmp_path: Path) -> N
     assert "journal" in result.output
 
 
+def test_an_error_is_one_line_of_text_whatever_the_terminal_and_the_input(tmp_path: Path) -> None:
+    # Run apart so the error console meets this terminal width: a 40-column terminal, and
+    # input holding rich markup (a closing tag that opens nothing) that must print as written.
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "digest", "[/red]nonesuch[bold]"],
+        env={"BCL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "COLUMNS": "40"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "unknown projection '[/red]nonesuch[bold]'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
