@@ -94,14 +94,24 @@ class EdgeKeys:
     def prove(self, edge: str, envelope: Envelope) -> Envelope:
         """``envelope`` with ``edge``'s proof; ValueError if ``edge`` may not publish it (an
         edge's own mistake is caught here rather than at every consumer)."""
+        return self.prove_encoded(edge, envelope)[0]
+
+    def prove_encoded(self, edge: str, envelope: Envelope) -> tuple[Envelope, bytes]:
+        """``prove``, with the proven event's bytes (``encode_event``'s), which proving has
+        encoded anyway: a publisher handed them need not encode the event again."""
         problem = rights_problem(edge, envelope)
         if problem is not None:
             raise ValueError(problem)
-        return envelope.model_copy(update={"proof": self.proof(edge, envelope)})
+        body, proof = self._proven_body(edge, envelope)
+        return envelope.model_copy(update={"proof": proof}), body[:-1] + proof_suffix(proof)
 
     def proof(self, edge: str, envelope: Envelope) -> str:
         """The proof ``edge``'s key makes of ``envelope``, whether or not the edge has the
         right to it (consumers check that)."""
+        return self._proven_body(edge, envelope)[1]
+
+    def _proven_body(self, edge: str, envelope: Envelope) -> tuple[bytes, str]:
+        """The unproven bytes of ``envelope`` and ``edge``'s proof of them."""
         unproven = (
             envelope if envelope.proof is None else envelope.model_copy(update={"proof": None})
         )
@@ -112,7 +122,7 @@ class EdgeKeys:
             decode_event(body)
         except EventDecodeError as error:
             raise ValueError(f"edge {edge} cannot prove an invalid event: {error}") from None
-        return self.proof_of_bytes(edge, body)
+        return body, self.proof_of_bytes(edge, body)
 
     def proof_of_bytes(self, edge: str, body: bytes) -> str:
         """``edge``'s proof of the unproven event ``body``, valid or not: for ``proof``, and for

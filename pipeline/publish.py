@@ -57,6 +57,15 @@ class Outgoing:
     topic: str  # the catalog name; the settings give the physical one
     key: str
     envelope: Envelope
+    # The envelope's bytes, where they are at hand (an edge proving it encodes it,
+    # ``proven``; an outbox stores them): the publisher then need not encode it again.
+    value: bytes | None = None
+
+
+def proven(keys: EdgeKeys, edge: str, topic: str, key: str, envelope: Envelope) -> Outgoing:
+    """``envelope`` proven by ``edge``, to be published on ``topic`` under ``key``."""
+    envelope, value = keys.prove_encoded(edge, envelope)
+    return Outgoing(topic, key, envelope, value)
 
 
 class Unconfirmed(KafkaError):  # type: ignore[misc]
@@ -75,7 +84,7 @@ class Unconfirmed(KafkaError):  # type: ignore[misc]
         self.floors = floors
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Record:
     event_id: UUID
     key: bytes
@@ -110,7 +119,7 @@ class Appender:
         # After failed sends: events found on the log (a blind resend's duplicates), and sent again.
         self.found_on_log = 0
         self.sent_again = 0
-        self._partitions: dict[str, list[int]] = {}
+        self._partitions: dict[str, list[TopicPartition]] = {}
         # Single sends that failed, waiting to be settled from the log together (``send_one``).
         self._unsettled: dict[UUID, tuple[TopicPartition, _Record, int, asyncio.Future[None]]] = {}
         self._settler: asyncio.Task[None] | None = None
@@ -125,13 +134,14 @@ class Appender:
 
     async def partition_of(self, message: Outgoing) -> TopicPartition:
         """The partition Kafka's default (murmur2) partitioner gives the message's key."""
-        topic = self.settings.topic(message.topic)
-        if topic not in self._partitions:
-            self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
-        partitions = self._partitions[topic]
-        return TopicPartition(
-            topic, partitions[partition_for(message.key.encode(), len(partitions))]
-        )
+        partitions = self._partitions.get(message.topic)
+        if partitions is None:
+            topic = self.settings.topic(message.topic)
+            partitions = self._partitions[message.topic] = [
+                TopicPartition(topic, partition)
+                for partition in sorted(await self.producer.partitions_for(topic))
+            ]
+        return partitions[partition_for(message.key.encode(), len(partitions))]
 
     async def floors_of(self, messages: Iterable[Outgoing]) -> list[int]:
         """Each message's floor: its partition's offset at or after which it will land."""
@@ -407,16 +417,15 @@ class Appender:
             return
         # Every topic this producer has partitioned for, in one read: a stream of several
         # topics would otherwise start a reader for each.
+        known = {partitions[0].topic: partitions for partitions in self._partitions.values()}
         missing |= {
-            topic
-            for topic, partitions in self._partitions.items()
-            if TopicPartition(topic, partitions[0]) not in self.floors
+            topic for topic, partitions in known.items() if partitions[0] not in self.floors
         }
         everything = [
-            TopicPartition(topic, partition)
+            tp
             for topic in sorted(missing)
-            for partition in self._partitions.get(topic)
-            or sorted(await self.producer.partitions_for(topic))
+            for tp in known.get(topic)
+            or [TopicPartition(topic, p) for p in sorted(await self.producer.partitions_for(topic))]
         ]
         async with reader(self.settings) as client:
             for tp, end in (await high_watermarks(client, everything)).items():
@@ -471,7 +480,7 @@ def _record(message: Outgoing) -> _Record:
             f"{message.envelope.type} {message.envelope.event_id} has no proof of origin; its "
             "edge proves it first (pipeline.proofs.prove), or every consumer would refuse it"
         )
-    value = encode_event(message.envelope)
+    value = message.value if message.value is not None else encode_event(message.envelope)
     if len(value) > MAX_EVENT_BYTES:
         raise ValueError(
             f"{message.envelope.type} {message.envelope.event_id} takes {len(value):,} bytes; "
@@ -539,4 +548,4 @@ def proven_by_their_edges(settings: Settings, messages: Iterable[Outgoing]) -> I
     keys = EdgeKeys.of(settings)
     for message in messages:
         envelope = message.envelope
-        yield Outgoing(message.topic, message.key, keys.prove(edge_of(envelope), envelope))
+        yield proven(keys, edge_of(envelope), message.topic, message.key, envelope)

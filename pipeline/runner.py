@@ -266,7 +266,12 @@ class ProjectionRunner:
                 return 0
             rows = sorted(rows, key=lambda row: row["position"])
             messages = [
-                Outgoing(row["topic"], row["key"], decode_event(row["envelope"]).envelope)
+                Outgoing(
+                    row["topic"],
+                    row["key"],
+                    decode_event(row["envelope"]).envelope,
+                    row["envelope"],
+                )
                 for row in rows
             ]
             maybe_sent = {
@@ -293,7 +298,7 @@ class ProjectionRunner:
                     self.projection.name,
                     o.topic,
                     o.key,
-                    encode_event(o.envelope),
+                    o.value if o.value is not None else encode_event(o.envelope),
                     floor,
                     self.instance,
                 )

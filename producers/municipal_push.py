@@ -81,7 +81,7 @@ from pipeline.kafka import producer
 from pipeline.migrations import migrate
 from pipeline.projection import load_projection
 from pipeline.proofs import EdgeKeys
-from pipeline.publish import Outgoing, publish, publish_many
+from pipeline.publish import Outgoing, proven, publish, publish_many
 from pipeline.sealed_files import SealedLines
 from pipeline.settings import Settings
 from pipeline.signing import SigningKeyError, load_public_key, sign_digest, verify_digest
@@ -723,22 +723,22 @@ class _Publisher:
             events=events,
             full=batch.full,
         )
-        envelope = self._envelope(
-            batch,
-            RECEIPT_LINE,
-            "receipt",
-            "resident.batch_accepted",
-            receipt.model_dump(mode="json"),
-            batch.received_at,
-        )
         await publish(
             self.settings,
             self.client,
-            Outgoing(RESIDENT_CHANGES.name, f"{batch.municipality}:batch", envelope),
+            self._outgoing(
+                batch,
+                RECEIPT_LINE,
+                "receipt",
+                "resident.batch_accepted",
+                receipt.model_dump(mode="json"),
+                batch.received_at,
+                key=f"{batch.municipality}:batch",
+            ),
         )
         return events
 
-    def _envelope(
+    def _outgoing(
         self,
         batch: _Batch,
         line: int,
@@ -746,10 +746,17 @@ class _Publisher:
         event_type: str,
         payload: dict[str, Any],
         occurred_at: datetime,
-    ) -> Envelope:
+        *,
+        key: str | None = None,
+    ) -> Outgoing:
+        """The event of ``line`` proven by the municipality's edge, keyed by its resident (or
+        ``key``)."""
         edge = f"municipality:{batch.municipality}"
-        return self.keys.prove(
+        return proven(
+            self.keys,
             edge,
+            RESIDENT_CHANGES.name,
+            key or f"{batch.municipality}:{payload['resident_code']}",
             Envelope(
                 event_id=_event_id(batch, line, kind),
                 type=event_type,
@@ -904,20 +911,6 @@ class _Publisher:
                 f"their rows out and push the corrected file as batch {batch.sequence}"
             )
         return key
-
-    def _outgoing(
-        self,
-        batch: _Batch,
-        line: int,
-        kind: str,
-        event_type: str,
-        payload: dict[str, Any],
-        occurred_at: datetime,
-    ) -> Outgoing:
-        envelope = self._envelope(batch, line, kind, event_type, payload, occurred_at)
-        return Outgoing(
-            RESIDENT_CHANGES.name, f"{batch.municipality}:{payload['resident_code']}", envelope
-        )
 
     async def snapshot_changes(self, batch: _Batch) -> tuple[Path, int]:
         """The rows of a full snapshot that differ from the replica, then the removals.

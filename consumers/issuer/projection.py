@@ -47,7 +47,7 @@ from consumers.issuer.rules import (
 from pipeline.database import Connection, insert_new_rows
 from pipeline.projection import ConsumedEvent
 from pipeline.proofs import EdgeKeys
-from pipeline.publish import Outgoing
+from pipeline.publish import Outgoing, proven
 from pipeline.seals import load_seal_key, seal, seals_home
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
@@ -487,8 +487,11 @@ class IssuerProcessor:
         self, event: ConsumedEvent, payload: IssuanceIssued | IssuanceRejected, decided_at: datetime
     ) -> _Decision:
         request_id = str(payload.request_id)
-        envelope = self.keys.prove(
+        outgoing = proven(
+            self.keys,
             f"issuer:{event.envelope.origin}",
+            ISSUANCE_OUTCOMES.name,
+            request_id,
             Envelope.new(
                 "issuance.issued" if isinstance(payload, IssuanceIssued) else "issuance.rejected",
                 payload,
@@ -502,7 +505,7 @@ class IssuerProcessor:
                 event_id=derived_event_id(decided_at, "issuance.outcome", request_id),
             ),
         )
-        return _Decision(Outgoing(ISSUANCE_OUTCOMES.name, request_id, envelope), payload)
+        return _Decision(outgoing, payload)
 
     # ------------------------------------------------------------------------------ the facts
 

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from pipeline.proofs import EdgeKeys, Unauthenticated
+from pipeline.publish import proven
 from producers.workload import platform_sample
 from schemas.codec import decode_event, encode_event, encode_unproven, proof_suffix
 from schemas.envelope import Envelope
@@ -32,6 +33,16 @@ def test_proven_events_are_accepted_and_survive_a_decode_and_encode() -> None:
         KEYS.check(raw, decoded)
         # The outbox stores decisions decoded and encodes them again: the bytes must not move.
         assert encode_event(decoded) == raw
+
+
+def test_the_bytes_an_edge_hands_over_with_what_it_proved_are_the_events_own() -> None:
+    # A publisher sends an Outgoing's value as it is: it must be the proven envelope's encoding.
+    for message in platform_sample(200, seed=6):
+        edge = edge_of(message.envelope)
+        outgoing = proven(KEYS, edge, message.topic, message.key, message.envelope)
+        assert outgoing.value == encode_event(outgoing.envelope)
+        assert outgoing.envelope == KEYS.prove(edge, message.envelope)
+        KEYS.check(outgoing.value, decode_event(outgoing.value).envelope)
 
 
 def test_the_proof_is_the_last_field_over_the_bytes_before_it() -> None:
