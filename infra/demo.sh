@@ -76,6 +76,7 @@ step "JPKI: a My Number Card for every resident, then a CRL revoking some of the
 bcl certificate ca
 bcl certificate issue 131032 --all
 bcl certificate issue 133086 --all
+bcl wait certificates --timeout 300   # the cards are listed from the certificates projection
 mapfile -t revoked < <(bcl certificate list 131032 --kind user_authentication --status active \
     --limit 60 --serials-only | sed -n '1~4p' | sed 's/^/--revoke=/; s/$/:key_compromise/')
 bcl crl make "${files}/jpki.crl" "${revoked[@]}"
