@@ -30,13 +30,19 @@ ALL_AGENTS: Final = "all"
 class WorkerRole:
     """One process of a center's live worker.
 
-    ``background``: nobody waits on these agents' answers, so the process runs at a lower CPU
-    priority and fetches less often, in larger batches.
+    ``background``: the projections of a center's layout, beside its issuance process: it runs
+    at a lower CPU priority, so the kiosks' path gets the CPU first.
     """
 
     name: str
     agents: tuple[str, ...]
     background: bool
+
+    @property
+    def answers_kiosks(self) -> bool:
+        """Whether a resident at a kiosk waits on this process: it hosts the issuer. Any other
+        process fetches less often, in larger batches (``Worker.fetching``)."""
+        return "issuer" in self.agents
 
     @property
     def file_stem(self) -> str:

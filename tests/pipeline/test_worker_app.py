@@ -56,6 +56,19 @@ def test_other_projection_sets_run_under_a_name_of_their_own(settings: Settings)
 
     assert worker.role.pid_file_name == "worker-issuer+fees.pid"
     assert not worker.role.background
+    assert worker.fetching() == Fetching(0.025, 1, settings.batch_size)
+
+
+def test_a_set_without_the_issuer_fetches_a_batch_at_a_time_at_full_priority(
+    settings: Settings,
+) -> None:
+    worker = Worker(settings, ["journal"])
+
+    assert worker.role.pid_file_name == "worker-journal.pid"
+    assert not worker.role.background
+    assert worker.fetching() == Fetching(
+        settings.batch_within, BACKGROUND_FETCH_MIN_BYTES, settings.batch_size
+    )
 
 
 def test_the_roles_host_every_agent_once() -> None:
