@@ -118,10 +118,21 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
             raise
         log.info("broker refused an idempotent producer (%s); using acks=all without it", error)
         client = new_producer(settings, idempotent=False, **overrides)
-        await client.start()
+        await _started(client)
+    except BaseException:  # a timeout, a cancellation: nothing may be left connected
+        await client.stop()
+        raise
     finally:
         sender_log.setLevel(level)
     return client
+
+
+async def _started(client: AIOKafkaProducer[bytes, bytes]) -> None:
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
 
 
 def new_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer[bytes, bytes]:

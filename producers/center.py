@@ -170,6 +170,13 @@ class CenterGateway:
         self._lookup_ids: set[UUID] = set()
 
     async def __aenter__(self) -> Self:
+        try:
+            return await self._open_connections()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # what was opened before the failure
+            raise
+
+    async def _open_connections(self) -> Self:
         self._pool = await create_pool(self.settings, max_size=2)
         # A request the broker has not taken by the time the kiosk gives up is dropped, never
         # delivered later to a center that came back.

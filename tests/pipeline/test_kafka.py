@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import TopicPartition
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from pipeline.kafka import high_watermarks, offsets_at, producer, reader
+from pipeline.kafka import high_watermarks, offsets_at, producer, reader, start_producer
 from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES
 
@@ -44,3 +45,24 @@ async def test_offsets_at_finds_the_first_record_at_or_after_a_time(platform: Se
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+async def test_a_producer_whose_start_fails_in_any_way_is_closed(
+    platform: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start that times out or is cancelled must not leave a connected client behind.
+    stopped: list[AIOKafkaProducer[bytes, bytes]] = []
+    stop = AIOKafkaProducer.stop
+
+    async def timing_out(client: AIOKafkaProducer[bytes, bytes]) -> None:
+        raise TimeoutError("the broker did not answer the metadata request")
+
+    async def recorded_stop(client: AIOKafkaProducer[bytes, bytes]) -> None:
+        stopped.append(client)
+        await stop(client)
+
+    monkeypatch.setattr(AIOKafkaProducer, "start", timing_out)
+    monkeypatch.setattr(AIOKafkaProducer, "stop", recorded_stop)
+    with pytest.raises(TimeoutError):
+        await start_producer(platform)
+    assert len(stopped) == 1
