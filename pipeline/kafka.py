@@ -111,23 +111,21 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
     if wanted is None:
         sender_log.setLevel(logging.CRITICAL)  # the probe's refusal is expected, not an error
     try:
-        await client.start()
+        await _started(client)
     except KafkaError as error:
-        await client.stop()
         if wanted is not None:
             raise
         log.info("broker refused an idempotent producer (%s); using acks=all without it", error)
         client = new_producer(settings, idempotent=False, **overrides)
         await _started(client)
-    except BaseException:  # a timeout, a cancellation: nothing may be left connected
-        await client.stop()
-        raise
     finally:
         sender_log.setLevel(level)
     return client
 
 
 async def _started(client: AIOKafkaProducer[bytes, bytes]) -> None:
+    """Start ``client``; if the start fails in any way (a refusal, a timeout, a cancellation),
+    leave nothing of it connected."""
     try:
         await client.start()
     except BaseException:

@@ -40,9 +40,10 @@ async def resident_event(
     effective: date | None,
     *,
     resident: str = ALICE,
-    address: str = "東京都千代田区千代田1-1",
-    death_date_unknown: bool = False,
+    **change: Any,
 ) -> Outgoing:
+    """``sealed_change`` (``change``: its address, death_date_unknown), sealed under the
+    resident's data key in ``settings``' vault."""
     pool = await create_pool(settings, max_size=1)
     try:
         vault = Vault(pool, load_kek(settings))
@@ -52,15 +53,7 @@ async def resident_event(
     finally:
         await pool.close()
     assert key is not None
-    return sealed_change(
-        key,
-        sequence,
-        reason,
-        effective,
-        resident=resident,
-        address=address,
-        death_date_unknown=death_date_unknown,
-    )
+    return sealed_change(key, sequence, reason, effective, resident=resident, **change)
 
 
 def sealed_change(
