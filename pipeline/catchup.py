@@ -230,24 +230,26 @@ async def follow(
         client.assign(partitions)
         for tp in partitions:
             client.seek(tp, start[tp])
-        arrived: list[asyncio.Queue[list[RawRecord]]] = [asyncio.Queue(maxsize=2) for _ in runners]
+        arrived: list[asyncio.Queue[list[Decoded]]] = [asyncio.Queue(maxsize=2) for _ in runners]
 
         async def fetch() -> None:
+            # Batches are decoded here, not where they are applied: the next batch's decoding
+            # (this process's CPU) then overlaps the database applying the one before.
             while True:
                 fetched = await client.getmany(timeout_ms=1000, max_records=fetching.batch_size)
-                for topics, queue in zip(topics_of, arrived, strict=True):
+                for runner, topics, queue in zip(runners, topics_of, arrived, strict=True):
                     records = [
                         r for tp, found in fetched.items() if tp.topic in topics for r in found
                     ]
                     if records:
-                        await queue.put(records)
+                        await queue.put(runner.decode(records))
 
-        async def apply(runner: ProjectionRunner, queue: asyncio.Queue[list[RawRecord]]) -> None:
+        async def apply(runner: ProjectionRunner, queue: asyncio.Queue[list[Decoded]]) -> None:
             while True:
-                records = await queue.get()
+                batch = await queue.get()
                 while not queue.empty():
-                    records += queue.get_nowait()
-                await runner.apply_records(records)
+                    batch += queue.get_nowait()
+                await runner.apply_decoded(batch)
 
         tasks = [
             asyncio.create_task(fetch()),

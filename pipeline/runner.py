@@ -121,9 +121,13 @@ class ProjectionRunner:
         async with self.pool.acquire() as connection:
             await self._move_tracking(connection, last, back=True)
 
+    def decode(self, records: Sequence[RawRecord]) -> list[Decoded]:
+        """``records`` decoded for this runner's projection (``decode_records``)."""
+        return decode_records(records, self.projection.name, self.keys)
+
     async def apply_records(self, records: Sequence[RawRecord]) -> BatchResult:
         """Decode and apply one batch; see ``apply_decoded``."""
-        return await self.apply_decoded(decode_records(records, self.projection.name, self.keys))
+        return await self.apply_decoded(self.decode(records))
 
     async def apply_decoded(self, items: Sequence[Decoded]) -> BatchResult:
         """Apply one decoded batch in one transaction (`_apply`).
