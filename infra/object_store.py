@@ -15,19 +15,22 @@ temporary file renamed into place. tansu's S3 engine needs two things more, adde
    something to read; localbucket walked the whole bucket (every topic) for each page of every
    listing, and built each entry anew (a stat, an ETag, five XML elements: 18 µs). A listing
    whose prefix lies in a folder without subfolders is answered from that folder's sorted
-   names, and each entry's XML is kept once rendered; both are kept current by this process's
-   own writes and deletes, since it is the store's only writer.
+   names and each entry's XML, rendered once; both are kept current by this process's own
+   writes and deletes, since it is the store's only writer. Such a page is written as bytes
+   joined from the kept entries: a page of 1,000 entries built through ElementTree and a
+   ``Path`` per entry took 7 ms, most of a fetch's time in the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import bisect
 import logging
 import os
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -39,53 +42,106 @@ import localbucket
 _WRITES = threading.Lock()
 
 
+@dataclass
+class _Folder:
+    """A folder's file names in S3 order, and the XML of the entries listed so far by name."""
+
+    names: list[str]
+    rendered: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Page:
+    entries: list[bytes]
+    last_key: str
+    truncated: bool
+
+
 class _Folders:
-    """The sorted file names of each folder without subfolders that has been listed."""
+    """The folders without subfolders that have been listed."""
 
     def __init__(self) -> None:
-        self._names: dict[Path, list[str]] = {}
+        self._folders: dict[Path, _Folder] = {}
         self._lock = threading.Lock()
 
-    def names(self, folder: Path) -> list[str] | None:
-        """A copy of ``folder``'s file names in S3 order; None when it has subfolders."""
+    def page(
+        self, folder: Path, base: str, name_prefix: str, marker: str, max_keys: int
+    ) -> _Page | None:
+        """The entries of ``folder`` (keys ``base`` + name) whose names start with
+        ``name_prefix``, after the key ``marker``, at most ``max_keys``; None when the folder
+        has subfolders."""
         with self._lock:
-            names = self._names.get(folder)
-            if names is None:
-                try:
-                    entries = list(os.scandir(folder))
-                except (FileNotFoundError, NotADirectoryError):
-                    return []
-                if any(entry.is_dir() for entry in entries):
+            known = self._folders.get(folder)
+            if known is None:
+                known = self._read(folder)
+                if known is None:
                     return None
-                names = sorted(
-                    entry.name
-                    for entry in entries
-                    if not entry.name.startswith(localbucket.TEMP_PREFIX)
-                )
-                self._names[folder] = names
-            return list(names)
+            names = known.names
+            start = bisect.bisect_left(names, name_prefix)
+            if marker.startswith(base):
+                start = max(start, bisect.bisect_right(names, marker[len(base) :]))
+            elif marker > base:
+                start = len(names)
+            end = start
+            while end < len(names) and end - start < max_keys:
+                if not names[end].startswith(name_prefix):
+                    break
+                end += 1
+            truncated = max_keys > 0 and end < len(names) and names[end].startswith(name_prefix)
+            rendered = known.rendered
+            entries = []
+            for name in names[start:end]:
+                entry = rendered.get(name)
+                if entry is None:
+                    entry = rendered[name] = _entry(base + name, folder / name)
+                entries.append(entry)
+            last_key = base + names[end - 1] if end > start else ""
+            return _Page(entries, last_key, truncated)
+
+    def _read(self, folder: Path) -> _Folder | None:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return _Folder([])  # not kept: the folder may be created with subfolders
+        if any(entry.is_dir() for entry in entries):
+            return None
+        names = sorted(e.name for e in entries if not e.name.startswith(localbucket.TEMP_PREFIX))
+        known = self._folders[folder] = _Folder(names)
+        return known
 
     def added(self, path: Path) -> None:
         with self._lock:
             # A folder that now holds a new subfolder is no longer one this class answers for.
             for ancestor in path.parents[1:]:
-                self._names.pop(ancestor, None)
-            names = self._names.get(path.parent)
-            if names is not None:
+                self._folders.pop(ancestor, None)
+            known = self._folders.get(path.parent)
+            if known is not None:
+                names = known.names
                 at = bisect.bisect_left(names, path.name)
                 if at == len(names) or names[at] != path.name:
                     names.insert(at, path.name)
+                known.rendered.pop(path.name, None)
 
     def removed(self, path: Path) -> None:
         with self._lock:
             # Deleting may also remove folders left empty: forget them all.
             for ancestor in path.parents:
-                self._names.pop(ancestor, None)
+                self._folders.pop(ancestor, None)
+
+
+def _entry(key: str, path: Path) -> bytes:
+    """The ``<Contents>`` element of the object ``key`` kept at ``path``."""
+    stat = path.stat()
+    return (
+        f"<Contents><Key>{escape(key)}</Key>"
+        f"<LastModified>{localbucket.iso_timestamp(stat.st_mtime)}</LastModified>"
+        f'<ETag>"{localbucket.object_etag(path)}"</ETag>'
+        f"<Size>{stat.st_size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    ).encode()
 
 
 _FOLDERS = _Folders()
-# Each listed object's <Contents> element, rendered once, by the object's file.
-_ENTRIES: dict[Path, bytes] = {}
+_NAMESPACE = escape(localbucket.S3_NAMESPACE)
 _END_OF_LISTING = b"</ListBucketResult>"
 
 
@@ -93,8 +149,6 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
     # A response goes out as two writes, headers then body; with Nagle's algorithm the body
     # waited for the client's delayed ACK of the headers, 40 ms on every request.
     disable_nagle_algorithm = True
-    # A listing's entries, between _add_list_entries and _send_xml of one request.
-    listed_entries: list[bytes] | None = None
 
     def _write_object(self, bucket: str, key: str, write: Callable[[IO[bytes]], str]) -> str:
         target: Path = self._object_path(bucket, key)
@@ -114,7 +168,6 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
                 raise self._precondition_failed_error()
             etag: str = super()._write_object(bucket, key, flushed)
             _FOLDERS.added(target)
-            _ENTRIES.pop(target, None)
         _sync_folder(target.parent)
         return etag
 
@@ -135,85 +188,55 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
                         break
                     parent = parent.parent
             _FOLDERS.removed(target)
-            _ENTRIES.pop(target, None)
         self._send(HTTPStatus.NO_CONTENT)
 
-    def _list_entries(
-        self,
-        bucket_dir: Path,
-        prefix: str,
-        delimiter: str,
-        marker: str,
-        marker_is_prefix: bool,
-        max_keys: int,
-    ) -> tuple[list[tuple[str, Path]], list[str], bool, str]:
+    def _list_objects_v2(self, bucket: str) -> None:
+        """A page of one folder's objects from the kept entries (``_Folders``); any other
+        listing (a delimiter, URL-encoded keys, a folder with subfolders) as localbucket
+        answers it."""
+        query = self.query
+        prefix = query.get("prefix", "")
         folder_key, _, name_prefix = prefix.rpartition("/")
         parts = folder_key.split("/")
-        names = (
+        start_after = marker = query.get("start-after", "")
+        token = query.get("continuation-token")
+        if token is not None:
+            try:
+                decoded = base64.urlsafe_b64decode(token.encode()).decode()
+            except ValueError:
+                decoded = ""
+            marker = decoded[2:] if decoded.startswith("K:") else ""
+        page = (
             None
-            if delimiter or marker_is_prefix or any(p in ("", ".", "..") for p in parts)
-            else _FOLDERS.names(bucket_dir.joinpath(*parts))
-        )
-        if names is None:
-            listed: tuple[list[tuple[str, Path]], list[str], bool, str] = super()._list_entries(
-                bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys
+            if query.get("delimiter")
+            or query.get("encoding-type")
+            or (token is not None and not marker)
+            or any(part in ("", ".", "..") for part in parts)
+            else _FOLDERS.page(
+                self._bucket_dir(bucket).joinpath(*parts),
+                folder_key + "/",
+                name_prefix,
+                marker,
+                self._max_keys(),
             )
-            return listed
-        base = folder_key + "/"
-        start = bisect.bisect_left(names, name_prefix)
-        if marker.startswith(base):
-            start = max(start, bisect.bisect_right(names, marker[len(base) :]))
-        elif marker > base:
-            start = len(names)
-        contents: list[tuple[str, Path]] = []
-        truncated = False
-        for name in names[start:]:
-            if not name.startswith(name_prefix):
-                break
-            if len(contents) >= max_keys:
-                truncated = max_keys > 0
-                break
-            contents.append((base + name, bucket_dir.joinpath(*parts, name)))
-        last_entry = "K:" + contents[-1][0] if contents else ""
-        return contents, [], truncated, last_entry
-
-    def _add_list_entries(
-        self,
-        root: ET.Element,
-        contents: list[tuple[str, Path]],
-        common_prefixes: list[str],
-        encode: Callable[[str], str],
-    ) -> None:
-        if common_prefixes or self.query.get("encoding-type") == "url":
-            super()._add_list_entries(root, contents, common_prefixes, encode)
+        )
+        if page is None:
+            super()._list_objects_v2(bucket)
             return
-        # Rendered into the document by _send_xml, from the kept entries.
-        self.listed_entries = [self._entry(key, path) for key, path in contents]
-
-    def _entry(self, key: str, path: Path) -> bytes:
-        found = _ENTRIES.get(path)
-        if found is None:
-            stat = path.stat()
-            found = (
-                f"<Contents><Key>{escape(key)}</Key>"
-                f"<LastModified>{localbucket.iso_timestamp(stat.st_mtime)}</LastModified>"
-                f'<ETag>"{localbucket.object_etag(path)}"</ETag>'
-                f"<Size>{stat.st_size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
-            ).encode()
-            _ENTRIES[path] = found
-        return found
-
-    def _send_xml(self, root: ET.Element) -> None:
-        entries = self.listed_entries
-        if entries is None:
-            super()._send_xml(root)
-            return
-        self.listed_entries = None
-        document = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
-        if document.endswith(_END_OF_LISTING):
-            body = document[: -len(_END_OF_LISTING)] + b"".join(entries) + _END_OF_LISTING
-        else:  # an empty root element, written <ListBucketResult ... />
-            body = document[:-2] + b">" + b"".join(entries) + _END_OF_LISTING
+        head = [
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NAMESPACE}">'
+            f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+            f"<MaxKeys>{self._max_keys()}</MaxKeys><KeyCount>{len(page.entries)}</KeyCount>"
+            f"<IsTruncated>{'true' if page.truncated else 'false'}</IsTruncated>"
+        ]
+        if token is not None:
+            head.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+        if page.truncated:
+            following = base64.urlsafe_b64encode(f"K:{page.last_key}".encode()).decode()
+            head.append(f"<NextContinuationToken>{following}</NextContinuationToken>")
+        if start_after:
+            head.append(f"<StartAfter>{escape(start_after)}</StartAfter>")
+        body = b"".join([*(part.encode() for part in head), *page.entries, _END_OF_LISTING])
         self._send(HTTPStatus.OK, body, {"Content-Type": "application/xml"})
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -4,11 +4,15 @@ listings of one folder that stay exact as objects come and go."""
 from __future__ import annotations
 
 import re
+import threading
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import localbucket
 import pytest
 
 from infra.processes import pid_alive
@@ -44,12 +48,17 @@ def delete(store: StorageHandle, key: str) -> None:
         pass
 
 
+def listing(endpoint: str, prefix: str, **query: str) -> str:
+    """The document of one ListObjectsV2 page of keys under ``prefix``."""
+    arguments = "&".join(f"{k.replace('_', '-')}={v}" for k, v in query.items())
+    url = f"{endpoint}/{BUCKET}?list-type=2&prefix={prefix}&{arguments}"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
 def listed(store: StorageHandle, prefix: str, **query: str) -> tuple[list[str], str | None]:
     """One page of keys under ``prefix``, and the token of the next page."""
-    arguments = "&".join(f"{k.replace('_', '-')}={v}" for k, v in query.items())
-    url = f"{store.endpoint}/{BUCKET}?list-type=2&prefix={prefix}&{arguments}"
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        text = answer.read().decode()
+    text = listing(store.endpoint, prefix, **query)
     token = re.search(r"<NextContinuationToken>([^<]+)<", text)
     return re.findall(r"<Key>([^<]+)</Key>", text), token.group(1) if token else None
 
@@ -104,3 +113,45 @@ def test_a_listing_over_folders_still_walks_them(store: StorageHandle) -> None:
         "clusters/east/topics/a/partitions/0000000000/watermark.json",
         "clusters/east/topics/b/partitions/0000000000/watermark.json",
     ]
+
+
+@pytest.fixture
+def plain_localbucket(store: StorageHandle, scratch: Path) -> Iterator[str]:
+    """localbucket's own handler serving the same folder as ``store``: what S3 clients were
+    answered before bcl-store kept its listings."""
+    handler = type("Plain", (localbucket.S3Handler,), {"data_root": scratch / "storage/objects"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def elements(document: str) -> list[tuple[str, str]]:
+    return [(e.tag, (e.text or "").strip()) for e in ET.fromstring(document).iter()]
+
+
+def test_a_kept_listing_answers_as_localbucket_does(
+    store: StorageHandle, plain_localbucket: str
+) -> None:
+    for offset in (0, 3, 5, 12, 100, 101):
+        put(store, f"{FOLDER}/{offset:020d}.batch", b"x" * offset)
+    put(store, f"{FOLDER}/a&b<c>.json", b"{}")
+    token = listed(store, f"{FOLDER}/", max_keys="3")[1]
+    assert token is not None
+    queries: list[dict[str, str]] = [
+        {},
+        {"max_keys": "3"},
+        {"max_keys": "3", "continuation_token": token},
+        {"max_keys": "0"},
+        {"start_after": f"{FOLDER}/00000000000000000005.batch"},
+        {"start_after": f"{FOLDER}/zzz"},
+        {"start_after": "clusters/a"},
+    ]
+    for prefix in (f"{FOLDER}/", f"{FOLDER}/000000000000000001", f"{FOLDER}/a", f"{FOLDER}/q"):
+        for query in queries:
+            kept = listing(store.endpoint, prefix, **query)
+            plain = listing(plain_localbucket, prefix, **query)
+            assert elements(kept) == elements(plain), (prefix, query)
