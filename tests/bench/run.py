@@ -230,8 +230,20 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def loop_seconds() -> float:
+    """One core's speed now: 10,000,000 additions in Python. The host can lend this machine
+    less than its cores for minutes at a time (the same loop's time varied by half within one
+    evening); a run whose loop slowed measured every figure on a slower machine."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return time.perf_counter() - started
+
+
 async def main() -> None:
     collect_seldom()  # as every `bcl` process does: some sections replay in this process
+    loop_at_start = loop_seconds()
     home = Path(tempfile.mkdtemp(prefix="bcl-bench-"))
     settings = Settings(home=home)
     services = up(settings)
@@ -302,6 +314,9 @@ async def main() -> None:
             add_all(await bench_failover())
     finally:
         down(settings)
+    loop_at_end = loop_seconds()
+    figures.add("one core's speed: 10M Python additions, at the start", loop_at_start * 1e3, "ms")
+    figures.add("one core's speed: 10M Python additions, at the end", loop_at_end * 1e3, "ms")
 
     table = Table(title=f"make bench ({EVENTS:,} events)")
     for column in ("figure", "value", "unit", "versus ceiling"):
