@@ -198,6 +198,7 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
         prefix = query.get("prefix", "")
         folder_key, _, name_prefix = prefix.rpartition("/")
         parts = folder_key.split("/")
+        max_keys = self._max_keys()
         start_after = marker = query.get("start-after", "")
         token = query.get("continuation-token")
         if token is not None:
@@ -217,7 +218,7 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
                 folder_key + "/",
                 name_prefix,
                 marker,
-                self._max_keys(),
+                max_keys,
             )
         )
         if page is None:
@@ -226,7 +227,7 @@ class ConditionalHandler(localbucket.S3Handler):  # type: ignore[misc]
         head = [
             f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_NAMESPACE}">'
             f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
-            f"<MaxKeys>{self._max_keys()}</MaxKeys><KeyCount>{len(page.entries)}</KeyCount>"
+            f"<MaxKeys>{max_keys}</MaxKeys><KeyCount>{len(page.entries)}</KeyCount>"
             f"<IsTruncated>{'true' if page.truncated else 'false'}</IsTruncated>"
         ]
         if token is not None:

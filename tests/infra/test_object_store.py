@@ -155,3 +155,8 @@ def test_a_kept_listing_answers_as_localbucket_does(
             kept = listing(store.endpoint, prefix, **query)
             plain = listing(plain_localbucket, prefix, **query)
             assert elements(kept) == elements(plain), (prefix, query)
+    for refused_query in ({"continuation_token": "bm9wZQ=="}, {"max_keys": "-1"}):
+        for endpoint in (store.endpoint, plain_localbucket):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                listing(endpoint, f"{FOLDER}/", **refused_query)
+            assert refused.value.code == 400, (endpoint, refused_query)
