@@ -61,6 +61,10 @@ class Outgoing:
     # ``proven``; an outbox stores them): the publisher then need not encode it again.
     value: bytes | None = None
 
+    def encoded(self) -> bytes:
+        """The event's bytes on the log: those at hand, else the envelope encoded."""
+        return self.value if self.value is not None else encode_event(self.envelope)
+
 
 def proven(keys: EdgeKeys, edge: str, topic: str, key: str, envelope: Envelope) -> Outgoing:
     """``envelope`` proven by ``edge``, to be published on ``topic`` under ``key``."""
@@ -480,7 +484,7 @@ def _record(message: Outgoing) -> _Record:
             f"{message.envelope.type} {message.envelope.event_id} has no proof of origin; its "
             "edge proves it first (pipeline.proofs.prove), or every consumer would refuse it"
         )
-    value = message.value if message.value is not None else encode_event(message.envelope)
+    value = message.encoded()
     if len(value) > MAX_EVENT_BYTES:
         raise ValueError(
             f"{message.envelope.type} {message.envelope.event_id} takes {len(value):,} bytes; "

@@ -302,7 +302,7 @@ class ProjectionRunner:
                     self.projection.name,
                     o.topic,
                     o.key,
-                    o.value if o.value is not None else encode_event(o.envelope),
+                    o.encoded(),
                     floor,
                     self.instance,
                 )
