@@ -79,6 +79,10 @@ class Share:
     def of(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return [tp for i, tp in enumerate(partitions) if i % self.count == self.index]
 
+    def holds(self, partition: int) -> bool:
+        """Whether partition number ``partition`` of a topic is in this share (as in ``of``)."""
+        return partition % self.count == self.index
+
 
 @dataclass
 class CatchUpReport:

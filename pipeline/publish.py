@@ -29,6 +29,7 @@ import time
 import weakref
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -72,6 +73,14 @@ def proven(keys: EdgeKeys, edge: str, topic: str, key: str, envelope: Envelope) 
     return Outgoing(topic, key, envelope, value)
 
 
+def proven_fields(
+    keys: EdgeKeys, edge: str, topic: str, key: str, fields: dict[str, Any]
+) -> Outgoing:
+    """``proven``, of an envelope given as its fields, validated once (``prove_fields``)."""
+    envelope, value = keys.prove_fields(edge, fields)
+    return Outgoing(topic, key, envelope, value)
+
+
 class Unconfirmed(KafkaError):  # type: ignore[misc]
     """Events neither acknowledged by the broker nor found in its log in time.
 
@@ -85,7 +94,12 @@ class Unconfirmed(KafkaError):  # type: ignore[misc]
             f"{len(floors):,} events are not confirmed on the log ({reason}); send them again "
             "with their floors once the broker answers"
         )
+        self.reason = reason
         self.floors = floors
+
+    def __reduce__(self) -> tuple[type[Unconfirmed], tuple[str, dict[UUID, int]]]:
+        # Raised in a second process (a push on both cores), it comes back pickled.
+        return Unconfirmed, (self.reason, self.floors)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Wire format of events: orjson-encoded envelopes, decoded into typed, current-version payloads."""
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import orjson
@@ -73,25 +73,33 @@ def proof_suffix(proof: str) -> bytes:
 
 def encode_unproven(envelope: Envelope) -> bytes:
     """The event's bytes without its proof: what the proof is computed over."""
-    # Built by hand rather than with model_dump: orjson writes UUIDs and aware datetimes
-    # (ISO 8601 with offset) natively, and skipping pydantic's serialiser is markedly faster.
-    return orjson.dumps(
-        {
-            "event_id": envelope.event_id,
-            "type": envelope.type,
-            "version": envelope.version,
-            "occurred_at": envelope.occurred_at,
-            "recorded_at": envelope.recorded_at,
-            "origin": envelope.origin,
-            "source": envelope.source,
-            "municipality": envelope.municipality,
-            "sequence": envelope.sequence,
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "payload": envelope.payload,
-        },
-        default=_json_fallback,
-    )
+    return encode_fields(unproven_fields(envelope))
+
+
+def unproven_fields(envelope: Envelope) -> dict[str, Any]:
+    """The envelope's fields but its proof, in the order its bytes hold them."""
+    return {
+        "event_id": envelope.event_id,
+        "type": envelope.type,
+        "version": envelope.version,
+        "occurred_at": envelope.occurred_at,
+        "recorded_at": envelope.recorded_at,
+        "origin": envelope.origin,
+        "source": envelope.source,
+        "municipality": envelope.municipality,
+        "sequence": envelope.sequence,
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+        "payload": envelope.payload,
+    }
+
+
+def encode_fields(fields: dict[str, Any]) -> bytes:
+    """An unproven event's bytes from its envelope's fields (``unproven_fields``); nothing is
+    validated."""
+    # Not model_dump: orjson writes UUIDs and aware datetimes (ISO 8601 with offset) natively,
+    # and skipping pydantic's serialiser is markedly faster.
+    return orjson.dumps(fields, default=_json_fallback)
 
 
 def headers_for(envelope: Envelope) -> list[tuple[str, bytes]]:

@@ -63,14 +63,28 @@ def test_the_push_statement_binds_municipality_sequence_and_file() -> None:
     assert statement_digest(CHIYODA, 7, sha) != statement_digest(YOKOHAMA, 7, sha)
 
 
+@pytest.fixture(params=["one process", "two processes"])
+def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publish from one process, or from two however small the batch."""
+    if request.param == "two processes":
+        monkeypatch.setattr(municipal_push, "SECOND_PROCESS_FROM", 1)
+
+
+@pytest.mark.usefixtures("processes")
 async def test_an_accepted_push_publishes_each_row_then_its_receipt(platform: Settings) -> None:
     key = await register(platform)
-    report = await signed_push(platform, key, SAMPLE_CSV, 1)
+    progress: list[tuple[int, int]] = []
+    report = await signed_push(
+        platform, key, SAMPLE_CSV, 1, progress=lambda *counts: progress.append(counts)
+    )
 
     assert report.outcome == "accepted", report.message
     assert (report.reason, report.problems, report.released) == (None, [], [])
     rows = sample_rows()
     assert report.rows == report.events_published == len(rows) == 18
+    assert progress[0] == (0, 18)
+    assert progress[-1] == (18, 18)
+    assert progress == sorted(progress)
     logged = await logged_events(platform)
     assert len(logged) == len(rows) + 1
     assert Counter(e.event.envelope.type for e in logged) == {
@@ -290,6 +304,7 @@ async def test_a_batch_after_a_gap_is_held_until_the_gap_fills(
     assert orjson.loads((held.kept_at / "report.json").read_bytes())["outcome"] == "accepted"
 
 
+@pytest.mark.usefixtures("processes")
 async def test_a_batch_interrupted_mid_publish_republishes_the_same_events(
     platform: Settings,
 ) -> None:
@@ -370,6 +385,7 @@ async def test_a_municipality_must_be_on_bcl_with_a_push_key(platform: Settings)
     assert "--public-key" in keyless.message
 
 
+@pytest.mark.usefixtures("processes")
 async def test_a_full_snapshot_publishes_only_its_differences(
     platform: Settings, tmp_path: Path
 ) -> None:
