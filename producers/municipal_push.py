@@ -1062,7 +1062,10 @@ async def _publisher(settings: Settings) -> AsyncIterator[_Publisher]:
     pool = await create_pool(settings, max_size=2)
     try:
         async with producer(settings) as client:
-            yield _Publisher(settings, pool, Vault(pool, load_kek(settings)), client)
+            # A push meets each resident once: the keys of the chunk being built and the one
+            # read ahead are all it needs kept (a cached key holds its cipher, some 2.6 KB).
+            vault = Vault(pool, load_kek(settings), cache_size=2 * CHUNK_ROWS)
+            yield _Publisher(settings, pool, vault, client)
     finally:
         await pool.close()
 
