@@ -7,7 +7,7 @@ tax amounts) travels only inside ``personal``/``amounts``, sealed with the resid
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -26,6 +26,17 @@ HouseholdNumber = Annotated[
 ]
 # 続柄コード: up to 4 generations of 2 digits.
 RelationshipCode = Annotated[str, StringConstraints(pattern=r"^([0-9]{2}){1,4}$")]
+
+# The personal fields, as a municipality pushes them (``schemas.inputs.resident_diff``) and as
+# they are sealed (``PersonalData``): defined once, so the two cannot drift apart.
+PersonName = Annotated[PlainText, Field(min_length=1, max_length=100)]
+PersonNameKana = Annotated[PlainText, Field(max_length=200)]
+Address = Annotated[PlainText, Field(min_length=1, max_length=300)]
+PreviousAddress = Annotated[PlainText, Field(max_length=300)]
+HeadOfHousehold = Annotated[PlainText, Field(max_length=100)]
+Sex = Literal["male", "female"]
+# 個人番号 (My Number): 12 digits, the last a check digit (checked where a row is pushed).
+MyNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
 
 
 class ChangeReason(StrEnum):
@@ -98,17 +109,17 @@ class PersonalData(BaseModel):
 
     model_config = _FROZEN
 
-    name: PlainText = Field(min_length=1, max_length=100)
-    name_kana: PlainText | None = Field(default=None, max_length=200)
+    name: PersonName
+    name_kana: PersonNameKana | None = None
     birth_date: date
-    sex: Annotated[str, StringConstraints(pattern=r"^(male|female)$")]
-    address: PlainText = Field(min_length=1, max_length=300)
-    previous_address: PlainText | None = Field(default=None, max_length=300)
-    head_of_household: PlainText | None = Field(default=None, max_length=100)
+    sex: Sex
+    address: Address
+    previous_address: PreviousAddress | None = None
+    head_of_household: HeadOfHousehold | None = None
     resident_since: date | None = None
     address_since: date | None = None
     notified_on: date | None = None
-    my_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")] | None = None
+    my_number: MyNumber | None = None
 
 
 class SealStatus(StrEnum):

@@ -18,13 +18,20 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.codes import MAX_YEN, MunicipalityCode, PlainText
+from schemas.codes import MAX_YEN, MunicipalityCode
 from schemas.events.residents import (
     REMOVAL_REASONS,
+    Address,
     ChangeReason,
+    HeadOfHousehold,
+    MyNumber,
+    PersonName,
+    PersonNameKana,
+    PreviousAddress,
     RelationshipCode,
     ResidentCode,
     SealStatus,
+    Sex,
 )
 
 _ROW = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
@@ -84,17 +91,17 @@ class ResidentRow(_RowBase):
     reason: ChangeReason
     effective_date: date | None = None
     death_date_unknown: bool = False
-    name: PlainText = Field(min_length=1, max_length=100)
-    name_kana: PlainText | None = Field(default=None, max_length=200)
+    name: PersonName
+    name_kana: PersonNameKana | None = None
     birth_date: date
-    sex: Literal["male", "female"]
-    address: PlainText = Field(min_length=1, max_length=300)
-    previous_address: PlainText | None = Field(default=None, max_length=300)
-    head_of_household: PlainText | None = Field(default=None, max_length=100)
+    sex: Sex
+    address: Address
+    previous_address: PreviousAddress | None = None
+    head_of_household: HeadOfHousehold | None = None
     resident_since: date | None = None
     address_since: date | None = None
     notified_on: date | None = None
-    my_number: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    my_number: MyNumber | None = None
 
     @field_validator("sex", mode="before")
     @classmethod

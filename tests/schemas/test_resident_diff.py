@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.codes import PlainText
+from schemas.events.residents import PersonalData
 from schemas.inputs.resident_diff import ResidentRow, RowProblem, parse_row
 from tests.producers.push_helpers import sample_rows
 
@@ -64,3 +65,15 @@ def test_plain_text_is_exactly_text_without_controls_or_surrogates(text: str) ->
     except ValidationError:
         accepted = False
     assert accepted == plain
+
+
+def test_a_pushed_row_holds_its_personal_fields_to_the_sealed_record_s_rules() -> None:
+    """A row's personal fields are what the replica opens from the sealed record later: one
+    definition for both, so a value the push accepts is never one the replica refuses."""
+    for name, sealed in PersonalData.model_fields.items():
+        pushed = ResidentRow.model_fields[name]
+        assert (pushed.annotation, pushed.metadata, pushed.default) == (
+            sealed.annotation,
+            sealed.metadata,
+            sealed.default,
+        ), name
