@@ -54,7 +54,8 @@ from pipeline.kafka import (
 )
 from pipeline.settings import ServicesNotRunning, Settings
 from pipeline.topics import CATALOG, RESIDENT_CHANGES, UNLIMITED_RETENTION, TopicSpec
-from pipeline.vault import Resident, copy_data_keys
+from pipeline.vault import copy_data_keys
+from schemas.codes import Resident
 
 log = logging.getLogger("bcl.mirror")
 

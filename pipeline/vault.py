@@ -31,13 +31,12 @@ from pydantic import SecretStr
 
 from pipeline.database import Connection
 from pipeline.settings import Settings
+from schemas.codes import Resident
 from schemas.sealed import Sealed
 
 KEY_SIZE = 32  # AES-256, for the KEK and every data key
 NONCE_SIZE = 12  # the AES-GCM standard nonce; random per seal, so never reused under one key
 
-# (municipality code, resident code): whose data a key protects.
-Resident = tuple[str, str]
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[Connection]]
 
 

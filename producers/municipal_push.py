@@ -71,7 +71,6 @@ from datetime import UTC, date, datetime, time
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import IO, Any, Literal, get_args
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
@@ -93,6 +92,7 @@ from pipeline.signing import SigningKeyError, load_public_key, sign_digest, veri
 from pipeline.topics import RESIDENT_CHANGES
 from pipeline.vault import DataKey, SealedDataError, Vault, load_kek, open_sealed, seal
 from producers.registry import registered_profile
+from schemas.calendar import JST
 from schemas.codes import is_valid_municipality_code
 from schemas.events.residents import (
     REMOVAL_REASONS,
@@ -132,7 +132,6 @@ SECOND_PROCESS_FROM = 50_000
 MAX_PROBLEMS = 100_000
 MAX_LINE_BYTES = 1 << 20
 MAX_VALUE_CHARS = 200
-TOKYO = ZoneInfo("Asia/Tokyo")
 
 ROWS_FILE = "rows.jsonl"
 CHANGES_FILE = "changes.jsonl"
@@ -491,7 +490,7 @@ class _Intake:
             received_at, as_of = existing["received_at"], existing["as_of"]
         else:
             received_at = datetime.now(UTC)
-            as_of = (self.as_of or datetime.now(TOKYO).date()) if self.full else None
+            as_of = (self.as_of or datetime.now(JST).date()) if self.full else None
         batch = _Batch(
             municipality=self.municipality,
             sequence=number,
@@ -1106,7 +1105,7 @@ def _stored_context(municipality: str, row: asyncpg.Record) -> bytes:
 
 def _day_start(day: date) -> datetime:
     """The start of the day a change takes effect, in the municipality's time."""
-    return datetime.combine(day, time(0), tzinfo=TOKYO)
+    return datetime.combine(day, time(0), tzinfo=JST)
 
 
 def _sealed_json(sealed: Sealed) -> dict[str, str]:

@@ -81,6 +81,9 @@ MunicipalityCode = Annotated[
 
 Origin = Literal["east", "west"]
 
+# (municipality code, resident code): a resident, unique across the nation.
+Resident = tuple[str, str]
+
 _SOURCE_FORMS = (
     "municipality:<6-digit municipality code>, center:east, center:west, jpki, staff:<id>, "
     "registry, issuer, disaster, shelter:<id>, portal, generator:<name>, retention"

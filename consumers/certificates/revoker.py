@@ -26,7 +26,7 @@ from pipeline.publish import Outgoing
 from pipeline.settings import Settings
 from pipeline.topics import JPKI_CERTIFICATES, RESIDENT_CHANGES
 from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
-from schemas.codes import Origin
+from schemas.codes import Origin, Resident
 from schemas.envelope import Envelope
 from schemas.events.certificates import (
     CertificateIssued,
@@ -39,8 +39,6 @@ from schemas.events.residents import ResidentRecord
 from schemas.sealed import carried_by
 
 log = logging.getLogger("bcl.revoker")
-
-Resident = tuple[str, str]
 
 
 class RevokerProcessor:

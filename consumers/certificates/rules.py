@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from schemas.calendar import JST
 from schemas.events.certificates import (
     CertificateIssued,
     CertificateKind,
@@ -30,7 +30,6 @@ from schemas.events.certificates import (
 )
 from schemas.events.residents import ChangeReason
 
-JST = ZoneInfo("Asia/Tokyo")
 VALID_BIRTHDAYS = 5  # both certificates on a card are valid to the 5th birthday after issuance
 
 

@@ -28,13 +28,13 @@ from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Final
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import zxingcpp
 
 from consumers.issuer.pdf import Document, Page, Template, Typeface
+from schemas.calendar import JST
 from schemas.documents import (
     CertificateContent,
     DisasterCertificate,
@@ -52,7 +52,6 @@ ATTACHED_SIGNATURE: Final = "certificate.sig"
 QR_PREFIX: Final = "BCL1"
 MEMBERS_PER_PAGE: Final = 4
 
-JST = ZoneInfo("Asia/Tokyo")
 
 FONT: Final = "IPAexGothic"
 MONO: Final = "Courier"  # one of the 14 standard fonts: nothing to embed for the command line

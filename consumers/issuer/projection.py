@@ -53,6 +53,7 @@ from pipeline.settings import Settings
 from pipeline.topics import ISSUANCE_OUTCOMES, ISSUANCE_REQUESTS
 from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
 from pipeline.vault import seal as seal_personal
+from schemas.codes import Resident
 from schemas.documents import (
     CertificateBody,
     CertificateContent,
@@ -81,7 +82,6 @@ from schemas.ids import derived_event_id
 
 log = logging.getLogger("bcl.issuer")
 
-Resident = tuple[str, str]
 
 # 続柄 as printed. DOMAIN names the code's shape, not its table; these are the codes the replica
 # knows (see consumers.replica.rules), spelled for the certificate.

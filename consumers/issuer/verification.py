@@ -44,12 +44,12 @@ from pypdf.generic import (
 from consumers.issuer.document import (
     ATTACHED_CONTENT,
     ATTACHED_SIGNATURE,
-    JST,
     certificate_title,
     render_document,
 )
 from pipeline.seals import load_seal_public_key, seal_holds
 from pipeline.signing import SigningKeyError
+from schemas.calendar import JST
 from schemas.documents import parse_content
 from schemas.events.issuance import CertificateType
 from schemas.events.municipalities import SealKey

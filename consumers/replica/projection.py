@@ -22,6 +22,7 @@ from pipeline.projection import BulkReplay, ConsumedEvent
 from pipeline.settings import Settings
 from pipeline.topics import RESIDENT_CHANGES
 from pipeline.vault import DataKey, SealedDataError, Vault, batch_vault, open_sealed
+from schemas.codes import Resident
 from schemas.envelope import Envelope
 from schemas.events.residents import (
     BatchAccepted,
@@ -37,7 +38,6 @@ from schemas.sealed import carried_by
 
 log = logging.getLogger("bcl.replica")
 
-Resident = tuple[str, str]
 
 # The columns a change and a current record share, in table order.
 CHANGE_COLUMNS = (

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -24,13 +23,12 @@ from pipeline.commands.common import (
     run_async,
     settings,
 )
+from schemas.calendar import JST
 
 if TYPE_CHECKING:
     from infra.failover import DrillReport
 
 app = typer.Typer(no_args_is_help=True)
-
-JST = ZoneInfo("Asia/Tokyo")
 
 
 class ScenarioOption(StrEnum):

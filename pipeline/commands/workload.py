@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -23,8 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
-
-JST = ZoneInfo("Asia/Tokyo")
+from schemas.calendar import JST
 
 if TYPE_CHECKING:
     from pipeline.publish import Outgoing

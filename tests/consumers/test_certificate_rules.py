@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import example, given
@@ -27,6 +26,7 @@ from consumers.certificates.rules import (
     step,
     validity_period,
 )
+from schemas.calendar import JST
 from schemas.events.certificates import (
     CertificateIssued,
     CertificateKind,
@@ -37,7 +37,6 @@ from schemas.events.certificates import (
 )
 from schemas.events.residents import REMOVAL_REASONS, ChangeReason, PersonalData
 
-JST = ZoneInfo("Asia/Tokyo")
 MICROSECOND = timedelta(microseconds=1)
 
 SERIAL = "00000000000000A1"

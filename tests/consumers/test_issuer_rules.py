@@ -7,7 +7,6 @@ import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import example, given
@@ -27,6 +26,7 @@ from consumers.issuer.rules import (
     victim_for,
 )
 from pipeline.seals import generate_seal_key, public_seal_pem
+from schemas.calendar import JST
 from schemas.events.disaster import DamageCategory, DisasterKind
 from schemas.events.issuance import (
     CertificateType,
@@ -42,7 +42,6 @@ from schemas.events.municipalities import (
 )
 from tests.helpers import jst, utc
 
-JST = ZoneInfo("Asia/Tokyo")
 SECOND = timedelta(seconds=1)
 
 MUNICIPALITY = "131016"  # 千代田区

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -39,6 +38,7 @@ from pipeline.cli import app
 from pipeline.projection import ConsumedEvent
 from pipeline.settings import Settings
 from producers.workload import national_traffic, recorded_traffic, synthetic_nation
+from schemas.calendar import JST
 from schemas.events.issuance import (
     IssuanceCancelled,
     IssuanceDelivered,
@@ -51,7 +51,6 @@ from tests.helpers import settings_env
 
 pytestmark = pytest.mark.integration
 
-JST = ZoneInfo("Asia/Tokyo")
 YOKOHAMA = "141003"
 FIRST_DAY = date(2024, 3, 30)  # Saturday, Sunday, then Monday 1 April: two months, both hours
 COUNTED = (
