@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -60,6 +60,22 @@ class FacetedRows:
 
     def get(self, row: Row, column: str) -> object:
         return row[self._at[column]]
+
+    def number(self, row: Row, column: str) -> int:
+        """``column``'s value, an integer (0 while its facet is missing)."""
+        value = row[self._at[column]]
+        if value is None:
+            return 0
+        if not isinstance(value, int):
+            raise TypeError(f"{column} holds {value!r}, not an integer")
+        return value
+
+    def day(self, row: Row, column: str) -> date:
+        """``column``'s value, a date."""
+        value = row[self._at[column]]
+        if not isinstance(value, date):
+            raise TypeError(f"{column} holds {value!r}, not a date")
+        return value
 
     def merged(self, row: Row | None, facets: Iterable[FacetValue]) -> Row:
         """``row`` (or an empty one) with each facet taken where its event id is smaller."""

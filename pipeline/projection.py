@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -33,6 +33,9 @@ class RawRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 
 class ConsumedEvent:
@@ -73,6 +76,17 @@ class ConsumedEvent:
             assert self._build_payload is not None
             self._payload = self._build_payload(self.envelope)
         return self._payload
+
+    def payload_as(self, model: type[PayloadT]) -> PayloadT:
+        """The payload as the ``model`` a projection routed this event by; TypeError if it is
+        another (the projection's routing is wrong, not the event)."""
+        payload = self.payload
+        if not isinstance(payload, model):
+            raise TypeError(
+                f"{self.envelope.type} {self.envelope.event_id} carries a "
+                f"{type(payload).__qualname__}, not a {model.__qualname__}"
+            )
+        return payload
 
     def _fields(self) -> tuple[object, ...]:
         return (self.topic, self.partition, self.offset, self.key, self.envelope, self.payload)

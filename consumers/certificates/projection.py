@@ -65,7 +65,8 @@ class CertificatesProjection:
     async def _apply_lifecycle(
         self, connection: Connection, events: Sequence[ConsumedEvent]
     ) -> None:
-        serials = list({e.payload.serial for e in events})  # type: ignore[attr-defined]
+        payloads = [_lifecycle(e) for e in events]
+        serials = list({payload.serial for payload in payloads})
         states = await load_states(connection, serials)
         # The same event twice (a processor republishing after a crash) changes nothing again.
         seen = {
@@ -79,12 +80,11 @@ class CertificatesProjection:
         changed: set[str] = set()
         transitions: list[tuple[object, ...]] = []
         refusals: list[tuple[object, ...]] = []
-        for event in events:
+        for event, payload in zip(events, payloads, strict=True):
             envelope = event.envelope
             if envelope.event_id in seen:
                 continue
             seen.add(envelope.event_id)
-            payload: LifecycleEvent = event.payload  # type: ignore[assignment]
             before = states.get(payload.serial)
             result = checked_step(self.authorities, before, payload)
             if result.refusal is not None:
@@ -163,3 +163,10 @@ def _text(value: RevocationReason | CertificateKind | None) -> str | None:
 
 def make(settings: Settings) -> CertificatesProjection:
     return CertificatesProjection(TrustedAuthorities.of(settings))
+
+
+def _lifecycle(event: ConsumedEvent) -> LifecycleEvent:
+    payload = event.payload
+    if not isinstance(payload, LIFECYCLE_EVENTS):
+        raise TypeError(f"{event.envelope.type} is not a certificate's lifecycle event")
+    return payload

@@ -92,7 +92,8 @@ class RevokerProcessor:
         self, connection: Connection, changes: Sequence[ConsumedEvent]
     ) -> None:
         """Store the basic four (as MACs) and the revoking changes of this batch."""
-        residents = list({_resident(e.payload) for e in changes})  # type: ignore[arg-type]
+        records = [e.payload_as(ResidentRecord) for e in changes]
+        residents = list({_resident(record) for record in records})
         keys = await self.vault.data_keys_for(connection, residents, create=False)
         stored = {
             (row["municipality"], row["resident_code"]): bytes(row["basic_four"])
@@ -106,8 +107,7 @@ class RevokerProcessor:
         }
         latest: dict[Resident, bytes] = {}
         found: list[tuple[object, ...]] = []
-        for event in changes:
-            record: ResidentRecord = event.payload  # type: ignore[assignment]
+        for event, record in zip(changes, records, strict=True):
             resident = _resident(record)
             after = _basic_four_mac(keys.get(resident), record, event.envelope)
             before = latest.get(resident, stored.get(resident))

@@ -159,11 +159,11 @@ def measures(row: tuple[object, ...]) -> tuple[int, ...] | None:
     charged = outcome == "issued" and notice == "delivered"
     money = (0, 0, 0, 0)
     if charged:
-        copies = int(ROWS.get(row, "copies"))  # type: ignore[call-overload]
+        copies = ROWS.number(row, "copies")
         settlement = settle(
-            int(ROWS.get(row, "fee_paid_yen")),  # type: ignore[call-overload]
+            ROWS.number(row, "fee_paid_yen"),
             copies,
-            ROWS.get(row, "day"),  # type: ignore[arg-type]
+            ROWS.day(row, "day"),
             through_bcl=bool(ROWS.get(row, "through_bcl")),
             store_operator=StoreOperator(str(ROWS.get(row, "store_operator"))),
             certificate_type=CertificateType(str(ROWS.get(row, "certificate_type"))),
@@ -183,8 +183,7 @@ def measures(row: tuple[object, ...]) -> tuple[int, ...] | None:
 
 def cells(row: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
     """The row's cell: "month" is the first day of its Japan month."""
-    day = ROWS.get(row, "day")
-    month = day.replace(day=1)  # type: ignore[attr-defined]
+    month = ROWS.day(row, "day").replace(day=1)
     return (tuple(month if c == "month" else ROWS.get(row, c) for c in MONTHLY_KEY),)
 
 

@@ -193,7 +193,7 @@ class IssuerProcessor:
             row["request_id"]: row["event_id"]
             for row in await connection.fetch(
                 "SELECT request_id, event_id FROM requests WHERE request_id = ANY($1::uuid[])",
-                [e.payload.request_id for e in requests],  # type: ignore[attr-defined]
+                [e.payload_as(IssuanceRequested).request_id for e in requests],
             )
         }
         duplicates = [
@@ -218,7 +218,7 @@ class IssuerProcessor:
         ``decisions_in_flight`` until it comes back. Should another decider's outcome for the
         request reach the log before it, that outcome is the first and replaces this issuer's
         decision and its document, as a replay would have it."""
-        ids = [e.payload.request_id for e in outcomes]  # type: ignore[attr-defined]
+        ids = [_outcome(e).request_id for e in outcomes]
         recorded = {
             row["request_id"]: row["in_flight"]
             for row in await connection.fetch(
@@ -231,7 +231,7 @@ class IssuerProcessor:
         on_log = {request_id for request_id, in_flight in recorded.items() if in_flight is None}
         firsts: dict[UUID, ConsumedEvent] = {}
         for event in outcomes:
-            request_id = event.payload.request_id  # type: ignore[attr-defined]
+            request_id = _outcome(event).request_id
             if request_id not in on_log:
                 firsts.setdefault(request_id, event)  # in log order: the first wins
         if not firsts:
@@ -264,10 +264,7 @@ class IssuerProcessor:
             connection,
             "outcomes",
             _OUTCOME_COLUMNS,
-            [
-                _outcome_row(e.payload, e.envelope.event_id, e.envelope.occurred_at)  # type: ignore[arg-type]
-                for e in fresh
-            ],
+            [_outcome_row(_outcome(e), e.envelope.event_id, e.envelope.occurred_at) for e in fresh],
         )
         issued = [e.payload for e in fresh if isinstance(e.payload, IssuanceIssued)]
         if issued:
@@ -310,7 +307,7 @@ class IssuerProcessor:
         pending = await self._undecided(connection, events)
         if not pending:
             return []
-        requests: list[IssuanceRequested] = [e.payload for e in pending]  # type: ignore[misc]
+        requests = [e.payload_as(IssuanceRequested) for e in pending]
         facts = await self._gather(connection, requests)
         decided_at = datetime.now(UTC)
         decisions: list[_Decision] = []
@@ -386,7 +383,7 @@ class IssuerProcessor:
             "SELECT r.request_id, r.event_id FROM requests r "
             "LEFT JOIN outcomes o USING (request_id) "
             "WHERE r.request_id = ANY($1::uuid[]) AND o.request_id IS NULL",
-            [e.payload.request_id for e in requests],  # type: ignore[attr-defined]
+            [e.payload_as(IssuanceRequested).request_id for e in requests],
         )
         firsts = {row["event_id"] for row in rows}
         return [e for e in requests if e.envelope.event_id in firsts]
@@ -394,7 +391,7 @@ class IssuerProcessor:
     def _decide_one(
         self, event: ConsumedEvent, facts: _Facts, decided_at: datetime
     ) -> tuple[_Decision, _Drawing | None]:
-        request: IssuanceRequested = event.payload  # type: ignore[assignment]
+        request = event.payload_as(IssuanceRequested)
         at = event.envelope.occurred_at
         registration = facts.registrations.get(request.resident_municipality)
         certificate = facts.certificates.get(request.auth_serial)
@@ -472,7 +469,7 @@ class IssuerProcessor:
         outside_counter_hours: bool | None,
         decided_at: datetime,
     ) -> _Decision:
-        request: IssuanceRequested = event.payload  # type: ignore[assignment]
+        request = event.payload_as(IssuanceRequested)
         payload = IssuanceRejected(
             request_id=request.request_id,
             municipality=request.resident_municipality,
@@ -827,7 +824,7 @@ def _content_aad(document_id: UUID) -> bytes:
 
 
 def _request_row(event: ConsumedEvent) -> tuple[object, ...]:
-    r: IssuanceRequested = event.payload  # type: ignore[assignment]
+    r = event.payload_as(IssuanceRequested)
     e = event.envelope
     return (
         r.request_id, e.event_id, e.origin, e.source, e.occurred_at, r.store_operator.value,
@@ -845,6 +842,13 @@ def _notice_row(event: ConsumedEvent) -> tuple[object, ...]:
     assert isinstance(notice, IssuanceCancelled)
     return (e.event_id, notice.request_id, "cancelled", e.occurred_at, None, notice.reason,
             e.origin, e.recorded_at)  # fmt: skip
+
+
+def _outcome(event: ConsumedEvent) -> IssuanceIssued | IssuanceRejected:
+    payload = event.payload
+    if not isinstance(payload, IssuanceIssued | IssuanceRejected):
+        raise TypeError(f"{event.envelope.type} is not an issuance outcome")
+    return payload
 
 
 def _outcome_row(

@@ -84,8 +84,9 @@ class ReplicaProjection:
         records = [e for e in events if isinstance(e.payload, ResidentRecord)]
         taxes = [e for e in events if isinstance(e.payload, TaxRecorded)]
         sealed_owners = [
-            (e.payload.municipality, e.payload.resident_code)  # type: ignore[attr-defined]
+            (p.municipality, p.resident_code)
             for e in [*records, *taxes]
+            if isinstance(p := e.payload, ResidentRecord | TaxRecorded)
         ]
         keys = (
             await self.vault.data_keys_for(connection, sealed_owners, create=False)
@@ -121,7 +122,7 @@ class ReplicaProjection:
     ) -> None:
         by_resident: dict[Resident, list[RecordedChange]] = defaultdict(list)
         for event in events:
-            payload: ResidentRecord = event.payload  # type: ignore[assignment]
+            payload = event.payload_as(ResidentRecord)
             resident = (payload.municipality, payload.resident_code)
             row = _change_row(event, payload, keys.get(resident))
             if row is None:
@@ -162,13 +163,13 @@ class ReplicaProjection:
         )
 
     async def _apply_seals(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        latest: dict[tuple[str, str], tuple[object, ...]] = {}
+        latest: dict[tuple[str, str], tuple[int, tuple[object, ...]]] = {}
         for event in events:
-            p: SealChanged = event.payload  # type: ignore[assignment]
+            p = event.payload_as(SealChanged)
             sequence = event.envelope.sequence or 0
             key = (p.municipality, p.registration_number)
-            if key not in latest or sequence > latest[key][-1]:  # type: ignore[operator]
-                latest[key] = (
+            if key not in latest or sequence > latest[key][0]:
+                latest[key] = sequence, (
                     p.municipality, p.registration_number, p.resident_code, p.status.value,
                     p.effective_date, sequence,
                 )  # fmt: skip
@@ -177,7 +178,7 @@ class ReplicaProjection:
             "seals",
             ("municipality", "registration_number", "resident_code", "status", "effective_date",
              "sequence"),
-            list(latest.values()),
+            [row for _, row in latest.values()],
             ("municipality", "registration_number"),
             newer="sequence",
         )  # fmt: skip
@@ -188,9 +189,9 @@ class ReplicaProjection:
         events: Sequence[ConsumedEvent],
         keys: Mapping[Resident, DataKey | None],
     ) -> None:
-        latest: dict[tuple[str, str, int], tuple[object, ...]] = {}
+        latest: dict[tuple[str, str, int], tuple[int, tuple[object, ...]]] = {}
         for event in events:
-            p: TaxRecorded = event.payload  # type: ignore[assignment]
+            p = event.payload_as(TaxRecorded)
             key = keys.get((p.municipality, p.resident_code))
             amounts = _open(
                 key, p.amounts, event.envelope, (p.municipality, p.resident_code), TaxAmounts
@@ -199,8 +200,8 @@ class ReplicaProjection:
                 continue
             sequence = event.envelope.sequence or 0
             slot = (p.municipality, p.resident_code, p.fiscal_year)
-            if slot not in latest or sequence > latest[slot][-1]:  # type: ignore[operator]
-                latest[slot] = (
+            if slot not in latest or sequence > latest[slot][0]:
+                latest[slot] = sequence, (
                     p.municipality, p.resident_code, p.fiscal_year, amounts.income_yen,
                     amounts.assessed_yen, amounts.paid_yen, sequence,
                 )  # fmt: skip
@@ -209,17 +210,17 @@ class ReplicaProjection:
             "tax_facts",
             ("municipality", "resident_code", "fiscal_year", "income_yen", "assessed_yen",
              "paid_yen", "sequence"),
-            list(latest.values()),
+            [row for _, row in latest.values()],
             ("municipality", "resident_code", "fiscal_year"),
             newer="sequence",
         )  # fmt: skip
 
     async def _apply_purges(self, connection: Connection, events: Sequence[ConsumedEvent]) -> None:
-        purges = [e.payload for e in events]
+        purges = [e.payload_as(ResidentPurged) for e in events]
         if not purges:
             return
-        municipalities = [p.municipality for p in purges]  # type: ignore[attr-defined]
-        codes = [p.resident_code for p in purges]  # type: ignore[attr-defined]
+        municipalities = [p.municipality for p in purges]
+        codes = [p.resident_code for p in purges]
         for table in ("changes", "residents", "tax_facts", "seals"):
             await connection.execute(
                 f"DELETE FROM {table} t USING unnest($1::text[], $2::text[]) AS x(m, r) "
@@ -231,7 +232,7 @@ class ReplicaProjection:
             connection,
             "purged",
             ("municipality", "resident_code", "removed_on", "purged_on"),
-            [(p.municipality, p.resident_code, p.removed_on, p.purged_on) for p in purges],  # type: ignore[attr-defined]
+            [(p.municipality, p.resident_code, p.removed_on, p.purged_on) for p in purges],
         )
 
 

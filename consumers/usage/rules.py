@@ -117,15 +117,14 @@ def counts(row: tuple[object, ...]) -> tuple[int, ...] | None:
         int(outcome == "rejected"),
         int(delivered),
         int(notice == "cancelled"),
-        int(ROWS.get(row, "copies")) if delivered else 0,  # type: ignore[call-overload]
-        int(ROWS.get(row, "fee_paid_yen") or 0),  # type: ignore[call-overload]
+        ROWS.number(row, "copies") if delivered else 0,
+        ROWS.number(row, "fee_paid_yen"),
     )
 
 
 def cube_keys(row: tuple[object, ...]) -> tuple[tuple[object, ...], ...]:
     """The row's cell in each cube, in the order of ``CUBE_KEYS``."""
-    day = ROWS.get(row, "day")
-    month = day.replace(day=1)  # type: ignore[attr-defined]
+    month = ROWS.day(row, "day").replace(day=1)
     return tuple(
         tuple(month if column == "month" else ROWS.get(row, column) for column in key)
         for key in CUBE_KEYS.values()
