@@ -139,6 +139,17 @@ class Processor(Projection, Protocol):
         """The events this batch's decisions become."""
 
 
+@runtime_checkable
+class WaitsForSources(Protocol):
+    """A processor whose decisions read what other projections hold (the disaster desk seeds its
+    ledger from the replica and the certificates): before deciding a batch it waits for them to
+    reach the log's end. The runner calls it outside any transaction, so no tracking row stays
+    locked while it waits."""
+
+    async def wait_for_sources(self, events: Sequence[ConsumedEvent]) -> None:
+        """Return once what deciding ``events`` reads is as a replay would see it."""
+
+
 @dataclass(frozen=True)
 class BulkReplay:
     """What a replay from the beginning may do to go faster, as far as a projection allows.

@@ -20,7 +20,13 @@ from aiokafka import TopicPartition
 from pipeline.database import Connection
 from pipeline.database import quote_ident as _q
 from pipeline.deadletters import DeadLetter, DeadLetterSink
-from pipeline.projection import ConsumedEvent, Processor, Projection, RawRecord
+from pipeline.projection import (
+    ConsumedEvent,
+    Processor,
+    Projection,
+    RawRecord,
+    WaitsForSources,
+)
 from pipeline.proofs import EdgeKeys, Unauthenticated
 from pipeline.publish import Outgoing
 from schemas.codec import EventDecodeError, decode_event, encode_event
@@ -174,6 +180,8 @@ class ProjectionRunner:
         Decoding (CPU work) happens before, outside the transaction, so a feeder can decode the
         next batch while Postgres writes this one.
 
+        0. Live, a processor that decides from other projections' tables waits for them to
+           reach the log's end (``WaitsForSources``), before any row is locked.
         1. Open a transaction with ``search_path`` on the projection's schema. A batch that
            decides nothing commits without waiting for its WAL flush: what a crash loses of it
            is read from the log again. A processor's batch waits: its decisions exist once.
@@ -197,6 +205,11 @@ class ProjectionRunner:
         started = time.perf_counter()
         partitions = sorted({(i.topic, i.partition) for i in items})
         decided = False
+        # 0.
+        if self.deciding and isinstance(self.projection, WaitsForSources):
+            await self.projection.wait_for_sources(
+                [i for i in items if isinstance(i, ConsumedEvent) and self.is_local(i.topic)]
+            )
         # 1.
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(

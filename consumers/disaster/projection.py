@@ -132,7 +132,6 @@ class DisasterProcessor:
             key = event.key.decode() if event.key else f"{envelope.municipality}:"
             made: list[tuple[str, Any]] = []
             if isinstance(payload, DisasterDeclared):
-                await self._sources_level()
                 made.append(("disaster.ledger_seeded", await _seed(connection, payload, envelope)))
             elif isinstance(payload, ShelterTapped):
                 made.append(await _decide_tap(connection, payload, envelope))
@@ -147,10 +146,12 @@ class DisasterProcessor:
                 decided.append(outgoing)
         return decided
 
-    async def _sources_level(self) -> None:
+    async def wait_for_sources(self, events: Sequence[ConsumedEvent]) -> None:
         """The ledger is seeded from what the replica and the certificates recorded up to the
-        declaration; a replay sees all of it, so the live seeding must too: wait until both
-        have applied the log as it ends now."""
+        declaration; a replay sees all of it, so the live seeding must too: before a batch with
+        a declaration, wait until both have applied the log as it ends now."""
+        if not any(isinstance(event.payload, DisasterDeclared) for event in events):
+            return
         sources = [load_projection(name, self.settings) for name in ("replica", "certificates")]
         if not await wait_until_applied(self.settings, sources, SOURCES_TIMEOUT):
             log.warning(

@@ -206,6 +206,52 @@ async def test_only_a_batch_that_decides_nothing_commits_without_waiting_for_its
         assert await connection.fetchval("SHOW synchronous_commit") == "on", "server-wide"
 
 
+class WaitingJournal(DecidingJournal):
+    """A processor that reads other projections: ``waiting`` runs where it waits for them."""
+
+    def __init__(self, waiting: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(_nothing)
+        self.waiting = waiting
+
+    async def wait_for_sources(self, events: Sequence[ConsumedEvent]) -> None:
+        await self.waiting()
+
+
+async def _nothing(connection: asyncpg.Connection) -> None:
+    return None
+
+
+async def test_a_processor_waits_for_its_sources_with_no_tracking_row_locked(
+    platform: Settings, pool: asyncpg.Pool
+) -> None:
+    """The disaster desk waits up to two minutes for the replica before seeding a ledger: a
+    feeder of the same projection (a refresh from the command line) must not wait behind it."""
+    async with producer(platform) as client:
+        await publish_many(platform, client, proven_sample(platform, 20))
+    records = await read_all(platform, platform.topic(ISSUANCE_REQUESTS.name))
+    await runner_for(platform, pool).apply_records(records[:10])  # type: ignore[arg-type]
+    locked_while_waiting: list[int] = []
+
+    async def try_the_tracking_rows() -> None:
+        async with pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                "SELECT partition FROM journal.projection_offsets FOR UPDATE SKIP LOCKED"
+            )
+            total = await connection.fetchval("SELECT count(*) FROM journal.projection_offsets")
+            locked_while_waiting.append(total - len(rows))
+
+    waiting = runner_for(platform, pool, WaitingJournal(try_the_tracking_rows))
+
+    async def publish_nothing(messages: object) -> None:
+        return None
+
+    waiting.publisher = publish_nothing  # type: ignore[assignment]
+    result = await waiting.apply_records(records[10:])  # type: ignore[arg-type]
+
+    assert result.applied == len(records) - 10
+    assert locked_while_waiting == [0]
+
+
 async def test_bad_messages_become_dead_letters_and_the_rest_applies(
     platform: Settings, pool: asyncpg.Pool
 ) -> None:
