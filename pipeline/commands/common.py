@@ -135,15 +135,29 @@ def aware_time(value: str | None, option: str = "--at") -> datetime | None:
 
 
 def read_projection(name: str, read: Callable[[Connection], Awaitable[R]]) -> R:
-    """Bring projection ``name`` level with the log, then ``read`` it: a statement or a ledger
-    is never older than the log it is printed from."""
+    """Bring projection ``name`` level with the log, then ``read`` it: a statement is never
+    older than the log it is printed from.
+
+    A processor (the disaster desk) is read as its live worker left it, with a warning when the
+    worker has events still to apply: whoever applies a processor's events decides them, and a
+    read must never publish decisions."""
     from pipeline.catchup import refresh
     from pipeline.database import connect
-    from pipeline.projection import load_projection
+    from pipeline.projection import Processor, load_projection
+    from pipeline.status import projection_lag
 
     async def run() -> R:
         current = settings()
-        await refresh(current, load_projection(name, current))
+        projection = load_projection(name, current)
+        if isinstance(projection, Processor):
+            behind = (await projection_lag(current, projection)).lag
+            if behind > 0:
+                errors.print(
+                    f"[yellow]warning:[/yellow] the {name} worker has {behind:,} events still "
+                    "to apply; this shows what it has applied (is `bcl worker` running?)"
+                )
+        else:
+            await refresh(current, projection)
         async with connect(current) as connection:
             return await read(connection)
 

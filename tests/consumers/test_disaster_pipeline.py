@@ -359,6 +359,36 @@ def next_open_morning() -> datetime:
     return datetime.combine(day, time(10, 0), tzinfo=JST)
 
 
+async def test_reading_the_desk_never_decides_and_says_the_worker_is_behind(
+    platform: Settings,
+) -> None:
+    """Whoever applies a processor's events decides them: a read from the command line leaves
+    them to the live worker and says how many wait, instead of publishing decisions itself."""
+    await chiyoda_with_cards(platform)
+    disaster = load_projection("disaster", platform)
+    await refresh(platform, disaster)
+    async with DisasterDesk(platform) as desk:
+        await desk.send(
+            CHIYODA,
+            DisasterDeclared(
+                disaster_id=DISASTER, municipality=CHIYODA, name="令和8年台風第10号",
+                kind=DisasterKind.FLOOD, occurred_on=date(2026, 11, 20), area=square(CENTRE),
+            ),
+        )  # fmt: skip
+
+    read = bcl(platform, "disaster", "status", DISASTER)
+
+    assert read.returncode == 0, read.stderr
+    assert "the disaster worker has 1 events still to apply" in " ".join(read.stderr.split())
+    async with connect(platform) as connection:
+        assert await connection.fetchval("SELECT count(*) FROM disaster.disasters") == 0
+    await refresh(platform, disaster)  # the worker's part: it seeds the ledger, once
+    async with connect(platform) as connection:
+        assert await connection.fetchval("SELECT count(*) FROM disaster.disasters") == 1
+    await refresh(platform, disaster)  # and records its decision, which came back on the log
+    assert "warning" not in bcl(platform, "disaster", "status", DISASTER).stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
