@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import fields
 from datetime import datetime
 from enum import StrEnum
 from functools import wraps
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, get_type_hints
 
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -88,6 +90,34 @@ _NETWORK_ERRNOS = {
     errno.ENETUNREACH,
     errno.ETIMEDOUT,
 }
+
+
+def with_options(shared: type[Any], into: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command the fields of the dataclass ``shared`` (each annotated as a Typer option,
+    default None) as options of its own, in the place of its parameter ``into``, and hand them
+    to it together there: commands that share options declare them once."""
+
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
+        hints = get_type_hints(shared, include_extras=True)
+        options = [
+            inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                              annotation=hints[field.name])
+            for field in fields(shared)
+        ]  # fmt: skip
+
+        @wraps(command)
+        def run(**given: Any) -> R:
+            gathered = shared(**{option.name: given.pop(option.name) for option in options})
+            return command(**given, **{into: gathered})
+
+        own = inspect.signature(command, eval_str=True).parameters.values()
+        # Typer reads a command's options from its signature.
+        run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p for parameter in own for p in (options if parameter.name == into else [parameter])]
+        )
+        return run
+
+    return decorate
 
 
 def print_error(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from pipeline.commands.common import (
     run_async,
     settings,
     validation_problems,
+    with_options,
 )
 
 app = typer.Typer(help="The registry of participating municipalities.", no_args_is_help=True)
@@ -79,58 +81,44 @@ def _maintenance(entries: list[str]) -> list[dict[str, str]]:
     return windows
 
 
-def _changes(
-    *,
-    name: str | None,
-    own_server: bool | None,
-    municipality_class: str | None,
-    population: int | None,
-    offers: str | None,
-    weekday_only: str | None,
-    window: str | None,
-    counter: str | None,
-    connection_hours: str | None,
-    holidays: list[str] | None,
-    maintenance: list[str] | None,
-    fees: list[str] | None,
-    public_key: Path | None,
-    mayor: str | None,
-    disaster_system: str | None,
-) -> dict[str, Any]:
+def _changes(name: str | None, given: ProfileOptions) -> dict[str, Any]:
+    """The profile fields given, as the registry takes them."""
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
-    if mayor is not None:
-        changes["mayor"] = mayor
-    if disaster_system is not None:
-        changes["disaster_system_since"] = disaster_system
-    if own_server is not None:
-        changes["uses_bcl"] = not own_server
-    if municipality_class is not None:
-        changes["municipality_class"] = municipality_class
-    if population is not None:
-        changes["population"] = population
-    if offers is not None:
-        changes["offered_types"] = [t.strip() for t in offers.split(",") if t.strip()]
-    if weekday_only is not None:
-        changes["weekday_only_types"] = [t.strip() for t in weekday_only.split(",") if t.strip()]
-    if window is not None:
-        changes["service_window"] = _window(window, "service window")
-    if counter is not None:
-        changes["counter_hours"] = _counter_hours(counter)
-    if connection_hours is not None:
-        changes["connection_hours"] = _window(connection_hours, "connection hours")
-    if holidays:
-        changes["holidays"] = [d for text in holidays for d in text.split(",") if d]
-    if maintenance:
-        changes["maintenance"] = _maintenance(maintenance)
-    if fees:
-        changes["fees"] = _fees(fees)
-    if public_key is not None:
+    if given.mayor is not None:
+        changes["mayor"] = given.mayor
+    if given.disaster_system is not None:
+        changes["disaster_system_since"] = given.disaster_system
+    if given.own_server is not None:
+        changes["uses_bcl"] = not given.own_server
+    if given.municipality_class is not None:
+        changes["municipality_class"] = given.municipality_class
+    if given.population is not None:
+        changes["population"] = given.population
+    if given.offers is not None:
+        changes["offered_types"] = [t.strip() for t in given.offers.split(",") if t.strip()]
+    if given.weekday_only is not None:
+        changes["weekday_only_types"] = [
+            t.strip() for t in given.weekday_only.split(",") if t.strip()
+        ]
+    if given.window is not None:
+        changes["service_window"] = _window(given.window, "service window")
+    if given.counter is not None:
+        changes["counter_hours"] = _counter_hours(given.counter)
+    if given.connection_hours is not None:
+        changes["connection_hours"] = _window(given.connection_hours, "connection hours")
+    if given.holiday:
+        changes["holidays"] = [d for text in given.holiday for d in text.split(",") if d]
+    if given.maintenance:
+        changes["maintenance"] = _maintenance(given.maintenance)
+    if given.fee:
+        changes["fees"] = _fees(given.fee)
+    if given.public_key is not None:
         try:
-            changes["push_public_key"] = public_key.read_text()
+            changes["push_public_key"] = given.public_key.read_text()
         except OSError as error:
-            raise CommandError(f"cannot read the public key {public_key}: {error}") from None
+            raise CommandError(f"cannot read the public key {given.public_key}: {error}") from None
     return changes
 
 
@@ -180,26 +168,35 @@ DisasterSystem = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class ProfileOptions:
+    """The profile's options, the same for `add` and `update` (None: not given)."""
+
+    own_server: OwnServer = None
+    municipality_class: Class = None
+    population: Population = None
+    offers: Offers = None
+    weekday_only: WeekdayOnly = None
+    window: Window = None
+    counter: Counter = None
+    connection_hours: ConnectionHours = None
+    holiday: Holidays = None
+    maintenance: Maintenance = None
+    fee: Fees = None
+    public_key: PublicKey = None
+    mayor: Mayor = None
+    disaster_system: DisasterSystem = None
+
+
 @app.command()
 @clean_errors
+@with_options(ProfileOptions, into="options")
 def add(
     code: Annotated[str, typer.Argument(help="6-digit municipality code with check digit.")],
     name: Annotated[str, typer.Option(help="Municipality name, e.g. 横浜市.")],
     joined: Annotated[str, typer.Option(help="Joining date YYYY-MM-DD (default: today).")] = "",
-    own_server: OwnServer = None,
-    municipality_class: Class = None,
-    population: Population = None,
-    offers: Offers = None,
-    weekday_only: WeekdayOnly = None,
-    window: Window = None,
-    counter: Counter = None,
-    connection_hours: ConnectionHours = None,
-    holiday: Holidays = None,
-    maintenance: Maintenance = None,
-    fee: Fees = None,
-    public_key: PublicKey = None,
-    mayor: Mayor = None,
-    disaster_system: DisasterSystem = None,
+    *,
+    options: ProfileOptions,
 ) -> None:
     """Register a municipality joining the service.
 
@@ -222,23 +219,7 @@ def add(
     if not is_valid_municipality_code(code):
         raise CommandError(f"{code!r} is not a valid municipality code (6 digits, check digit)")
     current = settings()
-    changes = _changes(
-        name=name,
-        own_server=own_server,
-        municipality_class=municipality_class,
-        population=population,
-        offers=offers,
-        weekday_only=weekday_only,
-        window=window,
-        counter=counter,
-        connection_hours=connection_hours,
-        holidays=holiday,
-        maintenance=maintenance,
-        fees=fee,
-        public_key=public_key,
-        mayor=mayor,
-        disaster_system=disaster_system,
-    )
+    changes = _changes(name, options)
     changes.setdefault("uses_bcl", True)
     if run_async(registered_profile(current, code, refresh_first=True)) is not None:
         raise CommandError(
@@ -246,13 +227,13 @@ def add(
         )
     keys = current.home / "keys"
     try:
-        kept_key = None if public_key else read_key_pair(keys, code)
+        kept_key = None if options.public_key else read_key_pair(keys, code)
     except SigningKeyError as error:
         raise CommandError(
             f"{error}; put the matching pair back, move both files away to make a new pair, "
             "or give the municipality's own public key with --public-key"
         ) from None
-    push_key = None if public_key else kept_key or generate_signing_key()
+    push_key = None if options.public_key else kept_key or generate_signing_key()
     if push_key is not None:
         changes["push_public_key"] = public_key_pem(push_key)
     try:
@@ -279,23 +260,12 @@ def add(
 
 @app.command()
 @clean_errors
+@with_options(ProfileOptions, into="options")
 def update(
     code: Annotated[str, typer.Argument(help="The municipality to change.")],
     name: Name = None,
-    own_server: OwnServer = None,
-    municipality_class: Class = None,
-    population: Population = None,
-    offers: Offers = None,
-    weekday_only: WeekdayOnly = None,
-    window: Window = None,
-    counter: Counter = None,
-    connection_hours: ConnectionHours = None,
-    holiday: Holidays = None,
-    maintenance: Maintenance = None,
-    fee: Fees = None,
-    public_key: PublicKey = None,
-    mayor: Mayor = None,
-    disaster_system: DisasterSystem = None,
+    *,
+    options: ProfileOptions,
 ) -> None:
     """Change a registered municipality's profile; unnamed fields keep their value.
 
@@ -304,23 +274,7 @@ def update(
     from producers.registry import RegistryError
     from producers.registry import update as publish_update
 
-    changes = _changes(
-        name=name,
-        own_server=own_server,
-        municipality_class=municipality_class,
-        population=population,
-        offers=offers,
-        weekday_only=weekday_only,
-        window=window,
-        counter=counter,
-        connection_hours=connection_hours,
-        holidays=holiday,
-        maintenance=maintenance,
-        fees=fee,
-        public_key=public_key,
-        mayor=mayor,
-        disaster_system=disaster_system,
-    )
+    changes = _changes(name, options)
     if not changes:
         raise CommandError("nothing to change: give at least one option (see --help)")
     try:

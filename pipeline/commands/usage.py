@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CommandError, clean_errors, console, run_async, settings
+from pipeline.commands.common import (
+    CommandError,
+    clean_errors,
+    console,
+    run_async,
+    settings,
+    with_options,
+)
 from pipeline.commands.output import cell, csv_text, json_text, print_table
 from pipeline.commands.usage_charts import CHART_GROUPS, ChartKind
 
@@ -73,6 +81,23 @@ OtherMunicipality = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class UsageFilters:
+    """The filters `bcl usage` and `bcl usage chart` share, as given (None: not given)."""
+
+    municipality: Municipalities = None
+    month: Month = None
+    first: FirstDay = None
+    last: LastDay = None
+    certificate_type: Types = None
+    operator: Operators = None
+    center: Centers = None
+    outcome: Outcome = None
+    reason: Reason = None
+    outside_hours: OutsideHours = None
+    other_municipality: OtherMunicipality = None
+
+
 def _day(text: str | None, option: str) -> date | None:
     if text is None:
         return None
@@ -82,23 +107,12 @@ def _day(text: str | None, option: str) -> date | None:
         raise CommandError(f"{option} {text!r}: write the date as YYYY-MM-DD") from None
 
 
-def _filter(
-    municipalities: list[str] | None,
-    month: str | None,
-    first: str | None,
-    last: str | None,
-    types: list[str] | None,
-    operators: list[str] | None,
-    centers: list[str] | None,
-    outcome: str | None,
-    reason: str | None,
-    outside_hours: bool | None,
-    other_municipality: bool | None,
-) -> UsageFilter:
+def _filter(given: UsageFilters) -> UsageFilter:
     from consumers.usage.queries import UsageFilter
     from schemas.calendar import month_days
 
-    first_day, last_day = _day(first, "--from"), _day(last, "--to")
+    first_day, last_day = _day(given.first, "--from"), _day(given.last, "--to")
+    month = given.month
     if month is not None:
         if first_day or last_day:
             raise CommandError("give either --month or --from/--to, not both")
@@ -110,14 +124,14 @@ def _filter(
         raise CommandError(f"--from {first_day} is after --to {last_day}")
     try:
         return UsageFilter(
-            municipalities=tuple(municipalities or ()),
-            store_operators=tuple(operators or ()),
-            certificate_types=tuple(types or ()),
-            centers=tuple(centers or ()),
-            outcome=outcome,
-            reason=reason,
-            outside_counter_hours=outside_hours,
-            other_municipality=other_municipality,
+            municipalities=tuple(given.municipality or ()),
+            store_operators=tuple(given.operator or ()),
+            certificate_types=tuple(given.certificate_type or ()),
+            centers=tuple(given.center or ()),
+            outcome=given.outcome,
+            reason=given.reason,
+            outside_counter_hours=given.outside_hours,
+            other_municipality=given.other_municipality,
             first_day=first_day,
             last_day=last_day,
         )
@@ -233,19 +247,10 @@ def _write_parquet(report: UsageReport, path: Path) -> None:
 
 @app.callback()
 @clean_errors
+@with_options(UsageFilters, into="filters")
 def usage(
     context: typer.Context,
-    municipality: Municipalities = None,
-    month: Month = None,
-    first: FirstDay = None,
-    last: LastDay = None,
-    certificate_type: Types = None,
-    operator: Operators = None,
-    center: Centers = None,
-    outcome: Outcome = None,
-    reason: Reason = None,
-    outside_hours: OutsideHours = None,
-    other_municipality: OtherMunicipality = None,
+    filters: UsageFilters = UsageFilters(),
     by: Annotated[
         str | None,
         typer.Option(
@@ -285,10 +290,7 @@ def usage(
             )
         return
     keys = _dimensions(by)
-    chosen = _filter(
-        municipality, month, first, last, certificate_type, operator, center, outcome, reason,
-        outside_hours, other_municipality,
-    )  # fmt: skip
+    chosen = _filter(filters)
     if output is UsageFormat.PARQUET and out is None:
         raise CommandError("--format parquet writes a file: give it with --out FILE.parquet")
     if output is UsageFormat.TABLE and out is not None:
@@ -320,6 +322,7 @@ def usage(
 
 @app.command()
 @clean_errors
+@with_options(UsageFilters, into="filters")
 def chart(
     kind: Annotated[
         ChartKind,
@@ -329,17 +332,8 @@ def chart(
         ),
     ],
     out: Annotated[Path, typer.Option(help="The PNG file to write.")],
-    municipality: Municipalities = None,
-    month: Month = None,
-    first: FirstDay = None,
-    last: LastDay = None,
-    certificate_type: Types = None,
-    operator: Operators = None,
-    center: Centers = None,
-    outcome: Outcome = None,
-    reason: Reason = None,
-    outside_hours: OutsideHours = None,
-    other_municipality: OtherMunicipality = None,
+    *,
+    filters: UsageFilters,
 ) -> None:
     """Draw a usage chart as a PNG (150 dpi), titled in Japanese, with the same filters as
     `bcl usage`.
@@ -352,10 +346,7 @@ def chart(
 
     if out.suffix.lower() != ".png":
         raise CommandError(f"--out {out}: a chart is written as PNG, name it *.png")
-    chosen = _filter(
-        municipality, month, first, last, certificate_type, operator, center, outcome, reason,
-        outside_hours, other_municipality,
-    )  # fmt: skip
+    chosen = _filter(filters)
     report, names = _fetch(chosen, CHART_GROUPS[kind])
     draw_chart(kind, report, out, subtitle=_describe(chosen, names))
     console.print(f"wrote the {kind} chart to {out}")
