@@ -17,13 +17,14 @@ from pipeline.projection import load_projection
 from pipeline.settings import Settings
 from pipeline.signing import generate_signing_key
 from pipeline.vault import Vault, load_kek, open_sealed
-from producers import municipal_push
 from producers.municipal_push import (
     LINES_PER_BATCH,
     REFUSAL_REASONS,
     WITHHELD,
     held_batches,
+    intake,
     next_sequence,
+    publishing,
     push_file,
     push_statement,
     sign_push,
@@ -67,7 +68,7 @@ def test_the_push_statement_binds_municipality_sequence_and_file() -> None:
 def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Publish from one process, or from two however small the batch."""
     if request.param == "two processes":
-        monkeypatch.setattr(municipal_push, "SECOND_PROCESS_FROM", 1)
+        monkeypatch.setattr(publishing, "SECOND_PROCESS_FROM", 1)
 
 
 @pytest.mark.usefixtures("processes")
@@ -474,14 +475,14 @@ async def test_a_file_changed_between_its_digest_and_its_check_is_refused(
     key = await register(platform)
     pushed = tmp_path / "register.csv"
     pushed.write_bytes(SAMPLE_CSV.read_bytes())
-    digest = municipal_push._digest
+    digest = intake.file_digest
 
     def then_changed(source: Path, limit: int) -> str | None:
         sha = digest(source, limit)
         source.write_bytes(source.read_bytes().replace("神田 一郎".encode(), "神田 二郎".encode()))
         return sha
 
-    monkeypatch.setattr(municipal_push, "_digest", then_changed)
+    monkeypatch.setattr(intake, "file_digest", then_changed)
     report = await signed_push(platform, key, pushed, 1)
     assert (report.outcome, report.reason) == ("refused", "file_changed")
     assert "changed while it was read" in report.message
