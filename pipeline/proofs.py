@@ -38,7 +38,6 @@ from schemas.codec import (
     EventDecodeError,
     decode_event,
     encode_fields,
-    encode_unproven,
     proof_suffix,
     unproven_fields,
 )
@@ -111,12 +110,7 @@ class EdgeKeys:
         problem = edge_problem(edge)
         if problem is not None:
             raise ValueError(problem)
-        body = encode_fields(fields)
-        value = body[:-1] + proof_suffix(self.proof_of_bytes(edge, body))
-        try:
-            envelope = decode_event(value).envelope
-        except EventDecodeError as error:
-            raise ValueError(f"edge {edge} cannot prove an invalid event: {error}") from None
+        envelope, value = self._proven(edge, fields)
         problem = rights_problem(edge, envelope)
         if problem is not None:
             raise ValueError(problem)
@@ -125,21 +119,20 @@ class EdgeKeys:
     def proof(self, edge: str, envelope: Envelope) -> str:
         """The proof ``edge``'s key makes of ``envelope``, whether or not the edge has the
         right to it (consumers check that)."""
-        return self._proven_body(edge, envelope)[1]
+        proof = self._proven(edge, unproven_fields(envelope))[0].proof
+        assert proof is not None  # proven just now
+        return proof
 
-    def _proven_body(self, edge: str, envelope: Envelope) -> tuple[bytes, str]:
-        """The unproven bytes of ``envelope`` and ``edge``'s proof of them."""
-        unproven = (
-            envelope if envelope.proof is None else envelope.model_copy(update={"proof": None})
-        )
-        body = encode_unproven(unproven)
+    def _proven(self, edge: str, fields: dict[str, Any]) -> tuple[Envelope, bytes]:
+        """``fields`` proven with ``edge``'s key, as their decoded envelope and their bytes."""
+        body = encode_fields(fields)
+        value = body[:-1] + proof_suffix(self.proof_of_bytes(edge, body))
         try:
             # Consumers build proven events without validating them again (``decode_proven``):
             # only what the full decoder accepts is ever proven.
-            decode_event(body)
+            return decode_event(value).envelope, value
         except EventDecodeError as error:
             raise ValueError(f"edge {edge} cannot prove an invalid event: {error}") from None
-        return body, self.proof_of_bytes(edge, body)
 
     def proof_of_bytes(self, edge: str, body: bytes) -> str:
         """``edge``'s proof of the unproven event ``body``, valid or not: for ``proof``, and for
