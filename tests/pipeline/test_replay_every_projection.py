@@ -36,6 +36,22 @@ async def digests(settings: Settings) -> dict[str, str]:
     return found
 
 
+async def publish_for_every_projection(settings: Settings, *, sample: int, recorded: int) -> None:
+    """Residents pushed by a municipality, ``sample`` events of kiosk traffic and revocations,
+    ``recorded`` of a small nation's day of recorded decisions: something for every projection
+    to hold (the disaster desk's acts aside)."""
+    key = await register(settings)
+    assert (await signed_push(settings, key, SAMPLE_CSV, 1)).outcome == "accepted"
+    nation = synthetic_nation(30, seed=4)
+    traffic = national_traffic(nation, start=date(2024, 3, 1), days=1, scale=0.02, seed=4)
+    messages = [
+        *platform_sample(sample, seed=4),
+        *itertools.islice(recorded_traffic(traffic, seed=4), recorded),
+    ]
+    async with producer(settings) as client:
+        await publish_many(settings, client, proven_by_their_edges(settings, messages))
+
+
 async def settled(settings: Settings) -> None:
     """Until every projection has applied the log and the log has stopped growing: the issuer
     and the revoker publish decisions on what they apply, which the others then apply."""
@@ -54,18 +70,7 @@ async def test_every_projection_replayed_from_the_beginning_equals_the_live_one(
     worker = start_worker(platform, log)
     try:
         await wait_for_log_line(log, "ready;")
-        # Residents pushed by a municipality, kiosk traffic and revocations, a small nation's
-        # day of recorded decisions: something for every projection to hold.
-        key = await register(platform)
-        assert (await signed_push(platform, key, SAMPLE_CSV, 1)).outcome == "accepted"
-        nation = synthetic_nation(30, seed=4)
-        traffic = national_traffic(nation, start=date(2024, 3, 1), days=1, scale=0.02, seed=4)
-        messages = [
-            *platform_sample(3000, seed=4),
-            *itertools.islice(recorded_traffic(traffic, seed=4), 1000),
-        ]
-        async with producer(platform) as client:
-            await publish_many(platform, client, proven_by_their_edges(platform, messages))
+        await publish_for_every_projection(platform, sample=3000, recorded=1000)
         await settled(platform)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
